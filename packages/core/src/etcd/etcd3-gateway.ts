@@ -1,0 +1,278 @@
+import { Etcd3, type IOptions } from 'etcd3';
+import { noop } from 'cockatiel';
+import { EtcdRecoverError, messageOf } from '../errors.js';
+import {
+  idToHex,
+  hexToId,
+  type Alarm,
+  type EtcdConnection,
+  type EtcdGateway,
+  type EtcdKv,
+  type EtcdMember,
+  type MemberList,
+  type MemberStatus,
+  type SnapshotHeader,
+  type SnapshotStream,
+} from './etcd-gateway.js';
+
+const DEFAULT_TIMEOUT_MS = 5_000;
+
+/**
+ * EtcdGateway over the etcd3 client. One client per endpoint, so that a call
+ * goes to exactly the member asked for; cockatiel's retry and circuit breaker
+ * are disabled because callers decide what to retry (a refused connection
+ * would otherwise block a client for 5 s).
+ */
+export class Etcd3Gateway implements EtcdGateway {
+  readonly endpoints: readonly string[];
+  private readonly clients = new Map<string, Etcd3>();
+  private readonly timeoutMs: number;
+
+  constructor(private readonly conn: EtcdConnection) {
+    if (conn.endpoints.length === 0) {
+      throw new EtcdRecoverError('CONFIG', 'no etcd endpoints given', {
+        hint: 'pass --endpoints http://host:2379[,…] or choose a target with members',
+      });
+    }
+    this.endpoints = conn.endpoints;
+    this.timeoutMs = conn.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  private client(endpoint: string): Etcd3 {
+    let c = this.clients.get(endpoint);
+    if (!c) {
+      const opts: IOptions = {
+        hosts: [endpoint],
+        dialTimeout: this.timeoutMs,
+        faultHandling: { host: () => noop, global: noop },
+      };
+      const tls = this.conn.tls;
+      if (tls && (tls.ca || tls.cert)) {
+        opts.credentials = {
+          rootCertificate: tls.ca ?? Buffer.alloc(0),
+          ...(tls.cert ? { certChain: tls.cert } : {}),
+          ...(tls.key ? { privateKey: tls.key } : {}),
+        };
+      }
+      c = new Etcd3(opts);
+      this.clients.set(endpoint, c);
+    }
+    return c;
+  }
+
+  private deadline(ms = this.timeoutMs): { deadline: Date } {
+    return { deadline: new Date(Date.now() + ms) };
+  }
+
+  /** Runs fn against each endpoint in turn until one answers. */
+  private async any<T>(what: string, fn: (c: Etcd3, endpoint: string) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const errors: string[] = [];
+    for (const ep of this.endpoints) {
+      signal?.throwIfAborted();
+      try {
+        return await fn(this.client(ep), ep);
+      } catch (e) {
+        errors.push(`${ep}: ${describeGrpc(e)}`);
+      }
+    }
+    throw new EtcdRecoverError('ETCD_UNREACHABLE', `${what}: no etcd member answered (${errors.join('; ')})`, {
+      hint: 'check that at least one member is running and reachable, and the TLS settings',
+    });
+  }
+
+  async status(endpoint: string, signal?: AbortSignal): Promise<MemberStatus> {
+    signal?.throwIfAborted();
+    try {
+      const s = await this.client(endpoint).maintenance.status(this.deadline());
+      const memberId = idToHex(s.header.member_id);
+      const leaderId = idToHex(s.leader);
+      return {
+        endpoint,
+        memberId,
+        clusterId: idToHex(s.header.cluster_id),
+        leaderId,
+        isLeader: memberId === leaderId,
+        isLearner: Boolean(s.isLearner),
+        revision: Number(s.header.revision),
+        raftIndex: Number(s.raftIndex),
+        raftAppliedIndex: Number(s.raftAppliedIndex ?? s.raftIndex),
+        raftTerm: Number(s.raftTerm),
+        dbSize: Number(s.dbSize),
+        dbSizeInUse: Number(s.dbSizeInUse ?? s.dbSize),
+        version: s.version,
+        errors: s.errors ?? [],
+      };
+    } catch (e) {
+      throw new EtcdRecoverError('ETCD_UNREACHABLE', `etcd member ${endpoint} did not answer: ${describeGrpc(e)}`, {
+        cause: e,
+        hint: 'the member may be down; check its process or pod',
+      });
+    }
+  }
+
+  async alarms(signal?: AbortSignal): Promise<Alarm[]> {
+    return this.any('alarm list', async (c) => {
+      const r = await c.maintenance.alarm({ action: 'Get', memberID: '0', alarm: 'None' }, this.deadline());
+      return (r.alarms ?? []).map((a) => ({ memberId: idToHex(a.memberID), alarm: String(a.alarm) }));
+    }, signal);
+  }
+
+  snapshot(endpoint: string, signal?: AbortSignal): SnapshotStream {
+    const client = this.client(endpoint);
+    let resolveHeader!: (h: SnapshotHeader) => void;
+    let rejectHeader!: (e: unknown) => void;
+    const header = new Promise<SnapshotHeader>((res, rej) => {
+      resolveHeader = res;
+      rejectHeader = rej;
+    });
+    header.catch(() => undefined);
+    let resolveExpected!: (n: number | undefined) => void;
+    const expectedBytes = new Promise<number | undefined>((res) => (resolveExpected = res));
+
+    async function* chunks(): AsyncGenerator<Buffer> {
+      // A bounded queue between gRPC's push stream and our pull iteration.
+      const queue: Buffer[] = [];
+      let done = false;
+      let failure: unknown;
+      let wake: (() => void) | undefined;
+      const notify = () => {
+        const w = wake;
+        wake = undefined;
+        w?.();
+      };
+      let stream;
+      try {
+        stream = await client.maintenance.snapshot();
+      } catch (e) {
+        const err = new EtcdRecoverError('ETCD_UNREACHABLE', `snapshot from ${endpoint} failed to start: ${describeGrpc(e)}`, { cause: e });
+        rejectHeader(err);
+        resolveExpected(undefined);
+        throw err;
+      }
+      let first = true;
+      stream.on('data', (msg) => {
+        if (msg.header) {
+          resolveHeader({
+            clusterId: idToHex(msg.header.cluster_id),
+            memberId: idToHex(msg.header.member_id),
+            revision: Number(msg.header.revision),
+            raftTerm: Number(msg.header.raft_term),
+          });
+        }
+        if (first) {
+          first = false;
+          resolveExpected(Number(msg.remaining_bytes) + msg.blob.length);
+        }
+        if (msg.blob.length) queue.push(msg.blob);
+        notify();
+      });
+      stream.on('end', () => {
+        done = true;
+        notify();
+      });
+      stream.on('error', (e) => {
+        failure = e;
+        done = true;
+        notify();
+      });
+      const onAbort = () => {
+        failure = signal?.reason ?? new Error('aborted');
+        done = true;
+        notify();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        for (;;) {
+          if (queue.length) {
+            yield queue.shift()!;
+            continue;
+          }
+          if (failure) throw failure;
+          if (done) return;
+          await new Promise<void>((r) => (wake = r));
+        }
+      } catch (e) {
+        const err =
+          e instanceof EtcdRecoverError
+            ? e
+            : new EtcdRecoverError('ETCD_UNREACHABLE', `snapshot stream from ${endpoint} broke: ${describeGrpc(e)}`, { cause: e });
+        rejectHeader(err);
+        throw err;
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+        rejectHeader(new EtcdRecoverError('ETCD_ERROR', `snapshot from ${endpoint} sent no header`));
+        if (first) resolveExpected(undefined);
+      }
+    }
+    const it = chunks();
+    return { header, expectedBytes, [Symbol.asyncIterator]: () => it };
+  }
+
+  async defragment(endpoint: string, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    await this.client(endpoint).maintenance.defragment(this.deadline(120_000));
+  }
+
+  async list(signal?: AbortSignal): Promise<MemberList> {
+    return this.any('member list', async (c) => {
+      const r = await c.cluster.memberList({ linearizable: false }, this.deadline());
+      return { clusterId: idToHex(r.header.cluster_id), members: r.members.map(toMember) };
+    }, signal);
+  }
+
+  async add(peerURLs: string[], opts: { learner: boolean }, signal?: AbortSignal): Promise<EtcdMember> {
+    return this.any('member add', async (c) => {
+      const r = await c.cluster.memberAdd({ peerURLs, isLearner: opts.learner }, this.deadline());
+      return toMember(r.member);
+    }, signal);
+  }
+
+  async remove(memberId: string, signal?: AbortSignal): Promise<void> {
+    await this.any('member remove', async (c) => {
+      await c.cluster.memberRemove({ ID: hexToId(memberId) }, this.deadline());
+    }, signal);
+  }
+
+  async promote(memberId: string, signal?: AbortSignal): Promise<void> {
+    // Not via any(): "learner not in sync" must surface to the caller, which retries.
+    const errors: string[] = [];
+    for (const ep of this.endpoints) {
+      signal?.throwIfAborted();
+      try {
+        await this.client(ep).cluster.memberPromote({ ID: hexToId(memberId) }, this.deadline());
+        return;
+      } catch (e) {
+        const m = describeGrpc(e);
+        if (/not in sync|learner/i.test(m)) throw new EtcdRecoverError('ETCD_ERROR', m, { retryable: true, cause: e });
+        errors.push(`${ep}: ${m}`);
+      }
+    }
+    throw new EtcdRecoverError('ETCD_UNREACHABLE', `member promote: no member answered (${errors.join('; ')})`);
+  }
+
+  readonly kv: EtcdKv = {
+    get: (key, signal) =>
+      this.any('get', async (c) => (await c.get(key).string()) ?? undefined, signal),
+    count: (prefix, signal) => this.any('count', async (c) => c.getAll().prefix(prefix).count(), signal),
+  };
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}
+
+function toMember(m: { ID: string; name: string; peerURLs: string[]; clientURLs: string[]; isLearner?: boolean }): EtcdMember {
+  return {
+    id: idToHex(m.ID),
+    name: m.name,
+    peerURLs: m.peerURLs ?? [],
+    clientURLs: m.clientURLs ?? [],
+    isLearner: Boolean(m.isLearner),
+  };
+}
+
+function describeGrpc(e: unknown): string {
+  const msg = messageOf(e);
+  return msg.replace(/^\d+ [A-Z_]+: /, '').split('\n')[0] ?? msg;
+}

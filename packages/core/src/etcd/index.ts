@@ -1,0 +1,2 @@
+export * from './etcd-gateway.js';
+export { Etcd3Gateway } from './etcd3-gateway.js';

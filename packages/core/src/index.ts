@@ -1,0 +1,8 @@
+export * from './errors.js';
+export * from './layout.js';
+export * from './concurrency.js';
+export { toolVersion } from './version.js';
+export * from './store/index.js';
+export * from './etcd/index.js';
+export * from './snapshot/index.js';
+export * from './sandbox/index.js';

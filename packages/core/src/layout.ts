@@ -1,0 +1,24 @@
+/**
+ * Where everything lives in the backup bucket (see docs/bucket-layout.md).
+ * All keys are relative to the configured prefix:
+ *
+ *   clusters/<cluster>/snapshots/<snapshot>.db     the snapshot, as etcd streamed it (with its sha256 trailer)
+ *   clusters/<cluster>/snapshots/<snapshot>.json   its catalog record, written last
+ *   clusters/<cluster>/recoveries/<id>.json        the journal of one recovery run
+ *   clusters/<cluster>/lock.json                   the recovery lock (created with If-None-Match)
+ */
+const CLUSTER_RE = /^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$/;
+
+export function clusterNameProblem(name: string): string | undefined {
+  return CLUSTER_RE.test(name) ? undefined : 'must be 1-128 lowercase letters, digits, ".", "_" or "-", starting and ending with a letter or digit';
+}
+
+export const layout = {
+  clusterRoot: (cluster: string) => `clusters/${cluster}/`,
+  snapshotsPrefix: (cluster: string) => `clusters/${cluster}/snapshots/`,
+  snapshotObject: (cluster: string, name: string) => `clusters/${cluster}/snapshots/${name}.db`,
+  snapshotRecord: (cluster: string, name: string) => `clusters/${cluster}/snapshots/${name}.json`,
+  recoveriesPrefix: (cluster: string) => `clusters/${cluster}/recoveries/`,
+  recoveryJournal: (cluster: string, id: string) => `clusters/${cluster}/recoveries/${id}.json`,
+  lock: (cluster: string) => `clusters/${cluster}/lock.json`,
+};

@@ -1,0 +1,3 @@
+export * from './sandbox.js';
+export * from './binaries.js';
+export { isAlive, stopProcess, spawnDetached } from './processes.js';

@@ -1,0 +1,302 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EtcdRecoverError } from '../errors.js';
+import { Etcd3Gateway } from '../etcd/etcd3-gateway.js';
+import type { EtcdConnection } from '../etcd/etcd-gateway.js';
+import { S3ObjectStore } from '../store/s3-object-store.js';
+import type { S3Config } from '../store/s3-config.js';
+import { findEtcdBinaries, findMinio, type EtcdBinaries } from './binaries.js';
+import { isAlive, spawnDetached, stopProcess } from './processes.js';
+
+export const SANDBOX_FORMAT_VERSION = 1;
+
+export interface SandboxMember {
+  name: string;
+  clientURL: string;
+  peerURL: string;
+  dataDir: string;
+  logFile: string;
+  pid?: number;
+}
+
+export interface SandboxState {
+  formatVersion: number;
+  dir: string;
+  cluster: string;
+  token: string;
+  fsync: boolean;
+  createdAt: string;
+  binaries: EtcdBinaries;
+  members: SandboxMember[];
+  minio: {
+    url: string;
+    dataDir: string;
+    logFile: string;
+    pid?: number;
+    bucket: string;
+    accessKey: string;
+    secretKey: string;
+    binary: string;
+  };
+}
+
+export interface SandboxUpOptions {
+  dir?: string;
+  members?: number;
+  cluster?: string;
+  bucket?: string;
+  /** etcd --unsafe-no-fsync unless true. Default false (the sandbox is for demos and tests). */
+  fsync?: boolean;
+  onProgress?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export function defaultSandboxDir(): string {
+  return process.env['ETCD_RECOVER_SANDBOX'] ?? join(process.env['XDG_STATE_HOME'] ?? join(homedir(), '.local', 'state'), 'etcd-recover', 'sandbox');
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The embedded local target: an N-member etcd cluster and a MinIO bucket run
+ * as processes on loopback, with all state under one folder (sandbox.json
+ * describes it). Processes are detached so they outlive the command that
+ * started them; `down` stops them.
+ */
+export class Sandbox {
+  private constructor(public state: SandboxState) {}
+
+  static stateFile(dir: string): string {
+    return join(dir, 'sandbox.json');
+  }
+
+  static load(dir = defaultSandboxDir()): Sandbox | undefined {
+    const f = Sandbox.stateFile(dir);
+    if (!existsSync(f)) return undefined;
+    const state = JSON.parse(readFileSync(f, 'utf8')) as SandboxState;
+    if (state.formatVersion !== SANDBOX_FORMAT_VERSION) {
+      throw new EtcdRecoverError('CONFIG', `sandbox at ${dir} has format ${state.formatVersion}; expected ${SANDBOX_FORMAT_VERSION}`, {
+        hint: 'remove it with `kubectl etcd-recover sandbox down --purge`',
+      });
+    }
+    return new Sandbox(state);
+  }
+
+  static async up(opts: SandboxUpOptions = {}): Promise<Sandbox> {
+    const dir = opts.dir ?? defaultSandboxDir();
+    const existing = Sandbox.load(dir);
+    if (existing) {
+      await existing.start(opts.onProgress);
+      return existing;
+    }
+    const n = opts.members ?? 3;
+    if (n < 1 || n > 7) throw new EtcdRecoverError('USAGE', `a sandbox has 1 to 7 members, not ${n}`);
+    const binaries = findEtcdBinaries();
+    const minioBin = findMinio();
+    mkdirSync(dir, { recursive: true });
+    const members: SandboxMember[] = [];
+    for (let i = 0; i < n; i++) {
+      const name = `etcd-${i}`;
+      const mdir = join(dir, 'members', name);
+      mkdirSync(mdir, { recursive: true });
+      members.push({
+        name,
+        clientURL: `http://127.0.0.1:${await freePort()}`,
+        peerURL: `http://127.0.0.1:${await freePort()}`,
+        dataDir: join(mdir, 'data'),
+        logFile: join(mdir, 'etcd.log'),
+      });
+    }
+    const minioDir = join(dir, 'minio');
+    mkdirSync(join(minioDir, 'data'), { recursive: true });
+    const state: SandboxState = {
+      formatVersion: SANDBOX_FORMAT_VERSION,
+      dir,
+      cluster: opts.cluster ?? 'sandbox',
+      token: `sandbox-${randomBytes(4).toString('hex')}`,
+      fsync: opts.fsync ?? false,
+      createdAt: new Date().toISOString(),
+      binaries,
+      members,
+      minio: {
+        url: `http://127.0.0.1:${await freePort()}`,
+        dataDir: join(minioDir, 'data'),
+        logFile: join(minioDir, 'minio.log'),
+        bucket: opts.bucket ?? 'etcd-backups',
+        accessKey: 'sandbox-' + randomBytes(4).toString('hex'),
+        secretKey: randomBytes(18).toString('base64url'),
+        binary: minioBin,
+      },
+    };
+    const sb = new Sandbox(state);
+    sb.save();
+    await sb.start(opts.onProgress);
+    return sb;
+  }
+
+  get dir(): string {
+    return this.state.dir;
+  }
+
+  save(): void {
+    const f = Sandbox.stateFile(this.state.dir);
+    writeFileSync(f + '.tmp', JSON.stringify(this.state, null, 2) + '\n', { mode: 0o600 });
+    renameSync(f + '.tmp', f);
+  }
+
+  /** Starts whatever is not running: MinIO, then every member. */
+  async start(onProgress?: (m: string) => void): Promise<void> {
+    await this.startMinio(onProgress);
+    const toStart = this.state.members.filter((m) => !isAlive(m.pid));
+    for (const m of toStart) this.startMember(m.name, 'new');
+    if (toStart.length) onProgress?.(`starting etcd members ${toStart.map((m) => m.name).join(', ')}`);
+    await this.waitHealthy(toStart.map((m) => m.name), 60_000);
+  }
+
+  member(name: string): SandboxMember {
+    const m = this.state.members.find((x) => x.name === name);
+    if (!m) throw new EtcdRecoverError('USAGE', `no member ${name} in the sandbox (members: ${this.state.members.map((x) => x.name).join(', ')})`);
+    return m;
+  }
+
+  initialCluster(): string {
+    return this.state.members.map((m) => `${m.name}=${m.peerURL}`).join(',');
+  }
+
+  /** etcd's command line for a member; the initial-cluster flags only matter for an empty data dir. */
+  memberArgs(name: string, initialState: 'new' | 'existing', initialCluster = this.initialCluster()): string[] {
+    const m = this.member(name);
+    const args = [
+      '--name', m.name,
+      '--data-dir', m.dataDir,
+      '--listen-client-urls', m.clientURL,
+      '--advertise-client-urls', m.clientURL,
+      '--listen-peer-urls', m.peerURL,
+      '--initial-advertise-peer-urls', m.peerURL,
+      '--initial-cluster', initialCluster,
+      '--initial-cluster-state', initialState,
+      '--initial-cluster-token', this.state.token,
+      '--log-level', 'warn',
+    ];
+    if (!this.state.fsync) args.push('--unsafe-no-fsync');
+    return args;
+  }
+
+  startMember(name: string, initialState: 'new' | 'existing', initialCluster?: string): void {
+    const m = this.member(name);
+    if (isAlive(m.pid)) return;
+    m.pid = spawnDetached(this.state.binaries.etcd, this.memberArgs(name, initialState, initialCluster), m.logFile);
+    this.save();
+  }
+
+  async stopMember(name: string, opts: { kill?: boolean } = {}): Promise<void> {
+    const m = this.member(name);
+    await stopProcess(m.pid, opts.kill ? 0 : 10_000);
+    delete m.pid;
+    this.save();
+  }
+
+  isRunning(name: string): boolean {
+    return isAlive(this.member(name).pid);
+  }
+
+  private async startMinio(onProgress?: (m: string) => void): Promise<void> {
+    const mi = this.state.minio;
+    if (!isAlive(mi.pid)) {
+      onProgress?.(`starting MinIO at ${mi.url}`);
+      const addr = mi.url.replace(/^http:\/\//, '');
+      mi.pid = spawnDetached(mi.binary, ['server', mi.dataDir, '--address', addr, '--console-address', '127.0.0.1:0', '--quiet'], mi.logFile, {
+        MINIO_ROOT_USER: mi.accessKey,
+        MINIO_ROOT_PASSWORD: mi.secretKey,
+        MINIO_BROWSER: 'off',
+        MINIO_UPDATE: 'off',
+      });
+      this.save();
+    }
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      try {
+        const r = await fetch(`${mi.url}/minio/health/live`);
+        if (r.ok) break;
+      } catch {
+        /* not yet */
+      }
+      if (!isAlive(mi.pid)) throw new EtcdRecoverError('STORE_UNREACHABLE', `MinIO exited; see ${mi.logFile}`);
+      if (Date.now() > deadline) throw new EtcdRecoverError('TIMEOUT', `MinIO did not become ready; see ${mi.logFile}`);
+      await sleep(100);
+    }
+    const store = new S3ObjectStore(this.s3Config());
+    try {
+      await store.ensureBucket();
+    } finally {
+      store.destroy();
+    }
+  }
+
+  /** Waits until the named members answer status and the cluster has a leader. */
+  async waitHealthy(names = this.state.members.map((m) => m.name), timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (const name of names) {
+      const m = this.member(name);
+      for (;;) {
+        const gw = new Etcd3Gateway({ endpoints: [m.clientURL], timeoutMs: 1_000 });
+        try {
+          const s = await gw.status(m.clientURL);
+          if (s.leaderId !== '0') break;
+        } catch {
+          /* starting */
+        } finally {
+          gw.close();
+        }
+        if (!isAlive(m.pid)) {
+          throw new EtcdRecoverError('ETCD_ERROR', `etcd member ${name} exited while starting; see ${m.logFile}`, {
+            hint: 'the last lines of the log name the cause',
+          });
+        }
+        if (Date.now() > deadline) throw new EtcdRecoverError('TIMEOUT', `etcd member ${name} did not become healthy within ${timeoutMs / 1000}s; see ${m.logFile}`);
+        await sleep(100);
+      }
+    }
+  }
+
+  endpoints(): string[] {
+    return this.state.members.map((m) => m.clientURL);
+  }
+
+  etcdConnection(): EtcdConnection {
+    return { endpoints: this.endpoints() };
+  }
+
+  s3Config(): S3Config {
+    const mi = this.state.minio;
+    return {
+      bucket: mi.bucket,
+      endpoint: mi.url,
+      forcePathStyle: true,
+      region: 'us-east-1',
+      credentials: { accessKeyId: mi.accessKey, secretAccessKey: mi.secretKey },
+    };
+  }
+
+  async down(opts: { purge?: boolean } = {}): Promise<void> {
+    await Promise.all(this.state.members.map((m) => stopProcess(m.pid)));
+    for (const m of this.state.members) delete m.pid;
+    await stopProcess(this.state.minio.pid);
+    delete this.state.minio.pid;
+    if (opts.purge) rmSync(this.state.dir, { recursive: true, force: true });
+    else this.save();
+  }
+}

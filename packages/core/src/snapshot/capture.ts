@@ -1,0 +1,160 @@
+import { EtcdRecoverError } from '../errors.js';
+import type { EtcdGateway, MemberStatus } from '../etcd/etcd-gateway.js';
+import { layout } from '../layout.js';
+import { toolVersion } from '../version.js';
+import { Catalog, RECORD_FORMAT_VERSION, type SnapshotRecord } from './catalog.js';
+import { chooseSnapshotSource, type MemberCandidate } from './member-selection.js';
+import { formatSnapshotName } from './snapshot-name.js';
+import { SnapshotVerifier, describeDefects } from './verifier/index.js';
+
+export interface CaptureProgress {
+  phase: 'select' | 'stream' | 'record';
+  bytes?: number;
+  totalBytes?: number;
+  message?: string;
+}
+
+export interface CaptureOptions {
+  gateway: EtcdGateway;
+  catalog: Catalog;
+  /** Endpoint or member ID (hex) to snapshot from; default: chosen by chooseSnapshotSource. */
+  member?: string;
+  /** Allow members without a leader (quorum lost). Default false. */
+  allowNoLeader?: boolean;
+  /** Names of members by ID, for the record. */
+  memberNames?: Record<string, string>;
+  labels?: Record<string, string>;
+  signal?: AbortSignal;
+  onProgress?: (p: CaptureProgress) => void;
+  now?: () => Date;
+}
+
+export async function collectStatuses(gateway: EtcdGateway, signal?: AbortSignal): Promise<MemberCandidate[]> {
+  return Promise.all(
+    gateway.endpoints.map(async (endpoint) => {
+      try {
+        return { endpoint, status: await gateway.status(endpoint, signal) };
+      } catch (e) {
+        return { endpoint, error: (e as Error).message };
+      }
+    }),
+  );
+}
+
+/**
+ * Streams a snapshot from one healthy, caught-up member straight into the
+ * object store (multipart, no temp file), verifying it in the same pass:
+ * sha256 against etcd's trailer plus the native bbolt walk. Memory stays
+ * bounded by the upload's part buffers. The catalog record is written last,
+ * so an interrupted upload is never listed as a backup; a snapshot that fails
+ * verification is deleted and reported.
+ */
+export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRecord> {
+  const { gateway, catalog, signal } = opts;
+  const now = opts.now ?? (() => new Date());
+  const progress = opts.onProgress ?? (() => undefined);
+
+  progress({ phase: 'select', message: `asking ${gateway.endpoints.length} member(s) for status` });
+  const candidates = await collectStatuses(gateway, signal);
+  const choice = chooseSnapshotSource(candidates, {
+    ...(opts.member ? { prefer: opts.member } : {}),
+    ...(opts.allowNoLeader ? { allowNoLeader: true } : {}),
+  });
+  if (!choice) {
+    const why = candidates.map((c) => `${c.endpoint}: ${c.error ?? 'unhealthy'}`).join('; ');
+    throw new EtcdRecoverError('ETCD_UNREACHABLE', `no healthy etcd member to snapshot (${why})`, {
+      hint: 'check the members with `kubectl etcd-recover status`; if quorum is lost, restore with `kubectl etcd-recover quorum`',
+    });
+  }
+  if (opts.member && choice.reason !== 'requested') {
+    const s = choice.skipped.find((x) => x.endpoint === opts.member);
+    throw new EtcdRecoverError('PRECONDITION', `member ${opts.member} cannot be snapshotted: ${s?.reason ?? 'not one of the endpoints'}`);
+  }
+  const source: MemberStatus = choice.chosen;
+  progress({ phase: 'select', message: `snapshotting ${source.endpoint} (${choice.reason}, revision ${source.revision})` });
+
+  const started = now();
+  const t0 = performance.now();
+  const stream = gateway.snapshot(source.endpoint, signal);
+  const iterator = stream[Symbol.asyncIterator]();
+  // Pull the first chunk so that a member that cannot stream fails before anything is written.
+  const first = await iterator.next();
+  const totalBytes = await stream.expectedBytes;
+  const name = formatSnapshotName(started);
+  const objectKey = layout.snapshotObject(catalog.cluster, name);
+
+  const verifier = new SnapshotVerifier({ requireTrailer: true });
+  async function* body(): AsyncGenerator<Uint8Array> {
+    if (!first.done) {
+      verifier.update(first.value);
+      yield first.value;
+    }
+    for (;;) {
+      const n = await iterator.next();
+      if (n.done) return;
+      verifier.update(n.value);
+      yield n.value;
+    }
+  }
+
+  let uploaded: { size: number };
+  try {
+    uploaded = await catalog.store.upload(objectKey, body(), {
+      contentType: 'application/octet-stream',
+      metadata: { 'etcd-recover-cluster-id': source.clusterId, 'etcd-recover-member-id': source.memberId },
+      ...(signal ? { signal } : {}),
+      onProgress: (p) => progress({ phase: 'stream', bytes: p.bytes, ...(totalBytes ? { totalBytes } : {}) }),
+    });
+  } catch (e) {
+    await catalog.store.delete(objectKey).catch(() => undefined);
+    throw e;
+  }
+  const report = verifier.finish();
+  if (!report.ok) {
+    await catalog.store.delete(objectKey).catch(() => undefined);
+    throw new EtcdRecoverError('SNAPSHOT_CORRUPT', `the snapshot streamed from ${source.endpoint} failed verification: ${describeDefects(report)}`, {
+      hint: 'retry, or snapshot another member with --member',
+    });
+  }
+  progress({ phase: 'record', message: `uploaded ${uploaded.size} bytes; writing catalog record` });
+  const completedAt = now();
+  const record: SnapshotRecord = {
+    formatVersion: RECORD_FORMAT_VERSION,
+    name,
+    cluster: catalog.cluster,
+    clusterId: source.clusterId,
+    sourceMember: {
+      id: source.memberId,
+      endpoint: source.endpoint,
+      ...(opts.memberNames?.[source.memberId] ? { name: opts.memberNames[source.memberId] } : {}),
+    },
+    revision: report.revision,
+    raftIndex: source.raftIndex,
+    raftTerm: source.raftTerm,
+    etcdVersion: source.version,
+    ...(report.version ? { storageVersion: report.version } : {}),
+    dbSize: report.totalSize,
+    objectSize: uploaded.size,
+    totalKeys: report.totalKeys,
+    hash: report.hash,
+    sha256: report.sha256,
+    createdAt: started.toISOString(),
+    completedAt: completedAt.toISOString(),
+    durationMs: Math.round(performance.now() - t0),
+    toolVersion: toolVersion(),
+    objectKey,
+    verification: {
+      ok: true,
+      at: completedAt.toISOString(),
+      by: 'create',
+      sha256: report.sha256,
+      hash: report.hash,
+      revision: report.revision,
+      totalKeys: report.totalKeys,
+      defects: [],
+    },
+    ...(opts.labels ? { labels: opts.labels } : {}),
+  };
+  await catalog.writeRecord(record, signal);
+  return record;
+}

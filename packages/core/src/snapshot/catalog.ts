@@ -1,0 +1,172 @@
+import { EtcdRecoverError } from '../errors.js';
+import { layout } from '../layout.js';
+import { readJson, type ObjectStore } from '../store/object-store.js';
+import { parseSnapshotName } from './snapshot-name.js';
+import { mapLimit } from '../concurrency.js';
+
+export const RECORD_FORMAT_VERSION = 1;
+
+export interface VerificationResult {
+  ok: boolean;
+  at: string;
+  /** "create": verified in the same pass as the upload; "verify": re-read from the bucket later. */
+  by: 'create' | 'verify' | 'restore';
+  sha256: string;
+  hash: number;
+  revision: number;
+  totalKeys: number;
+  defects: string[];
+}
+
+/** The catalog record stored beside each snapshot object; written last. */
+export interface SnapshotRecord {
+  formatVersion: number;
+  name: string;
+  cluster: string;
+  /** etcd's cluster ID (hex) from the snapshot stream header. */
+  clusterId: string;
+  sourceMember: { id: string; name?: string; endpoint: string };
+  /** The store revision at the point in time of the snapshot. */
+  revision: number;
+  /** Compact revision is not recorded by etcd in the snapshot header; the last key revision is. */
+  raftIndex: number;
+  raftTerm: number;
+  etcdVersion: string;
+  storageVersion?: string;
+  /** bbolt size (high-water mark × page size), as `etcdutl snapshot status` totalSize. */
+  dbSize: number;
+  /** Bytes of the object in the bucket (the db plus the 32-byte trailer). */
+  objectSize: number;
+  totalKeys: number;
+  /** etcdutl-compatible CRC-32C of the keyspace. */
+  hash: number;
+  /** sha256 of the db bytes (equals etcd's trailer). */
+  sha256: string;
+  createdAt: string;
+  completedAt: string;
+  durationMs: number;
+  toolVersion: string;
+  objectKey: string;
+  /** Latest verification; a snapshot counts as verified when ok and sha256 matches. */
+  verification?: VerificationResult;
+  labels?: Record<string, string>;
+}
+
+export function isVerified(r: SnapshotRecord): boolean {
+  return Boolean(r.verification?.ok && r.verification.sha256 === r.sha256);
+}
+
+export function parseRecord(text: string | Buffer, key: string): SnapshotRecord {
+  let v: unknown;
+  try {
+    v = JSON.parse(text.toString());
+  } catch {
+    throw new EtcdRecoverError('SNAPSHOT_CORRUPT', `catalog record ${key} is not valid JSON`);
+  }
+  const r = v as Partial<SnapshotRecord>;
+  if (typeof r !== 'object' || r === null || typeof r.name !== 'string' || typeof r.sha256 !== 'string' || typeof r.revision !== 'number') {
+    throw new EtcdRecoverError('SNAPSHOT_CORRUPT', `catalog record ${key} lacks required fields`);
+  }
+  if ((r.formatVersion ?? 0) > RECORD_FORMAT_VERSION) {
+    throw new EtcdRecoverError('CONFIG', `catalog record ${key} has format ${r.formatVersion}, newer than this tool understands (${RECORD_FORMAT_VERSION})`, {
+      hint: 'upgrade kubectl-etcd_recover',
+    });
+  }
+  return r as SnapshotRecord;
+}
+
+export interface CatalogListing {
+  /** Complete backups (record present), newest first. */
+  snapshots: SnapshotRecord[];
+  /** Snapshot objects with no record: interrupted or in-progress uploads. Never listed as backups. */
+  incomplete: { name: string; size: number; lastModified?: Date }[];
+  /** Records that could not be read. */
+  unreadable: { key: string; error: string }[];
+}
+
+/** The set of backups of one cluster in the bucket. */
+export class Catalog {
+  constructor(
+    readonly store: ObjectStore,
+    readonly cluster: string,
+  ) {}
+
+  async list(signal?: AbortSignal): Promise<CatalogListing> {
+    const prefix = layout.snapshotsPrefix(this.cluster);
+    const objects = new Map<string, { size: number; lastModified?: Date }>();
+    const records: string[] = [];
+    for await (const o of this.store.list(prefix, signal)) {
+      const rel = o.key.slice(prefix.length);
+      if (rel.endsWith('.json')) records.push(rel.slice(0, -5));
+      else if (rel.endsWith('.db')) objects.set(rel.slice(0, -3), { size: o.size, ...(o.lastModified ? { lastModified: o.lastModified } : {}) });
+    }
+    const snapshots: SnapshotRecord[] = [];
+    const unreadable: { key: string; error: string }[] = [];
+    await mapLimit(records, 16, async (name) => {
+      const key = layout.snapshotRecord(this.cluster, name);
+      try {
+        const got = await readJson<unknown>(this.store, key, signal);
+        if (!got) return;
+        const rec = parseRecord(JSON.stringify(got.value), key);
+        if (!objects.has(name)) {
+          unreadable.push({ key, error: 'record present but its snapshot object is missing' });
+          return;
+        }
+        snapshots.push(rec);
+      } catch (e) {
+        if (e instanceof EtcdRecoverError && e.code !== 'SNAPSHOT_CORRUPT') throw e;
+        unreadable.push({ key, error: (e as Error).message });
+      }
+    });
+    const recorded = new Set(records);
+    const incomplete = [...objects.entries()]
+      .filter(([name]) => !recorded.has(name))
+      .map(([name, o]) => ({ name, ...o }));
+    snapshots.sort(newestFirst);
+    return { snapshots, incomplete, unreadable };
+  }
+
+  async get(name: string, signal?: AbortSignal): Promise<SnapshotRecord> {
+    const key = layout.snapshotRecord(this.cluster, name);
+    const got = await this.store.read(key, signal);
+    if (!got) {
+      throw new EtcdRecoverError('SNAPSHOT_NOT_FOUND', `no backup named ${name} for cluster ${this.cluster} in ${this.store.description}`, {
+        hint: 'run `kubectl etcd-recover backup list` to see the backups',
+      });
+    }
+    return parseRecord(got.body, key);
+  }
+
+  async latest(opts: { verifiedOnly: boolean }, signal?: AbortSignal): Promise<SnapshotRecord | undefined> {
+    const { snapshots } = await this.list(signal);
+    return snapshots.find((s) => !opts.verifiedOnly || isVerified(s));
+  }
+
+  async writeRecord(record: SnapshotRecord, signal?: AbortSignal): Promise<void> {
+    await this.store.put(layout.snapshotRecord(this.cluster, record.name), JSON.stringify(record, null, 2) + '\n', {
+      contentType: 'application/json',
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  /** Deletes a backup: the record first (so a crash leaves an unlisted orphan, never a listed backup without data). */
+  async delete(name: string, signal?: AbortSignal): Promise<void> {
+    await this.store.delete(layout.snapshotRecord(this.cluster, name), signal);
+    await this.store.delete(layout.snapshotObject(this.cluster, name), signal);
+  }
+
+  async deleteIncomplete(name: string, signal?: AbortSignal): Promise<void> {
+    await this.store.delete(layout.snapshotObject(this.cluster, name), signal);
+  }
+}
+
+export function newestFirst(a: SnapshotRecord, b: SnapshotRecord): number {
+  const ta = Date.parse(a.createdAt);
+  const tb = Date.parse(b.createdAt);
+  if (ta !== tb) return tb - ta;
+  return b.revision - a.revision;
+}
+
+export function createdAtOf(name: string): Date | undefined {
+  return parseSnapshotName(name)?.createdAt;
+}

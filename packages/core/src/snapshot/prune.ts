@@ -1,0 +1,51 @@
+import { Catalog } from './catalog.js';
+import { applyRetention, validateRetention, type RetentionDecision, type RetentionPolicy } from './retention.js';
+
+export interface PruneResult {
+  dryRun: boolean;
+  decisions: RetentionDecision[];
+  deleted: string[];
+  /** Snapshot objects without a record (interrupted uploads) older than the grace period. */
+  incompleteDeleted: string[];
+  kept: number;
+}
+
+export interface PruneOptions {
+  policy: RetentionPolicy;
+  dryRun: boolean;
+  now?: Date;
+  /** Incomplete uploads younger than this are left alone (an upload may be in progress). Default 1 h. */
+  incompleteGraceMs?: number;
+  signal?: AbortSignal;
+  onDelete?: (name: string) => void;
+}
+
+export async function pruneSnapshots(catalog: Catalog, opts: PruneOptions): Promise<PruneResult> {
+  validateRetention(opts.policy);
+  const now = opts.now ?? new Date();
+  const listing = await catalog.list(opts.signal);
+  const decisions = applyRetention(listing.snapshots, opts.policy, now);
+  const grace = opts.incompleteGraceMs ?? 3_600_000;
+  const stale = listing.incomplete.filter((o) => o.lastModified && now.getTime() - o.lastModified.getTime() > grace).map((o) => o.name);
+  const deleted: string[] = [];
+  const incompleteDeleted: string[] = [];
+  if (!opts.dryRun) {
+    for (const d of decisions) {
+      if (d.keep) continue;
+      await catalog.delete(d.name, opts.signal);
+      opts.onDelete?.(d.name);
+      deleted.push(d.name);
+    }
+    for (const name of stale) {
+      await catalog.deleteIncomplete(name, opts.signal);
+      incompleteDeleted.push(name);
+    }
+  }
+  return {
+    dryRun: opts.dryRun,
+    decisions,
+    deleted: opts.dryRun ? decisions.filter((d) => !d.keep).map((d) => d.name) : deleted,
+    incompleteDeleted: opts.dryRun ? stale : incompleteDeleted,
+    kept: decisions.filter((d) => d.keep).length,
+  };
+}

@@ -1,0 +1,307 @@
+import { Agent as HttpsAgent } from 'node:https';
+import { Agent as HttpAgent } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  S3Client,
+  HeadBucketCommand,
+  CreateBucketCommand,
+  PutObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  DeleteObjectCommand,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { EtcdRecoverError, messageOf } from '../errors.js';
+import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, UploadOptions } from './object-store.js';
+import { normalizePrefix, readCredentialsFile, validateS3Config, type S3Config } from './s3-config.js';
+
+/** ObjectStore over any S3-compatible service, through the AWS SDK v3. */
+export class S3ObjectStore implements ObjectStore {
+  readonly description: string;
+  private readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly prefix: string;
+
+  constructor(private readonly config: S3Config) {
+    validateS3Config(config);
+    this.bucket = config.bucket;
+    this.prefix = normalizePrefix(config.prefix);
+    this.description = `s3://${this.bucket}/${this.prefix}` + (config.endpoint ? ` (${config.endpoint})` : '');
+    const timeout = config.requestTimeoutMs ?? 60_000;
+    const ca = config.caFile ? readCa(config.caFile) : undefined;
+    const cfg: S3ClientConfig = {
+      region: config.region ?? 'us-east-1',
+      maxAttempts: config.maxAttempts ?? 5,
+      retryMode: 'standard',
+      forcePathStyle: config.forcePathStyle ?? Boolean(config.endpoint),
+      requestChecksumCalculation: config.checksumMode === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
+      responseChecksumValidation: config.checksumMode === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
+      requestHandler: new NodeHttpHandler({
+        connectionTimeout: 5_000,
+        requestTimeout: timeout,
+        httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 16 }),
+        httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 16, ...(ca ? { ca } : {}) }),
+      }),
+    };
+    if (config.endpoint) cfg.endpoint = config.endpoint;
+    if (config.credentials) cfg.credentials = config.credentials;
+    else if (config.credentialsFile) cfg.credentials = readCredentialsFile(config.credentialsFile, config.profile);
+    this.client = new S3Client(cfg);
+  }
+
+  private k(key: string): string {
+    return this.prefix + key;
+  }
+
+  async probe(signal?: AbortSignal): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: signal });
+    } catch (e) {
+      throw this.mapError(e, 'checking the bucket');
+    }
+  }
+
+  /** Creates the bucket if it does not exist (sandbox and tests; production buckets come from the Pulumi component). */
+  async ensureBucket(signal?: AbortSignal): Promise<void> {
+    try {
+      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }), { abortSignal: signal });
+    } catch (e) {
+      const name = (e as { name?: string }).name;
+      if (name === 'BucketAlreadyOwnedByYou' || name === 'BucketAlreadyExists') return;
+      throw this.mapError(e, 'creating the bucket');
+    }
+  }
+
+  /** Closes pooled connections. */
+  destroy(): void {
+    this.client.destroy();
+  }
+
+  async upload(key: string, body: AsyncIterable<Uint8Array>, opts: UploadOptions = {}): Promise<{ size: number; etag?: string }> {
+    let size = 0;
+    async function* counted(): AsyncGenerator<Uint8Array> {
+      for await (const c of body) {
+        size += c.length;
+        yield c;
+      }
+    }
+    const upload = new Upload({
+      client: this.client,
+      params: {
+        Bucket: this.bucket,
+        Key: this.k(key),
+        Body: Readable.from(counted(), { objectMode: false, highWaterMark: 1 }),
+        ContentType: opts.contentType ?? 'application/octet-stream',
+        ...(opts.metadata ? { Metadata: opts.metadata } : {}),
+      },
+      partSize: this.config.partSize ?? 8 * 1024 * 1024,
+      queueSize: this.config.queueSize ?? 2,
+      leavePartsOnError: false,
+    });
+    if (opts.onProgress) upload.on('httpUploadProgress', (p) => opts.onProgress!({ bytes: p.loaded ?? 0 }));
+    const onAbort = () => void upload.abort().catch(() => undefined);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const r = await upload.done();
+      return { size, ...(r.ETag ? { etag: r.ETag } : {}) };
+    } catch (e) {
+      if (e instanceof EtcdRecoverError) throw e;
+      // An error thrown by the body (e.g. etcd broke the stream) surfaces here as its cause.
+      const inner = findEtcdRecoverError(e);
+      if (inner) throw inner;
+      throw this.mapError(e, `uploading ${key}`);
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async put(key: string, body: Buffer | string, opts: PutOptions = {}): Promise<boolean> {
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.k(key),
+          Body: typeof body === 'string' ? Buffer.from(body) : body,
+          ContentType: opts.contentType ?? 'application/json',
+          ...(opts.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+          ...(opts.ifMatch ? { IfMatch: opts.ifMatch } : {}),
+        }),
+        { abortSignal: opts.signal },
+      );
+      return true;
+    } catch (e) {
+      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      const name = (e as { name?: string }).name;
+      if ((opts.ifNoneMatch || opts.ifMatch) && (status === 412 || status === 409 || name === 'PreconditionFailed')) return false;
+      throw this.mapError(e, `writing ${key}`);
+    }
+  }
+
+  async *get(key: string, opts: GetOptions = {}): AsyncIterable<Buffer> {
+    let offset = 0;
+    let etag: string | undefined;
+    const maxResumes = this.config.maxAttempts ?? 5;
+    let attempt = 0;
+    for (;;) {
+      opts.signal?.throwIfAborted();
+      try {
+        const r = await this.client.send(
+          new GetObjectCommand({
+            Bucket: this.bucket,
+            Key: this.k(key),
+            ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
+            ...(etag ? { IfMatch: etag } : {}),
+          }),
+          { abortSignal: opts.signal },
+        );
+        etag ??= r.ETag;
+        for await (const chunk of r.Body as Readable) {
+          const b = chunk as Buffer;
+          offset += b.length;
+          attempt = 0;
+          yield b;
+        }
+        return;
+      } catch (e) {
+        const mapped = this.mapError(e, `reading ${key}`);
+        if (!mapped.retryable || attempt >= maxResumes || opts.signal?.aborted) throw mapped;
+        attempt++;
+        opts.onRetry?.({ offset, attempt, error: mapped.message });
+        await sleep(Math.min(200 * 2 ** attempt, 5_000), undefined, opts.signal ? { signal: opts.signal } : undefined);
+      }
+    }
+  }
+
+  async read(key: string, signal?: AbortSignal): Promise<{ body: Buffer; etag?: string } | undefined> {
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: signal });
+      const body = Buffer.from(await r.Body!.transformToByteArray());
+      return { body, ...(r.ETag ? { etag: r.ETag } : {}) };
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw this.mapError(e, `reading ${key}`);
+    }
+  }
+
+  async head(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
+    try {
+      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: signal });
+      return {
+        key,
+        size: r.ContentLength ?? 0,
+        ...(r.LastModified ? { lastModified: r.LastModified } : {}),
+        ...(r.ETag ? { etag: r.ETag } : {}),
+      };
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw this.mapError(e, `inspecting ${key}`);
+    }
+  }
+
+  async *list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo> {
+    let token: string | undefined;
+    do {
+      let r;
+      try {
+        r = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.k(prefix),
+            MaxKeys: this.config.listPageSize ?? 1000,
+            ...(token ? { ContinuationToken: token } : {}),
+          }),
+          { abortSignal: signal },
+        );
+      } catch (e) {
+        throw this.mapError(e, 'listing the bucket');
+      }
+      for (const o of r.Contents ?? []) {
+        if (!o.Key) continue;
+        yield {
+          key: o.Key.slice(this.prefix.length),
+          size: o.Size ?? 0,
+          ...(o.LastModified ? { lastModified: o.LastModified } : {}),
+          ...(o.ETag ? { etag: o.ETag } : {}),
+        };
+      }
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async delete(key: string, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: signal });
+    } catch (e) {
+      throw this.mapError(e, `deleting ${key}`);
+    }
+  }
+
+  /** One clear line naming the problem; never includes credentials. */
+  mapError(e: unknown, doing: string): EtcdRecoverError {
+    if (e instanceof EtcdRecoverError) return e;
+    const err = e as { name?: string; code?: string; Code?: string; $metadata?: { httpStatusCode?: number }; cause?: { code?: string } };
+    const name = err.name ?? err.Code ?? '';
+    const status = err.$metadata?.httpStatusCode;
+    const netCode = err.code ?? err.cause?.code ?? '';
+    const where = this.config.endpoint ?? 'AWS S3';
+    if (name === 'AbortError') return new EtcdRecoverError('ABORTED', `${doing}: aborted`, { cause: e });
+    if (name === 'NoSuchBucket' || (status === 404 && /bucket/i.test(doing))) {
+      return new EtcdRecoverError('BUCKET_NOT_FOUND', `bucket "${this.bucket}" does not exist at ${where}`, {
+        cause: e,
+        hint: 'create it (the Pulumi component can) or pass the right --bucket / --s3-endpoint',
+      });
+    }
+    if (name === 'NoSuchKey' || name === 'NotFound' || status === 404) {
+      return new EtcdRecoverError('SNAPSHOT_NOT_FOUND', `${doing}: not found in s3://${this.bucket}/${this.prefix}`, { cause: e });
+    }
+    if (['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidToken', 'ExpiredToken', 'CredentialsProviderError'].includes(name) || status === 403 || status === 401) {
+      const what = name === 'SignatureDoesNotMatch' ? 'the secret key is wrong' : name === 'InvalidAccessKeyId' ? 'the access key id is unknown' : name === 'CredentialsProviderError' ? 'no credentials were found' : 'access was denied';
+      return new EtcdRecoverError('ACCESS_DENIED', `${doing} at ${where}: ${what} (bucket "${this.bucket}")`, {
+        cause: e,
+        hint: 'check the S3 credentials (--s3-credentials-file, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and the bucket policy',
+      });
+    }
+    if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EPIPE|ENETUNREACH|EHOSTUNREACH|socket hang up|TimeoutError/i.test(`${netCode} ${name} ${messageOf(e)}`)) {
+      return new EtcdRecoverError('STORE_UNREACHABLE', `${doing}: S3 endpoint ${where} is unreachable (${netCode || name || messageOf(e)})`, {
+        cause: e,
+        hint: 'check --s3-endpoint and that the object store is up; the operation can be retried',
+      });
+    }
+    if (status !== undefined && status >= 500) {
+      return new EtcdRecoverError('STORE_UNREACHABLE', `${doing}: the object store answered ${status} ${name}`, { cause: e, retryable: true });
+    }
+    if (/self[- ]signed|certificate|UNABLE_TO_VERIFY/i.test(`${netCode} ${messageOf(e)}`)) {
+      return new EtcdRecoverError('STORE_UNREACHABLE', `${doing}: TLS to ${where} failed (${netCode || messageOf(e)})`, {
+        cause: e,
+        retryable: false,
+        hint: 'pass the endpoint CA bundle with --s3-ca-file',
+      });
+    }
+    return new EtcdRecoverError('STORE_ERROR', `${doing}: ${name || 'error'}: ${messageOf(e)}`, { cause: e });
+  }
+}
+
+function isNotFound(e: unknown): boolean {
+  const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return err.name === 'NoSuchKey' || err.name === 'NotFound' || (err.$metadata?.httpStatusCode === 404 && err.name !== 'NoSuchBucket');
+}
+
+function findEtcdRecoverError(e: unknown): EtcdRecoverError | undefined {
+  for (let cur: unknown = e, i = 0; cur && i < 5; cur = (cur as { cause?: unknown }).cause, i++) {
+    if (cur instanceof EtcdRecoverError) return cur;
+  }
+  return undefined;
+}
+
+function readCa(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new EtcdRecoverError('CONFIG', `cannot read S3 CA file ${path}`, { cause: e });
+  }
+}

@@ -1,0 +1,85 @@
+import { Command, Errors } from '@oclif/core';
+import { EtcdRecoverError, isEtcdRecoverError } from '@etcd-recover/core';
+import { formatStructured, type OutputFormat } from './render.js';
+import { Progress } from './progress.js';
+import { Target, type TargetFlags } from './target.js';
+import { createInterface } from 'node:readline/promises';
+
+/**
+ * Base of every command: `run()` returns a typed result; `render` prints it as
+ * a table (human) or JSON/YAML (stable schemas); `catch` turns every error into
+ * one message naming the problem, the next step, and a documented exit code
+ * (docs/exit-codes.md). Results go to stdout, progress and warnings to stderr.
+ */
+export abstract class BaseCommand extends Command {
+  protected progress = new Progress(false);
+  protected format: OutputFormat = 'table';
+  private target: Target | undefined;
+  protected abort = new AbortController();
+
+  protected setup(flags: { output?: OutputFormat; quiet?: boolean }): void {
+    this.format = flags.output ?? 'table';
+    this.progress = new Progress(!flags.quiet);
+    const onSignal = () => this.abort.abort(new EtcdRecoverError('ABORTED', 'interrupted'));
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  }
+
+  protected openTarget(flags: TargetFlags): Target {
+    this.target = new Target(flags);
+    return this.target;
+  }
+
+  /** Prints a result: JSON/YAML verbatim, or the command's human rendering. */
+  protected render(result: unknown, human: () => string): void {
+    this.progress.clear();
+    if (this.format === 'json' || this.format === 'yaml') this.log(formatStructured(result, this.format));
+    else {
+      const text = human();
+      if (text) this.log(text);
+    }
+  }
+
+  /**
+   * Typed confirmation for destructive steps: the operator types `expected`.
+   * Without a terminal the command refuses unless --yes was given.
+   */
+  protected async confirm(action: string, expected: string, yes: boolean | undefined): Promise<void> {
+    if (yes) return;
+    if (!process.stdin.isTTY) {
+      throw new EtcdRecoverError('ABORTED', `${action}: refusing without confirmation (no terminal)`, {
+        hint: 'review with --dry-run, then rerun with --yes',
+      });
+    }
+    this.progress.clear();
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    try {
+      const answer = await rl.question(`${action}\nType "${expected}" to continue: `);
+      if (answer.trim() !== expected) throw new EtcdRecoverError('ABORTED', 'not confirmed; nothing was changed');
+    } finally {
+      rl.close();
+    }
+  }
+
+  protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<void> {
+    this.progress.clear();
+    let e: EtcdRecoverError;
+    if (isEtcdRecoverError(err)) e = err;
+    else if (err instanceof Errors.CLIError || err.oclif) {
+      if (err.oclif?.exit === 0) return;
+      e = new EtcdRecoverError('USAGE', err.message.replace(/^Error: /, ''), { hint: `see \`kubectl etcd-recover ${this.id?.replace(/:/g, ' ') ?? ''} --help\`` });
+    } else e = new EtcdRecoverError('INTERNAL', err.message || String(err), { cause: err });
+    if (this.format === 'json' || this.format === 'yaml') {
+      process.stdout.write(formatStructured({ error: e.toJSON() }, this.format) + '\n');
+    }
+    process.stderr.write(`error: ${e.message}\n`);
+    if (e.hint) process.stderr.write(`  next: ${e.hint}\n`);
+    if (e.code === 'INTERNAL' && process.env['DEBUG']) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = e.exitCode;
+  }
+
+  protected override async finally(err: Error | undefined): Promise<void> {
+    this.target?.close();
+    await super.finally(err);
+  }
+}

@@ -1,0 +1,135 @@
+import { readFileSync } from 'node:fs';
+import {
+  Catalog,
+  Etcd3Gateway,
+  EtcdRecoverError,
+  S3ObjectStore,
+  Sandbox,
+  clusterNameProblem,
+  defaultSandboxDir,
+  type EtcdConnection,
+  type EtcdGateway,
+  type S3Config,
+} from '@etcd-recover/core';
+
+export interface TargetFlags {
+  cluster?: string | undefined;
+  'sandbox-dir'?: string | undefined;
+  endpoints?: string | undefined;
+  cacert?: string | undefined;
+  cert?: string | undefined;
+  key?: string | undefined;
+  bucket?: string | undefined;
+  prefix?: string | undefined;
+  's3-endpoint'?: string | undefined;
+  's3-region'?: string | undefined;
+  's3-path-style'?: boolean | undefined;
+  's3-ca-file'?: string | undefined;
+  's3-credentials-file'?: string | undefined;
+  's3-profile'?: string | undefined;
+  's3-checksum'?: 'when_supported' | 'when_required' | undefined;
+}
+
+/**
+ * The composition root: turns flags into the core's ports. Targets, in order:
+ * --endpoints (etcd members addressed directly, bucket from flags), else the
+ * local sandbox when its state folder exists. (Kubernetes comes from the
+ * recovery contract; see docs/design.md.)
+ */
+export class Target {
+  readonly kind: 'sandbox' | 'endpoints';
+  readonly cluster: string;
+  readonly sandbox: Sandbox | undefined;
+  private gw: EtcdGateway | undefined;
+  private st: S3ObjectStore | undefined;
+  private readonly etcd: EtcdConnection | undefined;
+  private readonly s3: S3Config | undefined;
+
+  constructor(flags: TargetFlags) {
+    const sandbox = flags.endpoints ? undefined : Sandbox.load(flags['sandbox-dir'] ?? defaultSandboxDir());
+    if (flags.endpoints) {
+      this.kind = 'endpoints';
+      this.etcd = {
+        endpoints: flags.endpoints.split(',').map((s) => s.trim()).filter(Boolean).map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`)),
+        ...(flags.cacert || flags.cert ? { tls: readTls(flags) } : {}),
+      };
+    } else if (sandbox) {
+      this.kind = 'sandbox';
+      this.etcd = sandbox.etcdConnection();
+    } else {
+      this.kind = 'endpoints';
+      this.etcd = undefined;
+    }
+    this.sandbox = sandbox;
+    this.cluster = flags.cluster ?? sandbox?.state.cluster ?? 'default';
+    const problem = clusterNameProblem(this.cluster);
+    if (problem) throw new EtcdRecoverError('USAGE', `cluster name "${this.cluster}" ${problem}`);
+
+    const base: Partial<S3Config> = sandbox && !flags.bucket ? sandbox.s3Config() : {};
+    const bucket = flags.bucket ?? base.bucket;
+    if (bucket) {
+      this.s3 = {
+        ...base,
+        bucket,
+        ...(flags.prefix !== undefined ? { prefix: flags.prefix } : {}),
+        ...(flags['s3-endpoint'] ? { endpoint: flags['s3-endpoint'] } : {}),
+        ...(flags['s3-region'] ? { region: flags['s3-region'] } : {}),
+        ...(flags['s3-path-style'] !== undefined ? { forcePathStyle: flags['s3-path-style'] } : {}),
+        ...(flags['s3-ca-file'] ? { caFile: flags['s3-ca-file'] } : {}),
+        ...(flags['s3-credentials-file'] ? { credentialsFile: flags['s3-credentials-file'] } : {}),
+        ...(flags['s3-profile'] ? { profile: flags['s3-profile'] } : {}),
+        ...(flags['s3-checksum'] ? { checksumMode: flags['s3-checksum'] } : {}),
+      };
+      if (flags['s3-credentials-file']) delete this.s3.credentials;
+    }
+  }
+
+  describe(): string {
+    return this.kind === 'sandbox' ? `sandbox ${this.sandbox!.dir}` : `etcd ${this.etcd?.endpoints.join(',') ?? '(none)'}`;
+  }
+
+  gateway(): EtcdGateway {
+    if (!this.etcd) {
+      throw new EtcdRecoverError('CONFIG', 'no etcd target: no sandbox is running and no --endpoints were given', {
+        hint: 'start one with `kubectl etcd-recover sandbox up`, or pass --endpoints http://HOST:2379,…',
+      });
+    }
+    this.gw ??= new Etcd3Gateway(this.etcd);
+    return this.gw;
+  }
+
+  store(): S3ObjectStore {
+    if (!this.s3) {
+      throw new EtcdRecoverError('CONFIG', 'no backup bucket: pass --bucket (and --s3-endpoint for S3-compatible stores)', {
+        hint: 'or run against the sandbox, which has its own bucket',
+      });
+    }
+    this.st ??= new S3ObjectStore(this.s3);
+    return this.st;
+  }
+
+  catalog(): Catalog {
+    return new Catalog(this.store(), this.cluster);
+  }
+
+  close(): void {
+    this.gw?.close();
+    this.st?.destroy();
+  }
+}
+
+function readTls(flags: TargetFlags): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  const read = (p: string | undefined, what: string) => {
+    if (!p) return undefined;
+    try {
+      return readFileSync(p);
+    } catch (e) {
+      throw new EtcdRecoverError('CONFIG', `cannot read etcd ${what} ${p}`, { cause: e });
+    }
+  };
+  const ca = read(flags.cacert, 'CA');
+  const cert = read(flags.cert, 'certificate');
+  const key = read(flags.key, 'key');
+  if (Boolean(cert) !== Boolean(key)) throw new EtcdRecoverError('USAGE', '--cert and --key go together');
+  return { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
+}

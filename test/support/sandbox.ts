@@ -1,0 +1,76 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { Sandbox, S3ObjectStore, type S3Config } from '@etcd-recover/core';
+import { binaries } from './binaries.js';
+
+const live = new Set<Sandbox>();
+process.on('exit', () => {
+  // Last resort if a test run dies before its after-hooks: never leave processes behind.
+  for (const sb of live) {
+    for (const pid of [...sb.state.members.map((m) => m.pid), sb.state.minio.pid]) {
+      if (pid) try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+  }
+});
+
+/** A real N-member etcd cluster and a real MinIO on loopback (random ports, temp dir). */
+export async function startSandbox(opts: { members?: number; cluster?: string } = {}): Promise<Sandbox> {
+  const b = binaries();
+  process.env['ETCD_BIN_DIR'] = b.etcdBinDir;
+  process.env['MINIO_BIN'] = b.minio;
+  const dir = mkdtempSync(join(tmpdir(), 'etcd-recover-test-'));
+  const sb = await Sandbox.up({ dir, members: opts.members ?? 3, ...(opts.cluster ? { cluster: opts.cluster } : {}) });
+  live.add(sb);
+  return sb;
+}
+
+export async function stopSandbox(sb: Sandbox | undefined): Promise<void> {
+  if (!sb) return;
+  await sb.down({ purge: true });
+  live.delete(sb);
+}
+
+export function tempDir(prefix = 'etcd-recover-test-'): { path: string; remove: () => void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** Writes n keys `${prefix}NNNNNNN` in transactions of 100 (6x faster than single puts). */
+export async function writeKeys(endpoints: string[], n: number, prefix = 'k/', valueSize = 64, start = 0): Promise<void> {
+  const client = new Etcd3({ hosts: endpoints });
+  try {
+    const value = 'v'.repeat(valueSize);
+    const batches: number[] = [];
+    for (let i = start; i < start + n; i += 100) batches.push(i);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next < batches.length) {
+          const from = batches[next++]!;
+          const to = Math.min(from + 100, start + n);
+          const ops = [];
+          for (let i = from; i < to; i++) ops.push(client.put(`${prefix}${String(i).padStart(7, '0')}`).value(value));
+          await client.if('__none__', 'Version', '==', 0).then(...ops).commit();
+        }
+      }),
+    );
+  } finally {
+    client.close();
+  }
+}
+
+export async function countKeys(endpoint: string, prefix = 'k/'): Promise<number> {
+  const client = new Etcd3({ hosts: [endpoint] });
+  try {
+    return await client.getAll().prefix(prefix).count();
+  } finally {
+    client.close();
+  }
+}
+
+/** A raw S3 store on the sandbox's MinIO with overrides (other bucket, bad credentials, …). */
+export function storeFor(sb: Sandbox, overrides: Partial<S3Config> = {}): S3ObjectStore {
+  return new S3ObjectStore({ ...sb.s3Config(), ...overrides });
+}

@@ -1,0 +1,218 @@
+/**
+ * Real etcd snapshot fixtures: starts a throw-away single-member etcd, writes
+ * keys (with overwrites, large values, deletes/tombstones and a compaction),
+ * saves a snapshot with `etcdctl snapshot save`, and asks `etcdutl snapshot
+ * status` for the reference numbers.
+ */
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Etcd3 } from 'etcd3';
+
+const pExecFile = promisify(execFile);
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+let binDir: string | undefined;
+
+/** Folder holding etcd, etcdctl, etcdutl (ETCD_BIN_DIR, else scripts/ensure-binaries.sh). */
+export function etcdBinDir(): string {
+  if (binDir) return binDir;
+  const env = process.env['ETCD_BIN_DIR'];
+  if (env) return (binDir = env);
+  const out = execFileSync('bash', [join(REPO, 'scripts', 'ensure-binaries.sh'), 'etcd'], { encoding: 'utf8' });
+  const m = /ETCD_BIN_DIR=(\S+)/.exec(out);
+  if (!m) throw new Error(`scripts/ensure-binaries.sh etcd printed no ETCD_BIN_DIR:\n${out}`);
+  return (binDir = m[1]!);
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+export interface EtcdProcess {
+  endpoint: string;
+  dataDir: string;
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Starts a single-member etcd on random ports in a temp data dir; resolves once it serves. */
+export async function startEtcd(): Promise<EtcdProcess> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'etcd-verifier-'));
+  const cport = await freePort();
+  let pport = await freePort();
+  while (pport === cport) pport = await freePort();
+  const client = `http://127.0.0.1:${cport}`;
+  const peer = `http://127.0.0.1:${pport}`;
+  let log = '';
+  const proc = spawn(
+    join(etcdBinDir(), 'etcd'),
+    [
+      '--name', 't',
+      '--data-dir', join(dataDir, 'data'),
+      '--listen-client-urls', client,
+      '--advertise-client-urls', client,
+      '--listen-peer-urls', peer,
+      '--initial-advertise-peer-urls', peer,
+      '--initial-cluster', `t=${peer}`,
+      '--unsafe-no-fsync',
+      '--log-level', 'warn',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  proc.stdout!.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-8000)));
+  proc.stderr!.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-8000)));
+  const stop = async (): Promise<void> => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    }
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`etcd exited with ${proc.exitCode}:\n${log}`);
+    try {
+      await pExecFile(join(etcdBinDir(), 'etcdctl'), ['--endpoints', client, 'endpoint', 'health'], { timeout: 5000 });
+      break;
+    } catch {
+      if (Date.now() > deadline) {
+        await stop();
+        throw new Error(`etcd did not become healthy:\n${log}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return { endpoint: client, dataDir, proc, stop };
+}
+
+export interface EtcdutlStatus {
+  hash: number;
+  revision: number;
+  totalKey: number;
+  totalSize: number;
+  version?: string;
+}
+
+/** `etcdutl snapshot status <file> -w json`. */
+export async function etcdutlStatus(file: string): Promise<EtcdutlStatus> {
+  const { stdout } = await pExecFile(join(etcdBinDir(), 'etcdutl'), ['snapshot', 'status', file, '-w', 'json'], { maxBuffer: 1 << 20 });
+  return JSON.parse(stdout) as EtcdutlStatus;
+}
+
+/** Runs `etcdutl snapshot status` and returns its error output when it fails, else undefined. */
+export async function etcdutlStatusError(file: string): Promise<string | undefined> {
+  try {
+    await pExecFile(join(etcdBinDir(), 'etcdutl'), ['snapshot', 'status', file, '-w', 'json'], { maxBuffer: 1 << 20 });
+    return undefined;
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    return err.stderr || err.message;
+  }
+}
+
+/** Writes `n` keys with bounded concurrency. */
+async function putMany(client: Etcd3, entries: Array<[string, string | Buffer]>, concurrency = 64): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < entries.length) {
+      const [k, v] = entries[next++]!;
+      await client.put(k).value(v);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+export interface PopulateOptions {
+  keys?: number;
+  valueSize?: number;
+  /** Values large enough to need bbolt overflow pages. */
+  largeValues?: number[];
+}
+
+/** Writes a realistic key set: puts, overwrites, large values, deletes (tombstones) and a compaction. */
+export async function populate(endpoint: string, opts: PopulateOptions = {}): Promise<void> {
+  const n = opts.keys ?? 3000;
+  const vsize = opts.valueSize ?? 120;
+  const client = new Etcd3({ hosts: endpoint });
+  try {
+    const val = (i: number, gen: number): string => `v${gen}-${i}-`.padEnd(vsize, String.fromCharCode(97 + (i % 26)));
+    await putMany(client, Array.from({ length: n }, (_, i) => [`/registry/pods/ns${i % 7}/pod-${String(i).padStart(6, '0')}`, val(i, 1)]));
+    // Overwrites: more revisions per key.
+    await putMany(client, Array.from({ length: Math.floor(n / 3) }, (_, i) => [`/registry/pods/ns${(i * 3) % 7}/pod-${String(i * 3).padStart(6, '0')}`, val(i, 2)]));
+    // Large values (overflow pages).
+    const large = opts.largeValues ?? [9000, 20000, 70000];
+    await putMany(client, large.map((sz, i) => [`/registry/configmaps/big-${i}`, Buffer.alloc(sz, 65 + i)]), 4);
+    // Deletes before the compaction (their tombstones get compacted away) …
+    for (let i = 0; i < n; i += 17) await client.delete().key(`/registry/pods/ns${i % 7}/pod-${String(i).padStart(6, '0')}`);
+    const rev = Number((await client.get('/registry/configmaps/big-0').exec()).header.revision);
+    await client.kv.compact({ revision: String(rev), physical: true });
+    // … and after it (tombstones remain in the snapshot).
+    for (let i = 5; i < n; i += 23) await client.delete().key(`/registry/pods/ns${i % 7}/pod-${String(i).padStart(6, '0')}`);
+    await putMany(client, Array.from({ length: 200 }, (_, i) => [`/registry/events/e-${i}`, val(i, 3)]));
+  } finally {
+    client.close();
+  }
+}
+
+/** `etcdctl snapshot save`. */
+export async function saveSnapshot(endpoint: string, file: string): Promise<void> {
+  await pExecFile(join(etcdBinDir(), 'etcdctl'), ['--endpoints', endpoint, 'snapshot', 'save', file], { timeout: 60000 });
+}
+
+export interface SnapshotFixture {
+  dir: string;
+  /** As saved by etcdctl (with the sha256 trailer). */
+  snapshot: string;
+  /** The same database without the trailer (a raw bbolt copy). */
+  raw: string;
+  status: EtcdutlStatus;
+  rawStatus: EtcdutlStatus;
+  cleanup(): Promise<void>;
+}
+
+let cached: Promise<SnapshotFixture> | undefined;
+
+/** One real snapshot per test run (cached). */
+export function snapshotFixture(): Promise<SnapshotFixture> {
+  cached ??= (async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'snapshot-fixture-'));
+    const etcd = await startEtcd();
+    try {
+      await populate(etcd.endpoint);
+      const snapshot = join(dir, 'snap.db');
+      await saveSnapshot(etcd.endpoint, snapshot);
+      const bytes = await readFile(snapshot);
+      const raw = join(dir, 'raw.db');
+      await writeFile(raw, bytes.subarray(0, bytes.length - 32));
+      const [status, rawStatus] = await Promise.all([etcdutlStatus(snapshot), etcdutlStatus(raw)]);
+      return { dir, snapshot, raw, status, rawStatus, cleanup: () => rm(dir, { recursive: true, force: true }) };
+    } finally {
+      await etcd.stop();
+    }
+  })();
+  return cached;
+}
+
+/** A copy of `bytes` with the byte at `offset` inverted. */
+export function flipByte(bytes: Uint8Array, offset: number): Buffer {
+  const b = Buffer.from(bytes);
+  b[offset] = b[offset]! ^ 0xff;
+  return b;
+}
