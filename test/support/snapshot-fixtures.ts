@@ -50,7 +50,7 @@ export interface EtcdProcess {
 }
 
 /** Starts a single-member etcd on random ports in a temp data dir; resolves once it serves. */
-export async function startEtcd(): Promise<EtcdProcess> {
+export async function startEtcd(opts: { args?: string[] } = {}): Promise<EtcdProcess> {
   const dataDir = await mkdtemp(join(tmpdir(), 'etcd-verifier-'));
   const cport = await freePort();
   let pport = await freePort();
@@ -70,6 +70,7 @@ export async function startEtcd(): Promise<EtcdProcess> {
       '--initial-cluster', `t=${peer}`,
       '--unsafe-no-fsync',
       '--log-level', 'warn',
+      ...(opts.args ?? []),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );

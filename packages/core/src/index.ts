@@ -6,3 +6,4 @@ export * from './store/index.js';
 export * from './etcd/index.js';
 export * from './snapshot/index.js';
 export * from './sandbox/index.js';
+export * from './recovery/index.js';

@@ -5,6 +5,8 @@ import {
   EtcdRecoverError,
   S3ObjectStore,
   Sandbox,
+  SandboxTarget,
+  type RecoveryTarget,
   clusterNameProblem,
   defaultSandboxDir,
   type EtcdConnection,
@@ -42,6 +44,7 @@ export class Target {
   readonly sandbox: Sandbox | undefined;
   private gw: EtcdGateway | undefined;
   private st: S3ObjectStore | undefined;
+  private rt: SandboxTarget | undefined;
   private readonly etcd: EtcdConnection | undefined;
   private readonly s3: S3Config | undefined;
 
@@ -108,11 +111,23 @@ export class Target {
     return this.st;
   }
 
+  /** The place a recovery runs against (the sandbox today; Kubernetes through the recovery contract). */
+  recoveryTarget(): RecoveryTarget {
+    if (this.sandbox) {
+      this.rt ??= new SandboxTarget(this.sandbox);
+      return this.rt;
+    }
+    throw new EtcdRecoverError('CONFIG', 'recoveries need a target that can stop, restore and start members: the sandbox or a Kubernetes cluster', {
+      hint: 'start the sandbox with `kubectl etcd-recover sandbox up`, or point at a declared cluster with --cluster on Kubernetes',
+    });
+  }
+
   catalog(): Catalog {
     return new Catalog(this.store(), this.cluster);
   }
 
   close(): void {
+    this.rt?.close();
     this.gw?.close();
     this.st?.destroy();
   }

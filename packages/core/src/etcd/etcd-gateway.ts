@@ -75,6 +75,8 @@ export interface EtcdMaintenance {
   /** Streams a snapshot from exactly this member. Ends with etcd's 32-byte sha256 trailer. */
   snapshot(endpoint: string, signal?: AbortSignal): SnapshotStream;
   defragment(endpoint: string, signal?: AbortSignal): Promise<void>;
+  /** HashKV of one member's MVCC keyspace up to a revision: equal on members that hold the same data. */
+  hashKV(endpoint: string, revision: number, signal?: AbortSignal): Promise<number>;
 }
 
 export interface EtcdMembership {
@@ -86,6 +88,7 @@ export interface EtcdMembership {
 
 export interface EtcdKv {
   get(key: string, signal?: AbortSignal): Promise<string | undefined>;
+  /** Number of keys under a prefix ("" = the whole keyspace), linearizable. */
   count(prefix: string, signal?: AbortSignal): Promise<number>;
 }
 

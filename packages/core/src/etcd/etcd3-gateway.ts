@@ -213,6 +213,18 @@ export class Etcd3Gateway implements EtcdGateway {
     await this.client(endpoint).maintenance.defragment(this.deadline(120_000));
   }
 
+  async hashKV(endpoint: string, revision: number, signal?: AbortSignal): Promise<number> {
+    signal?.throwIfAborted();
+    try {
+      // etcd3 1.1.2 calls the gRPC method "hashKV", but grpc-js names it "hashKv": call it directly.
+      const m = this.client(endpoint).maintenance as unknown as { client: { exec(svc: string, method: string, req: object, opts: object): Promise<{ hash: string }> } };
+      const r = await m.client.exec('Maintenance', 'hashKv', { revision: String(revision) }, this.deadline(60_000));
+      return Number(r.hash);
+    } catch (e) {
+      throw new EtcdRecoverError('ETCD_UNREACHABLE', `hashKV on ${endpoint} failed: ${describeGrpc(e)}`, { cause: e });
+    }
+  }
+
   async list(signal?: AbortSignal): Promise<MemberList> {
     return this.any('member list', async (c) => {
       const r = await c.cluster.memberList({ linearizable: false }, this.deadline());
@@ -253,7 +265,8 @@ export class Etcd3Gateway implements EtcdGateway {
   readonly kv: EtcdKv = {
     get: (key, signal) =>
       this.any('get', async (c) => (await c.get(key).string()) ?? undefined, signal),
-    count: (prefix, signal) => this.any('count', async (c) => c.getAll().prefix(prefix).count(), signal),
+    count: (prefix, signal) =>
+      this.any('count', async (c) => (prefix ? c.getAll().prefix(prefix).count() : c.getAll().count()), signal),
   };
 
   close(): void {
@@ -274,5 +287,8 @@ function toMember(m: { ID: string; name: string; peerURLs: string[]; clientURLs:
 
 function describeGrpc(e: unknown): string {
   const msg = messageOf(e);
-  return msg.replace(/^\d+ [A-Z_]+: /, '').split('\n')[0] ?? msg;
+  const net = /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EHOSTUNREACH|ENETUNREACH)\b/.exec(msg);
+  if (net) return { ECONNREFUSED: 'connection refused', ECONNRESET: 'connection reset', ETIMEDOUT: 'timed out', ENOTFOUND: 'host not found', EHOSTUNREACH: 'host unreachable', ENETUNREACH: 'network unreachable' }[net[1] as 'ECONNREFUSED'];
+  if (/deadline exceeded/i.test(msg)) return 'timed out';
+  return (msg.replace(/^\d+ [A-Z_]+: /, '').split('\n')[0] ?? msg).replace(/\s*Resolution note:.*$/, '');
 }

@@ -10,7 +10,7 @@ import type { EtcdConnection } from '../etcd/etcd-gateway.js';
 import { S3ObjectStore } from '../store/s3-object-store.js';
 import type { S3Config } from '../store/s3-config.js';
 import { findEtcdBinaries, findMinio, type EtcdBinaries } from './binaries.js';
-import { isAlive, spawnDetached, stopProcess } from './processes.js';
+import { isAlive, spawnDetached, stopProcess } from '../processes.js';
 
 export const SANDBOX_FORMAT_VERSION = 1;
 

@@ -32,7 +32,7 @@ export function chooseSnapshotSource(
   for (const c of candidates) {
     if (!c.status) skipped.push({ endpoint: c.endpoint, reason: c.error ?? 'unreachable' });
     else if (c.status.isLearner) skipped.push({ endpoint: c.endpoint, reason: 'learner' });
-    else if (c.status.errors.length) skipped.push({ endpoint: c.endpoint, reason: `alarm: ${c.status.errors.join(', ')}` });
+    else if (alarms(c.status).length) skipped.push({ endpoint: c.endpoint, reason: `alarm: ${alarms(c.status).join(', ')}` });
     else if (c.status.leaderId === '0' && !opts.allowNoLeader) skipped.push({ endpoint: c.endpoint, reason: 'no leader (member not in a quorum)' });
     else healthy.push(c.status);
   }
@@ -53,4 +53,9 @@ export function chooseSnapshotSource(
   const pool = followers.length ? followers : caughtUp;
   const chosen = [...pool].sort((a, b) => b.raftAppliedIndex - a.raftAppliedIndex || a.endpoint.localeCompare(b.endpoint))[0]!;
   return { chosen, reason: followers.length ? 'caught-up follower' : 'leader (no caught-up follower)', skipped };
+}
+
+/** Status errors other than "no leader" (which is a quorum condition, not an alarm). */
+function alarms(s: MemberStatus): string[] {
+  return s.errors.filter((e) => !/no leader/i.test(e));
 }

@@ -154,21 +154,28 @@ export function parseMeta(b: Uint8Array, off: number, page: number): MetaInfo {
  * sub revision, optional 't' (tombstone). Returns the main revision.
  */
 export function mainRevision(key: Uint8Array): number {
-  if (key.length < 8) return 0;
-  const hi = (key[0]! << 24 | key[1]! << 16 | key[2]! << 8 | key[3]!) >>> 0;
-  const lo = (key[4]! << 24 | key[5]! << 16 | key[6]! << 8 | key[7]!) >>> 0;
+  return key.length < 8 ? 0 : beU64(key, 0);
+}
+
+/** Big-endian u64 at b[o] as a number (exact below 2^53). */
+export function beU64(b: Uint8Array, o: number): number {
+  const hi = ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+  const lo = ((b[o + 4]! << 24) | (b[o + 5]! << 16) | (b[o + 6]! << 8) | b[o + 7]!) >>> 0;
   return hi * 0x100000000 + lo;
 }
 
 /**
- * etcd 3.6 `schema.ReadStorageVersionFromSnapshot`: parse the value as semver
- * and keep only major.minor (so "3.6.0" → "3.6.0", "3.6.4" → "3.6.0").
- * Returns undefined when absent or not semver (as etcd does).
+ * etcd 3.6 `schema.ReadStorageVersionFromSnapshot`: the value parsed as semver
+ * (coreos/go-semver) and printed back; undefined when absent or not semver.
  */
 export function storageVersionString(v: Uint8Array | undefined): string | undefined {
   if (!v) return undefined;
   const s = Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('latin1');
-  const m = /^(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/.exec(s);
+  const id = '[0-9A-Za-z-]+(?:\\.[0-9A-Za-z-]+)*';
+  const m = new RegExp(`^(\\d+)\\.(\\d+)\\.(\\d+)(?:-(${id}))?(?:\\+(${id}))?$`).exec(s);
   if (!m) return undefined;
-  return `${Number(m[1])}.${Number(m[2])}.0`;
+  let out = `${Number(m[1])}.${Number(m[2])}.${Number(m[3])}`;
+  if (m[4]) out += `-${m[4]}`;
+  if (m[5]) out += `+${m[5]}`;
+  return out;
 }

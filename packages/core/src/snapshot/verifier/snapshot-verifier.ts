@@ -36,10 +36,11 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { crc32c, crc32cCombine } from './crc32c.js';
+import { getVarint, kvError, kvVersion, putVarint, revisionKeyProblem, varintEnd } from './etcd-keys.js';
 import {
   BUCKET_HEADER_SIZE, ELEMENT_SIZE, FLAG_BRANCH, FLAG_FREELIST, FLAG_LEAF, FREELIST_COUNT_OVERFLOW, GZIP_MAGIC0, GZIP_MAGIC1,
   LEAF_FLAG_BUCKET, MAGIC, META1_PROBE_OFFSETS, META_BODY_OFFSET, META_SIZE, PAGE_HEADER_SIZE, TRAILER_ALIGN, TRAILER_SIZE,
-  mainRevision, pageTypeName, parseMeta, storageVersionString, u16, u32, u64, type MetaInfo,
+  beU64, mainRevision, pageTypeName, parseMeta, storageVersionString, u16, u32, u64, type MetaInfo,
 } from './bbolt-format.js';
 
 export type DefectCode =
@@ -123,6 +124,12 @@ const K_OTHER = 5; // meta/unknown flags in a data slot
 const K_ID_MISMATCH = 6;
 const K_ERROR = 7; // parse failed, see errors map
 const K_PENDING = 8; // multi-page span still being assembled
+
+// `key` bucket analysis state of a leaf (see etcd-keys.ts).
+// 0: keys are not revisions (not a `key` bucket page)
+const KV_PENDING = 1; // compacted revision unknown yet: record detail kept
+const KV_RESOLVED = 2; // contribution to the live-key count known
+const KV_ERROR = 3; // etcdutl would fail on it, see kvErrors
 
 // ------------------------------------------------------------ small pieces ---
 
@@ -216,20 +223,32 @@ interface LeafScan {
   lastOff: number;
   lastLen: number;
   hasBucket: boolean;
+  /** Value of key "storageVersion" (meta bucket), -1 when absent. */
   svOff: number;
   svLen: number;
+  /** Value of key "finishedCompactRev" (meta bucket), -1 when absent. */
+  fcrOff: number;
+  fcrLen: number;
 }
 
 function newScan(): LeafScan {
-  return { code: null, reason: '', crc: 0, len: 0, firstOff: 0, firstLen: 0, lastOff: 0, lastLen: 0, hasBucket: false, svOff: -1, svLen: 0 };
+  return {
+    code: null, reason: '', crc: 0, len: 0, firstOff: 0, firstLen: 0, lastOff: 0, lastLen: 0, hasBucket: false,
+    svOff: -1, svLen: 0, fcrOff: -1, fcrLen: 0,
+  };
 }
 
-// "storageVersion"
 const SV_KEY = Buffer.from('storageVersion', 'latin1');
+const FCR_KEY = Buffer.from('finishedCompactRev', 'latin1');
 
-function isSvKey(b: Uint8Array, o: number): boolean {
-  for (let i = 0; i < 14; i++) if (b[o + i] !== SV_KEY[i]) return false;
+function keyIs(b: Uint8Array, o: number, key: Buffer): boolean {
+  for (let i = 0; i < key.length; i++) if (b[o + i] !== key[i]) return false;
   return true;
+}
+
+/** meta/finishedCompactRev holds a revision key; the compacted revision is its main part. */
+function compactRevOf(b: Uint8Array, off: number, len: number): number {
+  return len >= 8 ? mainRevision(b.subarray(off, off + 8)) : 0;
 }
 
 /**
@@ -241,6 +260,7 @@ function scanLeaf(b: Uint8Array, p: number, end: number, count: number, s: LeafS
   s.code = null;
   s.hasBucket = false;
   s.svOff = -1;
+  s.fcrOff = -1;
   s.crc = 0;
   s.len = 0;
   s.firstOff = s.lastOff = 0;
@@ -295,9 +315,12 @@ function scanLeaf(b: Uint8Array, p: number, end: number, count: number, s: LeafS
         s.reason = `leaf element ${i} is a bucket but its value (${vs} bytes) is shorter than a bucket header`;
         return false;
       }
-    } else if (ks === 14 && isSvKey(b, k0)) {
+    } else if (ks === 14 && keyIs(b, k0, SV_KEY)) {
       s.svOff = ke;
       s.svLen = vs;
+    } else if (ks === 18 && keyIs(b, k0, FCR_KEY)) {
+      s.fcrOff = ke;
+      s.fcrLen = vs;
     }
   }
   s.lastOff = pk;
@@ -342,7 +365,17 @@ interface InlineBucket {
   len: number;
   last: Buffer | null;
   sv: Buffer | undefined;
+  /** meta/finishedCompactRev when this is the meta bucket. */
+  fcr: number | undefined;
   nested: BucketRef[];
+  /** Copy of the inline page when its keys look like revisions (a `key` bucket), analysed at walk time. */
+  page: Buffer | undefined;
+}
+
+/** Values of interest found in a (meta bucket) leaf page. */
+interface MetaVals {
+  sv?: Buffer;
+  fcr?: number;
 }
 
 interface ParseError {
@@ -392,8 +425,64 @@ function parseInline(b: Uint8Array, p: number, end: number, depth: number): Inli
     len: s.len,
     last: count > 0 ? Buffer.from(b.subarray(s.lastOff, s.lastOff + s.lastLen)) : null,
     sv: s.svOff >= 0 ? Buffer.from(b.subarray(s.svOff, s.svOff + s.svLen)) : undefined,
+    fcr: s.fcrOff >= 0 ? compactRevOf(b, s.fcrOff, s.fcrLen) : undefined,
     nested,
+    page: count > 0 && looksLikeRevision(b, s.firstOff, s.firstLen) ? Buffer.from(b.subarray(p, end)) : undefined,
   };
+}
+
+function looksLikeRevision(b: Uint8Array, k0: number, ks: number): boolean {
+  return (ks === 17 || ks === 18) && b[k0 + 8] === 0x5f;
+}
+
+/** Outcome of analyseKv (reused scratch object). */
+interface KvResult {
+  error: string | null;
+  /** Σ s over the records (s = [version = 1] − [tombstone]). */
+  sum: number;
+  /** Live-key contribution, when the compacted revision was given. */
+  contrib: number;
+}
+
+/**
+ * Analyses the records of a `key` bucket leaf at b[p..) (already bounds-checked)
+ * for the live-key count (see etcd-keys.ts). With compactRev ≥ 0 computes the
+ * contribution; otherwise appends per-record detail — varint(Δmain·2 + D) — to `detail`.
+ */
+function analyseKv(b: Uint8Array, p: number, count: number, compactRev: number, detail: ByteBuf | null, out: KvResult): boolean {
+  let sum = 0;
+  let contrib = 0;
+  let prevMain = 0;
+  out.error = null;
+  for (let i = 0; i < count; i++) {
+    const e = p + PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
+    const k0 = e + u32(b, e + 4);
+    const ks = u32(b, e + 8);
+    const vs = u32(b, e + 12);
+    const problem = revisionKeyProblem(b, k0, ks);
+    if (problem) {
+      out.error = `record ${i} key ${hexKey(b.subarray(k0, k0 + ks))} is not a revision (${problem})`;
+      return false;
+    }
+    const tomb = ks === 18 && b[k0 + 17] === 0x74;
+    // A nested bucket element has a nil value for ForEach: an empty KeyValue.
+    const version = u32(b, e) & LEAF_FLAG_BUCKET ? 0 : kvVersion(b, k0 + ks, k0 + ks + vs);
+    if (version < 0) {
+      out.error = `record ${i} (revision key ${hexKey(b.subarray(k0, k0 + ks))}): value is not a valid mvccpb.KeyValue (${kvError})`;
+      return false;
+    }
+    const si = (version === 1 ? 1 : 0) - (tomb ? 1 : 0);
+    sum += si;
+    const main = beU64(b, k0);
+    if (compactRev >= 0) contrib += main <= compactRev ? (tomb ? 0 : 1) : si;
+    else {
+      putVarint(detail!, (main - prevMain) * 2 + (version === 1 ? 0 : 1));
+      prevMain = main;
+    }
+  }
+  out.sum = sum;
+  out.contrib = contrib;
+  return true;
 }
 
 /** Per-page summaries, indexed by page id; grown as pages stream by. */
@@ -405,12 +494,18 @@ class PageTable {
   overflow = new Uint32Array(0);
   /** Leaf: CRC of its k/v bytes. ID mismatch: low 32 bits of the header id. */
   crc = new Uint32Array(0);
-  /** Leaf: byte length of its k/v bytes. */
-  dlen = new Float64Array(0);
+  /** Leaf: byte length of its k/v bytes (≤ MAX_SPAN). */
+  dlen = new Uint32Array(0);
   /** Leaf: arena offset of first‖last key. Branch: index of its first element in the branch table. */
   off = new Uint32Array(0);
   /** Leaf: first key len byte | last key len byte << 8 (bit 7 of each: truncated). */
   klen = new Uint16Array(0);
+  /** Leaf as a `key` bucket page: KV_* state. */
+  kvState = new Uint8Array(0);
+  /** KV_PENDING: Σ s of its records. KV_RESOLVED: its live-key contribution. */
+  kvC = new Int32Array(0);
+  /** KV_PENDING: offset of its record detail in the revision arena. */
+  kvOff = new Uint32Array(0);
 
   ensure(pgid: number): void {
     if (pgid < this.size) return;
@@ -418,7 +513,7 @@ class PageTable {
     if (pgid < this.kind.length) return;
     let cap = Math.max(1024, this.kind.length * 2);
     while (cap <= pgid) cap *= 2;
-    const grow = <T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(a: T, make: (n: number) => T): T => {
+    const grow = <T extends Uint8Array | Uint16Array | Uint32Array | Int32Array>(a: T, make: (n: number) => T): T => {
       const n = make(cap);
       n.set(a as never);
       return n;
@@ -428,22 +523,26 @@ class PageTable {
     this.count = grow(this.count, (n) => new Uint16Array(n));
     this.overflow = grow(this.overflow, (n) => new Uint32Array(n));
     this.crc = grow(this.crc, (n) => new Uint32Array(n));
-    this.dlen = grow(this.dlen, (n) => new Float64Array(n));
+    this.dlen = grow(this.dlen, (n) => new Uint32Array(n));
     this.off = grow(this.off, (n) => new Uint32Array(n));
     this.klen = grow(this.klen, (n) => new Uint16Array(n));
+    this.kvState = grow(this.kvState, (n) => new Uint8Array(n));
+    this.kvC = grow(this.kvC, (n) => new Int32Array(n));
+    this.kvOff = grow(this.kvOff, (n) => new Uint32Array(n));
   }
 }
 
 /** Branch elements of all branch pages: child pgid and (truncated) key. */
 class BranchTable {
   n = 0;
-  child = new Float64Array(1024);
+  /** Child pgid; ids ≥ 2^32 are stored as 0xFFFFFFFF (beyond any high-water mark we can hold). */
+  child = new Uint32Array(1024);
   koff = new Uint32Array(1024);
   klen = new Uint8Array(1024);
   push(child: number, koff: number, klen: number): void {
     if (this.n === this.child.length) {
       const cap = this.n * 2;
-      const c = new Float64Array(cap);
+      const c = new Uint32Array(cap);
       c.set(this.child);
       this.child = c;
       const o = new Uint32Array(cap);
@@ -453,7 +552,7 @@ class BranchTable {
       l.set(this.klen);
       this.klen = l;
     }
-    this.child[this.n] = child;
+    this.child[this.n] = child > 0xffffffff ? 0xffffffff : child;
     this.koff[this.n] = koff;
     this.klen[this.n] = klen;
     this.n++;
@@ -471,6 +570,8 @@ interface WalkCtx {
   count: number;
   last: Key | null;
   isMeta: boolean;
+  /** The `key` bucket: count live keys. */
+  isKey: boolean;
   sv: Uint8Array | undefined;
 }
 
@@ -519,7 +620,13 @@ export class SnapshotVerifier {
   private readonly arena = new ByteBuf(1 << 16);
   private readonly errors = new Map<number, ParseError>();
   private readonly details = new Map<number, BucketRef[]>();
-  private readonly svByPage = new Map<number, Buffer>();
+  private readonly metaVals = new Map<number, MetaVals>();
+  private readonly kvErrors = new Map<number, string>();
+  /** Per-record detail of `key` bucket pages parsed before the compacted revision is known. */
+  private revArena = new ByteBuf(1 << 12);
+  private readonly kvScratch: KvResult = { error: null, sum: 0, contrib: 0 };
+  /** meta/finishedCompactRev of the live tree; -1 until known. */
+  private compactRev = -1;
   private freeIds: Float64Array | null = null;
   private readonly scan = newScan();
 
@@ -528,6 +635,7 @@ export class SnapshotVerifier {
   private omitted = 0;
   private fatal = false;
   private h = 0;
+  private liveKeys = 0;
   private revision = 0;
   private totalKeys = 0;
   private version: string | undefined;
@@ -860,7 +968,68 @@ export class SnapshotVerifier {
       a.append(b, s.lastOff, ll);
       t.klen[pgid] = lenByte(s.firstLen) | (lenByte(s.lastLen) << 8);
     }
-    if (s.svOff >= 0) this.svByPage.set(pgid, Buffer.from(b.subarray(s.svOff, s.svOff + s.svLen)));
+    if (s.svOff >= 0 || s.fcrOff >= 0) {
+      const mv: MetaVals = {};
+      if (s.svOff >= 0) mv.sv = Buffer.from(b.subarray(s.svOff, s.svOff + s.svLen));
+      if (s.fcrOff >= 0) mv.fcr = compactRevOf(b, s.fcrOff, s.fcrLen);
+      this.metaVals.set(pgid, mv);
+    }
+    if (count > 0 && looksLikeRevision(b, s.firstOff, s.firstLen)) {
+      const r = this.kvScratch;
+      const ra = this.revArena;
+      const start = ra.len;
+      if (analyseKv(b, p, count, this.compactRev, ra, r)) {
+        if (this.compactRev >= 0) {
+          t.kvState[pgid] = KV_RESOLVED;
+          t.kvC[pgid] = r.contrib;
+        } else {
+          t.kvState[pgid] = KV_PENDING;
+          t.kvC[pgid] = r.sum;
+          t.kvOff[pgid] = start;
+        }
+      } else {
+        ra.len = start;
+        t.kvState[pgid] = KV_ERROR;
+        this.kvErrors.set(pgid, r.error!);
+      }
+    }
+    // The live root page: its inline meta bucket gives the compacted revision,
+    // so the detail kept for `key` pages can be folded into counts right away.
+    if (this.compactRev < 0 && pgid === this.active?.root) {
+      const meta = this.details.get(pgid)?.find((r) => r.name.equals(META_NAME));
+      if (meta?.inline) this.setCompactRev(meta.inline.fcr ?? 0);
+    }
+  }
+
+  /** Fixes the compacted revision and resolves the `key` pages kept pending. */
+  private setCompactRev(c: number): void {
+    this.compactRev = c;
+    const t = this.table;
+    for (let pgid = 2; pgid < t.size; pgid++) {
+      if (t.kvState[pgid] === KV_PENDING) {
+        t.kvC[pgid] = this.resolveKv(pgid, c);
+        t.kvState[pgid] = KV_RESOLVED;
+      }
+    }
+    this.revArena = new ByteBuf(64);
+  }
+
+  private resolveKv(pgid: number, c: number): number {
+    const t = this.table;
+    const buf = this.revArena.buf;
+    const n = t.count[pgid]!;
+    let i = t.kvOff[pgid]!;
+    let main = 0;
+    let add = 0;
+    for (let r = 0; r < n; r++) {
+      const v = getVarint(buf, i);
+      i = varintEnd;
+      const d = v % 2;
+      main += (v - d) / 2;
+      if (main > c) break;
+      add += d;
+    }
+    return t.kvC[pgid]! + add;
   }
 
   private parseBranch(b: Buffer, p: number, end: number, pgid: number): void {
@@ -1079,10 +1248,14 @@ export class SnapshotVerifier {
       }
     }
 
+    // The compacted revision, needed to count live keys (unless the root page already gave it).
+    if (this.compactRev < 0) this.setCompactRev(this.findCompactRev());
+
     // The tree, from the root bucket.
     const root = this.active!.root;
-    this.walkPage(root, null, null, 0, { mode: 'root', count: 0, last: null, isMeta: false, sv: undefined }, -1);
+    this.walkPage(root, null, null, 0, { mode: 'root', count: 0, last: null, isMeta: false, isKey: false, sv: undefined }, -1);
 
+    this.totalKeys = this.liveKeys;
     for (const name of ['key', 'meta']) {
       if (!(name in this.buckets)) {
         this.addDefect('BUCKET_MISSING', undefined, `bucket "${name}" is missing: this is not an etcd snapshot (etcd always creates it)`, true);
@@ -1115,6 +1288,52 @@ export class SnapshotVerifier {
 
   private ref(parent: number): string {
     return parent < 0 ? 'the meta page' : `page ${parent}`;
+  }
+
+  private leafFirstKey(pgid: number): Key {
+    const o = this.table.off[pgid]!;
+    const l = this.table.klen[pgid]! & 0xff;
+    return { b: this.arena.buf.subarray(o, o + (l & 0x7f)), t: (l & 0x80) !== 0 };
+  }
+
+  /**
+   * meta/finishedCompactRev of the live tree (0 when absent), looked up before
+   * the walk because bucket "key" sorts before "meta". Read-only, cycle-safe.
+   */
+  private findCompactRev(): number {
+    const t = this.table;
+    const seen = new Set<number>();
+    const usable = (pgid: number, depth: number): boolean =>
+      depth <= MAX_DEPTH && pgid >= 2 && pgid < t.size && pgid < this.hwm && !seen.has(pgid) && (seen.add(pgid), true);
+    const findMeta = (pgid: number, depth: number): BucketRef | undefined => {
+      if (!usable(pgid, depth)) return undefined;
+      if (t.kind[pgid] === K_BRANCH) {
+        const start = t.off[pgid]!;
+        for (let i = 0; i < t.count[pgid]!; i++) {
+          const r = findMeta(this.branches.child[start + i]!, depth + 1);
+          if (r) return r;
+        }
+      } else if (t.kind[pgid] === K_LEAF) {
+        return this.details.get(pgid)?.find((r) => r.name.equals(META_NAME));
+      }
+      return undefined;
+    };
+    const meta = findMeta(this.active!.root, 0);
+    if (!meta) return 0;
+    if (meta.inline) return meta.inline.fcr ?? 0;
+    let fcr = 0;
+    const visit = (pgid: number, depth: number): void => {
+      if (!usable(pgid, depth)) return;
+      if (t.kind[pgid] === K_BRANCH) {
+        const start = t.off[pgid]!;
+        for (let i = 0; i < t.count[pgid]!; i++) visit(this.branches.child[start + i]!, depth + 1);
+      } else if (t.kind[pgid] === K_LEAF) {
+        const v = this.metaVals.get(pgid)?.fcr;
+        if (v !== undefined) fcr = v;
+      }
+    };
+    visit(meta.root, 0);
+    return fcr;
   }
 
   private branchKey(i: number): Key {
@@ -1238,8 +1457,16 @@ export class SnapshotVerifier {
           ctx.count += cnt;
           if (last) ctx.last = last;
           if (ctx.isMeta) {
-            const sv = this.svByPage.get(pgid);
-            if (sv) ctx.sv = sv;
+            const mv = this.metaVals.get(pgid);
+            if (mv?.sv) ctx.sv = mv.sv;
+          }
+          if (ctx.isKey && cnt > 0) {
+            const st = t.kvState[pgid];
+            if (st === KV_RESOLVED) this.liveKeys += t.kvC[pgid]!;
+            else {
+              const why = st === KV_ERROR ? this.kvErrors.get(pgid)! : `its first key ${hexKey(this.leafFirstKey(pgid))} is not a revision`;
+              this.addDefect('ELEMENT_BOUNDS', pgid, `bucket "key" leaf: ${why} (etcdutl fails on it)`, true);
+            }
           }
         }
         if (refs) for (const r of refs) this.nestedBucket(r, pgid, depth);
@@ -1257,11 +1484,20 @@ export class SnapshotVerifier {
 
   private topBucket(r: BucketRef, pgid: number, depth: number): void {
     this.h = crc32c(r.name, this.h);
-    const ctx: WalkCtx = { mode: 'top', count: 0, last: null, isMeta: r.name.equals(META_NAME), sv: undefined };
+    const isKey = r.name.equals(KEY_NAME);
+    const ctx: WalkCtx = { mode: 'top', count: 0, last: null, isMeta: r.name.equals(META_NAME), isKey, sv: undefined };
     if (r.inline) {
       const ib = r.inline;
       this.h = crc32cCombine(this.h, ib.crc, ib.len);
       ctx.count = ib.count;
+      if (isKey && ib.count > 0) {
+        const res = this.kvScratch;
+        if (ib.page && analyseKv(ib.page, 0, ib.count, this.compactRev, null, res)) this.liveKeys += res.contrib;
+        else {
+          const why = ib.page ? res.error! : 'its keys are not revisions';
+          this.addDefect('ELEMENT_BOUNDS', pgid, `inline bucket "key": ${why} (etcdutl fails on it)`, true);
+        }
+      }
       if (ib.last) ctx.last = { b: ib.last, t: false };
       ctx.sv = ib.sv;
       for (const n of ib.nested) this.nestedBucket(n, pgid, depth);
@@ -1270,7 +1506,6 @@ export class SnapshotVerifier {
     }
     const name = bytesToString(r.name);
     this.buckets[name] = ctx.count;
-    this.totalKeys += ctx.count;
     if (name === 'key' && ctx.last) this.revision = mainRevision(ctx.last.b);
     if (ctx.isMeta) this.version = storageVersionString(ctx.sv);
   }
@@ -1280,11 +1515,12 @@ export class SnapshotVerifier {
       for (const n of r.inline.nested) this.nestedBucket(n, pgid, depth + 1);
       return;
     }
-    this.walkPage(r.root, null, null, depth + 1, { mode: 'nested', count: 0, last: null, isMeta: false, sv: undefined }, pgid);
+    this.walkPage(r.root, null, null, depth + 1, { mode: 'nested', count: 0, last: null, isMeta: false, isKey: false, sv: undefined }, pgid);
   }
 }
 
 const META_NAME = Buffer.from('meta');
+const KEY_NAME = Buffer.from('key');
 
 // ------------------------------------------------------------ entry points ---
 

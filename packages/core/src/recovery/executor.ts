@@ -1,0 +1,352 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EtcdRecoverError, isEtcdRecoverError } from '../errors.js';
+import { captureSnapshot } from '../snapshot/capture.js';
+import type { Catalog, SnapshotRecord } from '../snapshot/catalog.js';
+import { Journal } from './journal.js';
+import type { RecoveryLock } from './lock.js';
+import type { ClusterObservation } from './observation.js';
+import type { PlanStep, RecoveryPlan } from './plan.js';
+import type { RecoveryTarget, StepContext } from './target.js';
+
+export interface StepEvent {
+  step: PlanStep;
+  index: number;
+  total: number;
+  phase: 'start' | 'skip' | 'done';
+  note?: string;
+  ms?: number;
+}
+
+export interface ExecuteOptions {
+  target: RecoveryTarget;
+  catalog: Catalog;
+  journal: Journal;
+  lock: RecoveryLock;
+  signal?: AbortSignal;
+  onStep?: (e: StepEvent) => void;
+  onMessage?: (m: string) => void;
+  /** How long members may take to become healthy after a restore. Default 120 s. */
+  healthyTimeoutMs?: number;
+}
+
+export interface RecoveryReport {
+  id: string;
+  kind: RecoveryPlan['kind'];
+  cluster: string;
+  status: 'completed';
+  restorePoint?: { kind: string; name?: string; revision?: number; createdAt?: string; member?: string };
+  revisionBefore?: number;
+  revisionAfter: number;
+  bump?: number;
+  keys: number;
+  members: { name: string; revision: number; hashKV?: number; isLeader: boolean }[];
+  rtoMs: number;
+  loss?: RecoveryPlan['loss'];
+  oldData: Record<string, string>;
+  resumed: boolean;
+}
+
+interface StepImpl {
+  holds(ctx: StepContext): Promise<boolean>;
+  run(ctx: StepContext): Promise<void>;
+}
+
+/** Test-only fault injection: die right after a step's effect, before the journal records it. */
+const FAULT_ENV = 'ETCD_RECOVER_FAULT_AFTER_STEP';
+
+/**
+ * Runs a recovery plan step by step. Before each step it asks whether the
+ * step's effect already holds (a rerun after a crash skips it); after each
+ * step it writes the journal. A failure leaves the journal `failed` and the
+ * lock held, so the same command resumes.
+ */
+export async function executePlan(o: ExecuteOptions): Promise<RecoveryReport> {
+  const { journal, target, catalog } = o;
+  const plan = journal.doc.plan;
+  const resumed = journal.doc.runs.length > 0;
+  journal.doc.runs.push({ host: (await import('node:os')).hostname(), pid: process.pid, startedAt: new Date().toISOString() });
+  journal.doc.status = 'running';
+  delete journal.doc.error;
+  await journal.save();
+
+  const ctx: StepContext = {
+    recoveryId: plan.id,
+    catalog,
+    ...(o.signal ? { signal: o.signal } : {}),
+    progress: (m) => o.onMessage?.(m),
+    facts: journal.doc.facts,
+  };
+  const impls = stepImpls(plan, target, catalog, o);
+
+  try {
+    for (const [index, step] of plan.steps.entries()) {
+      o.signal?.throwIfAborted();
+      const rec = journal.step(step.id);
+      const event = { step, index, total: plan.steps.length };
+      if (rec.state === 'done') {
+        o.onStep?.({ ...event, phase: 'skip', note: 'done in an earlier run' });
+        continue;
+      }
+      const impl = impls(step);
+      if (rec.state !== 'pending' && (await impl.holds(ctx))) {
+        // Crashed after the effect but before the journal said so.
+        rec.state = 'done';
+        rec.note = 'effect already in place';
+        rec.finishedAt = new Date().toISOString();
+        await journal.save();
+        o.onStep?.({ ...event, phase: 'skip', note: rec.note });
+        continue;
+      }
+      o.onStep?.({ ...event, phase: 'start' });
+      const t0 = performance.now();
+      rec.state = 'running';
+      rec.attempts++;
+      rec.startedAt = new Date().toISOString();
+      await journal.save();
+      if (!(await impl.holds(ctx))) await impl.run(ctx);
+      if (process.env[FAULT_ENV] === step.id) process.kill(process.pid, 'SIGKILL');
+      rec.state = 'done';
+      rec.finishedAt = new Date().toISOString();
+      delete rec.error;
+      await journal.save();
+      o.onStep?.({ ...event, phase: 'done', ms: performance.now() - t0 });
+    }
+  } catch (e) {
+    const err = isEtcdRecoverError(e) ? e : new EtcdRecoverError('STEP_FAILED', (e as Error).message, { cause: e });
+    const running = journal.doc.steps.find((s) => s.state === 'running');
+    if (running) {
+      running.state = 'failed';
+      running.error = err.message;
+    }
+    journal.doc.status = 'failed';
+    journal.doc.error = { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) };
+    await journal.save().catch(() => undefined);
+    o.lock.detach();
+    const aside = plan.members.filter((m) => journal.doc.steps.some((s) => s.id === `set-aside:${m.name}` && s.state === 'done'));
+    const asideNote = aside.length ? ` Old data is kept at: ${aside.map((m) => target.asideLocation(m.name, plan.id)).join(', ')}.` : '';
+    throw new EtcdRecoverError(err.code === 'ABORTED' ? 'ABORTED' : err.code, `${plan.kind} recovery ${plan.id} stopped at step "${running?.id ?? '?'}": ${err.message}.${asideNote}`, {
+      cause: e,
+      hint: `fix the cause and rerun the same command to resume (the journal is at ${Journal.key(plan.cluster, plan.id)}); see docs/runbooks/rollback.md to roll back`,
+    });
+  }
+
+  const report = await finalReport(plan, journal, target, resumed);
+  journal.doc.status = 'completed';
+  journal.doc.finishedAt = new Date().toISOString();
+  journal.doc.facts['report'] = report;
+  await journal.save();
+  await o.lock.release();
+  return report;
+}
+
+async function restoreRecord(plan: RecoveryPlan, catalog: Catalog, ctx: StepContext): Promise<SnapshotRecord> {
+  const name = (ctx.facts['restoreFrom'] as string | undefined) ?? plan.restorePoint?.name;
+  if (!name) throw new EtcdRecoverError('INTERNAL', 'the restore point has no backup name yet (capture-live did not run)');
+  return catalog.get(name, ctx.signal);
+}
+
+function stepImpls(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog, o: ExecuteOptions): (s: PlanStep) => StepImpl {
+  const all = plan.members.map((m) => m.name);
+  const spec = (name: string) => plan.members.find((m) => m.name === name)!;
+  const healthyTimeout = o.healthyTimeoutMs ?? 120_000;
+  return (s) => {
+    switch (s.kind) {
+      case 'capture-live':
+        return {
+          holds: async (ctx) => typeof ctx.facts['restoreFrom'] === 'string',
+          run: async (ctx) => {
+            const member = spec(plan.restorePoint!.member!);
+            const rec = await captureSnapshot({
+              gateway: target.gateway(),
+              catalog,
+              member: member.clientURL,
+              allowNoLeader: true,
+              labels: { reason: 'pre-restore', recovery: plan.id },
+              ...(ctx.signal ? { signal: ctx.signal } : {}),
+              onProgress: (p) => p.message && ctx.progress(p.message),
+            });
+            ctx.facts['restoreFrom'] = rec.name;
+            ctx.progress(`captured ${rec.name} at revision ${rec.revision} (${rec.totalKeys} keys)`);
+          },
+        };
+      case 'stage-snapshot':
+        return {
+          holds: async (ctx) => target.isStaged(await restoreRecord(plan, catalog, ctx), ctx),
+          run: async (ctx) => target.stageSnapshot(await restoreRecord(plan, catalog, ctx), ctx),
+        };
+      case 'quiesce':
+        return { holds: (ctx) => target.isQuiesced(ctx), run: (ctx) => target.quiesce(ctx) };
+      case 'resume':
+        return { holds: (ctx) => target.isResumed(ctx), run: (ctx) => target.resume(ctx) };
+      case 'stop-members': {
+        const names = s.member ? [s.member] : all;
+        return { holds: (ctx) => target.areStopped(names, ctx), run: (ctx) => target.stopMembers(names, ctx) };
+      }
+      case 'set-aside':
+        return { holds: (ctx) => target.isSetAside(s.member!, ctx), run: (ctx) => target.setAside(s.member!, ctx) };
+      case 'restore-member':
+        return {
+          holds: (ctx) => target.isRestored(s.member!, ctx),
+          run: async (ctx) =>
+            target.restoreMember(s.member!, await restoreRecord(plan, catalog, ctx), { members: plan.members, token: plan.token!, bump: plan.bump!.bump }, ctx),
+        };
+      case 'start-members':
+        return {
+          holds: (ctx) => target.areStarted(all, ctx),
+          run: (ctx) => target.startMembers(all, { initialState: 'new' }, ctx),
+        };
+      case 'wait-healthy':
+        return {
+          holds: async (ctx) => allHealthy(await target.observe(ctx.signal), all),
+          run: async (ctx) => {
+            await waitHealthy(target, all, healthyTimeout, ctx);
+          },
+        };
+      case 'verify-restored':
+        return { holds: async () => false, run: async (ctx) => verifyRestored(plan, target, catalog, ctx) };
+      case 'remove-member':
+        return {
+          holds: async (ctx) => !(await findMember(target, spec(s.member!).peerURL, ctx)),
+          run: async (ctx) => {
+            const m = await findMember(target, spec(s.member!).peerURL, ctx);
+            if (m) {
+              await target.gateway().remove(m.id, ctx.signal);
+              ctx.progress(`removed member ${m.id} (${s.member})`);
+            }
+          },
+        };
+      case 'add-learner':
+        return {
+          holds: async (ctx) => Boolean(await findMember(target, spec(s.member!).peerURL, ctx)),
+          run: async (ctx) => {
+            const added = await target.gateway().add([spec(s.member!).peerURL], { learner: true }, ctx.signal);
+            ctx.facts['newMemberId'] = added.id;
+            ctx.progress(`added ${s.member} as learner ${added.id}`);
+          },
+        };
+      case 'start-member':
+        return {
+          holds: (ctx) => target.areStarted([s.member!], ctx),
+          run: async (ctx) => {
+            const list = await target.gateway().list(ctx.signal);
+            const initialCluster = list.members
+              .map((m) => `${m.name || plan.members.find((p) => m.peerURLs.includes(p.peerURL))?.name || s.member}=${m.peerURLs[0]}`)
+              .join(',');
+            await target.startMembers([s.member!], { initialState: 'existing', initialCluster }, ctx);
+          },
+        };
+      case 'promote':
+        return {
+          holds: async (ctx) => {
+            const m = await findMember(target, spec(s.member!).peerURL, ctx);
+            return Boolean(m && !m.isLearner);
+          },
+          run: async (ctx) => {
+            const deadline = Date.now() + healthyTimeout;
+            for (;;) {
+              const m = await findMember(target, spec(s.member!).peerURL, ctx);
+              if (!m) throw new EtcdRecoverError('STEP_FAILED', `${s.member} vanished from the membership before promotion`);
+              try {
+                await target.gateway().promote(m.id, ctx.signal);
+                ctx.progress(`promoted ${s.member} to voting member`);
+                return;
+              } catch (e) {
+                if (!(isEtcdRecoverError(e) && e.retryable) || Date.now() > deadline) throw e;
+                await sleep(250, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
+              }
+            }
+          },
+        };
+    }
+  };
+}
+
+async function findMember(target: RecoveryTarget, peerURL: string, ctx: StepContext) {
+  const list = await target.gateway().list(ctx.signal);
+  return list.members.find((m) => m.peerURLs.includes(peerURL));
+}
+
+function allHealthy(o: ClusterObservation, names: string[]): boolean {
+  return names.every((n) => o.healthy.includes(n)) && Boolean(o.leader);
+}
+
+async function waitHealthy(target: RecoveryTarget, names: string[], timeoutMs: number, ctx: StepContext): Promise<ClusterObservation> {
+  const deadline = Date.now() + timeoutMs;
+  let last: ClusterObservation | undefined;
+  for (;;) {
+    last = await target.observe(ctx.signal);
+    if (allHealthy(last, names)) return last;
+    if (Date.now() > deadline) {
+      const bad = last.members.filter((m) => !last!.healthy.includes(m.name));
+      throw new EtcdRecoverError('STEP_FAILED', `member(s) ${bad.map((m) => `${m.name} (${m.error ?? (m.running ? 'no leader' : 'not running')})`).join(', ')} did not become healthy within ${Math.round(timeoutMs / 1000)} s`, {
+        hint: 'read the member logs; old data is set aside and can be rolled back',
+      });
+    }
+    await sleep(250, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
+  }
+}
+
+async function verifyRestored(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog, ctx: StepContext): Promise<void> {
+  const o = await target.observe(ctx.signal);
+  const gw = target.gateway();
+  if (plan.kind === 'quorum') {
+    const rec = await restoreRecord(plan, catalog, ctx);
+    const floor = rec.revision + plan.bump!.bump;
+    for (const m of o.members) {
+      if (!m.status) throw new EtcdRecoverError('STEP_FAILED', `restored member ${m.name} does not answer: ${m.error}`);
+      if (m.status.revision < floor) {
+        throw new EtcdRecoverError('STEP_FAILED', `restored member ${m.name} is at revision ${m.status.revision}, below the expected ${floor} (snapshot ${rec.revision} + bump ${plan.bump!.bump})`);
+      }
+    }
+    const keys = await gw.kv.count('', ctx.signal);
+    if (keys !== rec.totalKeys) {
+      throw new EtcdRecoverError('STEP_FAILED', `the restored cluster holds ${keys} keys but snapshot ${rec.name} has ${rec.totalKeys}`);
+    }
+    ctx.facts['restoredKeys'] = keys;
+  }
+  // Every member must hold the same keyspace: compare HashKV at one revision.
+  const rev = Math.min(...o.members.map((m) => m.status!.revision));
+  const hashes = await Promise.all(o.members.map(async (m) => ({ name: m.name, hash: await gw.hashKV(m.clientURL, rev, ctx.signal) })));
+  if (new Set(hashes.map((h) => h.hash)).size !== 1) {
+    throw new EtcdRecoverError('STEP_FAILED', `members disagree on the keyspace at revision ${rev}: ${hashes.map((h) => `${h.name}=${h.hash}`).join(', ')}`);
+  }
+  ctx.facts['hashKV'] = { revision: rev, hash: hashes[0]!.hash };
+  ctx.progress(`all ${o.members.length} members hold the same keyspace (hashKV ${hashes[0]!.hash} at revision ${rev})`);
+}
+
+async function finalReport(plan: RecoveryPlan, journal: Journal, target: RecoveryTarget, resumed: boolean): Promise<RecoveryReport> {
+  const o = await target.observe();
+  const gw = target.gateway();
+  const keys = (journal.doc.facts['restoredKeys'] as number | undefined) ?? (await gw.kv.count(''));
+  const hk = journal.doc.facts['hashKV'] as { hash: number } | undefined;
+  const rp = plan.restorePoint;
+  const name = (journal.doc.facts['restoreFrom'] as string | undefined) ?? rp?.name;
+  return {
+    id: plan.id,
+    kind: plan.kind,
+    cluster: plan.cluster,
+    status: 'completed',
+    ...(rp
+      ? {
+          restorePoint: {
+            kind: rp.kind,
+            ...(name ? { name } : {}),
+            ...(rp.member ? { member: rp.member } : {}),
+            ...(rp.revision !== undefined ? { revision: rp.revision } : {}),
+            ...(rp.createdAt ? { createdAt: rp.createdAt } : {}),
+          },
+        }
+      : {}),
+    ...(plan.observed.maxRevision !== undefined ? { revisionBefore: plan.observed.maxRevision } : {}),
+    revisionAfter: o.maxRevision ?? 0,
+    ...(plan.bump ? { bump: plan.bump.bump } : {}),
+    keys,
+    members: o.members.map((m) => ({ name: m.name, revision: m.status?.revision ?? 0, ...(hk ? { hashKV: hk.hash } : {}), isLeader: m.name === o.leader })),
+    rtoMs: Date.now() - Date.parse(journal.doc.startedAt),
+    ...(plan.loss ? { loss: plan.loss } : {}),
+    oldData: Object.fromEntries(
+      plan.members.filter((m) => plan.kind === 'quorum' || m.name === plan.member).map((m) => [m.name, target.asideLocation(m.name, plan.id)]),
+    ),
+    resumed,
+  };
+}

@@ -1,0 +1,203 @@
+import type { BumpDecision } from './revision-bump.js';
+import type { ClusterObservation, MemberSpec } from './observation.js';
+
+export type StepKind =
+  | 'capture-live'
+  | 'stage-snapshot'
+  | 'quiesce'
+  | 'stop-members'
+  | 'set-aside'
+  | 'restore-member'
+  | 'start-members'
+  | 'wait-healthy'
+  | 'resume'
+  | 'verify-restored'
+  | 'remove-member'
+  | 'add-learner'
+  | 'start-member'
+  | 'promote';
+
+export interface PlanStep {
+  id: string;
+  kind: StepKind;
+  title: string;
+  /** Whether the step changes or removes data or membership (none runs before the source is verified). */
+  destructive: boolean;
+  member?: string;
+}
+
+export interface RestorePoint {
+  kind: 'live' | 'backup';
+  /** Backup name (for live: known once captured). */
+  name?: string;
+  /** For live: the member to snapshot. */
+  member?: string;
+  revision?: number;
+  createdAt?: string;
+  sha256?: string;
+  clusterId?: string;
+  totalKeys?: number;
+  verified?: boolean;
+  reason: string;
+}
+
+export interface RecoveryPlan {
+  formatVersion: 1;
+  id: string;
+  kind: 'quorum' | 'member-replace';
+  cluster: string;
+  target: string;
+  createdAt: string;
+  members: MemberSpec[];
+  /** What was lost and what survived when the plan was made. */
+  observed: {
+    healthy: string[];
+    quorum: boolean;
+    running: string[];
+    withData: string[];
+    lost: string[];
+    maxRevision?: number;
+    clusterId?: string;
+  };
+  restorePoint?: RestorePoint;
+  bump?: BumpDecision;
+  /** New initial-cluster token for a full restore (a restored cluster is a new cluster). */
+  token?: string;
+  /** The member being replaced. */
+  member?: string;
+  /** Data loss the plan implies, as far as it can be known. */
+  loss?: { revisions?: number; seconds?: number; note: string };
+  steps: PlanStep[];
+  warnings: string[];
+}
+
+function observedSummary(o: ClusterObservation): RecoveryPlan['observed'] {
+  return {
+    healthy: o.healthy,
+    quorum: o.quorum,
+    running: o.members.filter((m) => m.running).map((m) => m.name),
+    withData: o.members.filter((m) => m.hasData).map((m) => m.name),
+    lost: o.members.filter((m) => m.hasData === false || (!m.running && !m.status)).map((m) => m.name),
+    ...(o.maxRevision !== undefined ? { maxRevision: o.maxRevision } : {}),
+    ...(o.clusterId ? { clusterId: o.clusterId } : {}),
+  };
+}
+
+export interface QuorumPlanInput {
+  id: string;
+  cluster: string;
+  target: string;
+  now: Date;
+  members: MemberSpec[];
+  observation: ClusterObservation;
+  restorePoint: RestorePoint;
+  bump: BumpDecision;
+  token: string;
+  quiesce: boolean;
+}
+
+/**
+ * The quorum-loss restore as data. Pure: the same inputs give the same plan.
+ * Order matters and is the safety argument: the restore source is captured
+ * and verified before anything is stopped; every member's old data is set
+ * aside before any new data is written; dependents are resumed only after
+ * etcd is healthy.
+ */
+export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
+  const steps: PlanStep[] = [];
+  const rp = i.restorePoint;
+  if (rp.kind === 'live') {
+    steps.push({ id: 'capture-live', kind: 'capture-live', title: `snapshot surviving member ${rp.member} into the bucket`, destructive: false });
+  }
+  steps.push({ id: 'stage-snapshot', kind: 'stage-snapshot', title: 'fetch the restore point and verify it natively (sha256, bbolt walk)', destructive: false });
+  if (i.quiesce) steps.push({ id: 'quiesce', kind: 'quiesce', title: 'pause reconciliation and scale dependent workloads to zero', destructive: false });
+  steps.push({ id: 'stop-members', kind: 'stop-members', title: 'stop every etcd member', destructive: true });
+  for (const m of i.members) steps.push({ id: `set-aside:${m.name}`, kind: 'set-aside', title: `move ${m.name}'s old data aside (kept for rollback)`, destructive: true, member: m.name });
+  for (const m of i.members) {
+    steps.push({ id: `restore:${m.name}`, kind: 'restore-member', title: `restore ${m.name}'s data (etcdutl, --bump-revision ${i.bump.bump} --mark-compacted)`, destructive: true, member: m.name });
+  }
+  steps.push({ id: 'start-members', kind: 'start-members', title: 'start every etcd member', destructive: false });
+  steps.push({ id: 'wait-healthy', kind: 'wait-healthy', title: 'wait until every member is healthy with one leader', destructive: false });
+  if (i.quiesce) steps.push({ id: 'resume', kind: 'resume', title: 'scale dependent workloads back and resume reconciliation', destructive: false });
+  steps.push({ id: 'verify-restored', kind: 'verify-restored', title: 'verify revision and key count on every member', destructive: false });
+
+  const warnings: string[] = [];
+  const observed = observedSummary(i.observation);
+  if (i.observation.quorum) warnings.push('quorum still holds: a full restore discards writes made since the restore point; consider `member replace` instead');
+  if (rp.kind === 'backup' && observed.withData.length) warnings.push(`member(s) ${observed.withData.join(', ')} still have data newer than the backup may be; a live snapshot would lose less (--restore-point live)`);
+  if (rp.kind === 'backup' && rp.verified === false) warnings.push(`backup ${rp.name} has not been verified before; it is verified before anything is stopped`);
+
+  let loss: RecoveryPlan['loss'];
+  if (rp.kind === 'live') {
+    const gap = i.observation.maxRevision !== undefined && rp.revision !== undefined ? Math.max(0, i.observation.maxRevision - rp.revision) : 0;
+    loss = { revisions: gap, seconds: 0, note: gap ? `the surviving member is ${gap} revisions behind the most advanced member seen` : 'the surviving member holds the newest data seen: nothing is lost' };
+  } else {
+    const seconds = rp.createdAt ? Math.max(0, Math.round((i.now.getTime() - Date.parse(rp.createdAt)) / 1000)) : undefined;
+    const revisions = i.observation.maxRevision !== undefined && rp.revision !== undefined ? Math.max(0, i.observation.maxRevision - rp.revision) : undefined;
+    loss = {
+      ...(revisions !== undefined ? { revisions } : {}),
+      ...(seconds !== undefined ? { seconds } : {}),
+      note: revisions !== undefined ? 'writes after the backup are lost' : 'writes after the backup are lost; no member survives to tell how many',
+    };
+  }
+
+  return {
+    formatVersion: 1,
+    id: i.id,
+    kind: 'quorum',
+    cluster: i.cluster,
+    target: i.target,
+    createdAt: i.now.toISOString(),
+    members: i.members,
+    observed,
+    restorePoint: rp,
+    bump: i.bump,
+    token: i.token,
+    loss,
+    steps,
+    warnings,
+  };
+}
+
+export interface ReplacePlanInput {
+  id: string;
+  cluster: string;
+  target: string;
+  now: Date;
+  members: MemberSpec[];
+  observation: ClusterObservation;
+  member: string;
+}
+
+/** Single-member replacement on a live quorum (remove, set aside, re-add as learner, promote). Pure. */
+export function planMemberReplace(i: ReplacePlanInput): RecoveryPlan {
+  const m = i.member;
+  const steps: PlanStep[] = [
+    { id: 'remove-member', kind: 'remove-member', title: `remove ${m} from the etcd membership`, destructive: true, member: m },
+    { id: 'stop-members', kind: 'stop-members', title: `stop ${m}`, destructive: true, member: m },
+    { id: `set-aside:${m}`, kind: 'set-aside', title: `move ${m}'s old data aside (kept for inspection)`, destructive: true, member: m },
+    { id: 'add-learner', kind: 'add-learner', title: `add ${m} back as a learner`, destructive: false, member: m },
+    { id: 'start-member', kind: 'start-member', title: `start ${m} empty, joining the existing cluster`, destructive: false, member: m },
+    { id: 'promote', kind: 'promote', title: `promote ${m} once it has caught up`, destructive: false, member: m },
+    { id: 'wait-healthy', kind: 'wait-healthy', title: 'wait until every member is healthy', destructive: false },
+  ];
+  return {
+    formatVersion: 1,
+    id: i.id,
+    kind: 'member-replace',
+    cluster: i.cluster,
+    target: i.target,
+    createdAt: i.now.toISOString(),
+    members: i.members,
+    observed: observedSummary(i.observation),
+    member: m,
+    loss: { revisions: 0, seconds: 0, note: 'no data is lost: the new member copies it from the quorum' },
+    steps,
+    warnings: [],
+  };
+}
+
+/** Recovery ids sort by time: rec-<yyyymmddThhmmssZ>-<4 hex>. */
+export function newRecoveryId(now: Date, rand: string): string {
+  return `rec-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${rand}`;
+}

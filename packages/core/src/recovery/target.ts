@@ -1,0 +1,62 @@
+import type { EtcdGateway } from '../etcd/etcd-gateway.js';
+import type { Catalog, SnapshotRecord } from '../snapshot/catalog.js';
+import type { ClusterObservation, MemberSpec } from './observation.js';
+
+export interface StepContext {
+  recoveryId: string;
+  catalog: Catalog;
+  signal?: AbortSignal;
+  progress: (message: string) => void;
+  /** Facts recorded by earlier steps (persisted in the journal). */
+  facts: Record<string, unknown>;
+}
+
+export interface RestoreParams {
+  members: MemberSpec[];
+  token: string;
+  bump: number;
+}
+
+/**
+ * What a recovery needs from the place etcd runs: the local sandbox
+ * (processes and folders) or Kubernetes (a StatefulSet, PVCs and Jobs). Every
+ * method is idempotent and every `is…` tells whether an effect already holds,
+ * so a rerun after a crash resumes instead of repeating.
+ */
+export interface RecoveryTarget {
+  readonly kind: 'sandbox' | 'kubernetes';
+  readonly cluster: string;
+  /** Whether dependents must be paused and scaled down around a restore. */
+  readonly quiesces: boolean;
+  describe(): string;
+  members(): MemberSpec[];
+  gateway(): EtcdGateway;
+  observe(signal?: AbortSignal): Promise<ClusterObservation>;
+
+  /** Makes the restore source available where the restore runs, verified natively against the record. */
+  stageSnapshot(record: SnapshotRecord, ctx: StepContext): Promise<void>;
+  isStaged(record: SnapshotRecord, ctx: StepContext): Promise<boolean>;
+
+  quiesce(ctx: StepContext): Promise<void>;
+  isQuiesced(ctx: StepContext): Promise<boolean>;
+  resume(ctx: StepContext): Promise<void>;
+  isResumed(ctx: StepContext): Promise<boolean>;
+
+  stopMembers(names: string[], ctx: StepContext): Promise<void>;
+  areStopped(names: string[], ctx: StepContext): Promise<boolean>;
+
+  /** Moves a member's data aside (never deletes it); a member without data has nothing to move. */
+  setAside(name: string, ctx: StepContext): Promise<void>;
+  isSetAside(name: string, ctx: StepContext): Promise<boolean>;
+
+  /** Writes a member's new data from the staged snapshot into a staging place, then moves it in. */
+  restoreMember(name: string, record: SnapshotRecord, params: RestoreParams, ctx: StepContext): Promise<void>;
+  isRestored(name: string, ctx: StepContext): Promise<boolean>;
+
+  /** Starts members; `existing` joins a running cluster with the given initial-cluster. */
+  startMembers(names: string[], mode: { initialState: 'new' | 'existing'; initialCluster?: string }, ctx: StepContext): Promise<void>;
+  areStarted(names: string[], ctx: StepContext): Promise<boolean>;
+
+  /** Where the old data of a member went (for the report and rollback). */
+  asideLocation(name: string, recoveryId: string): string;
+}

@@ -1,0 +1,78 @@
+import { Flags } from '@oclif/core';
+import { EtcdRecoverError, prepareQuorum, runRecovery, type RecoveryPlan, type RecoveryReport, type RestorePointRequest } from '@etcd-recover/core';
+import { BaseCommand } from '../base-command.js';
+import { outputFlag, quietFlag, storeFlags, targetFlags, yesFlag } from '../flags.js';
+import { describePlan, describeReport, describeStep } from '../plan-view.js';
+
+export default class Quorum extends BaseCommand {
+  static override summary = 'Restore a cluster that lost quorum: verified restore point, every member rebuilt, revisions never go backwards.';
+  static override description = `Observes what is lost and what survives, picks a restore point (a live snapshot from a surviving member with data when there is one, else the newest verified backup; or --snapshot NAME), verifies it natively, and only then stops members, moves their old data aside (never deletes it), restores every member with etcdutl (new cluster token, revision bumped and marked compacted), starts them and proves they hold the same keyspace.
+Each step is journaled beside the backups: if the command dies, run it again and it resumes where it stopped. A lock keeps two recoveries of one cluster apart.
+Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 7 another recovery holds the lock; 8 not confirmed; 9 quorum still holds (use --force or member replace); 10 a step failed (rerun to resume).`;
+  static override examples = [
+    { description: 'See the plan without changing anything', command: '<%= config.bin %> quorum --dry-run' },
+    { description: 'The plan as JSON (what the run then executes)', command: '<%= config.bin %> quorum --dry-run -o json' },
+    { description: 'Restore, confirming by typing the cluster name', command: '<%= config.bin %> quorum' },
+    { description: 'Restore a named backup without a prompt (automation)', command: '<%= config.bin %> quorum --snapshot full-20261121T073355123Z --yes' },
+    { description: 'Resume after the command was interrupted', command: '<%= config.bin %> quorum --yes' },
+  ];
+  static override flags = {
+    ...targetFlags,
+    ...storeFlags,
+    ...outputFlag,
+    ...quietFlag,
+    ...yesFlag,
+    'dry-run': Flags.boolean({ description: 'Print the plan; change nothing.' }),
+    'restore-point': Flags.option({ description: 'auto: live snapshot if a member survives with data, else latest verified backup.', options: ['auto', 'live', 'latest'] as const, default: 'auto' as const })(),
+    snapshot: Flags.string({ description: 'Restore this backup (see `backup list`).', exclusive: ['restore-point'] }),
+    'bump-revision': Flags.integer({ description: 'Revision bump (default: computed; see docs/design.md#revision-bump).', min: 1 }),
+    'force-foreign': Flags.boolean({ description: 'Allow a backup whose cluster identity differs from this cluster.' }),
+    force: Flags.boolean({ description: 'Restore even though quorum still holds (discards writes since the restore point).' }),
+    restart: Flags.boolean({ description: 'Abandon an unfinished recovery instead of resuming it (its set-aside data is kept).' }),
+    timeout: Flags.integer({ description: 'Seconds to wait for restored members to become healthy.', default: 120, min: 5 }),
+  };
+
+  async run(): Promise<RecoveryPlan | RecoveryReport> {
+    const { flags } = await this.parse(Quorum);
+    this.setup(flags);
+    const target = this.openTarget(flags);
+    const rt = target.recoveryTarget();
+    const catalog = target.catalog();
+    await catalog.store.probe(this.abort.signal);
+    const request: RestorePointRequest = flags.snapshot ? { name: flags.snapshot } : flags['restore-point'];
+    const prepared = await prepareQuorum({
+      target: rt,
+      catalog,
+      request,
+      ...(flags['bump-revision'] !== undefined ? { bumpOverride: flags['bump-revision'] } : {}),
+      ...(flags['force-foreign'] ? { allowForeign: true } : {}),
+      ...(flags.restart ? { restart: true } : {}),
+      signal: this.abort.signal,
+    });
+    const { plan } = prepared;
+    if (flags['dry-run']) {
+      this.render(plan, () => describePlan(plan, Boolean(prepared.resume)));
+      return plan;
+    }
+    if (!prepared.resume && plan.observed.quorum && !flags.force) {
+      throw new EtcdRecoverError('QUORUM_HOLDS', `quorum still holds (${plan.observed.healthy.join(', ')} healthy): a full restore would discard every write since the restore point`, {
+        hint: 'replace failed members one by one with `kubectl etcd-recover member replace NAME`, or pass --force',
+      });
+    }
+    this.progress.step(describePlan(plan, Boolean(prepared.resume)));
+    await this.confirm(`This stops every member of ${plan.cluster} and rebuilds their data.`, plan.cluster, flags.yes);
+    const report = await runRecovery({
+      target: rt,
+      catalog,
+      prepared,
+      command: ['quorum', ...this.argv].join(' '),
+      ...(flags.restart ? { restart: true } : {}),
+      signal: this.abort.signal,
+      healthyTimeoutMs: flags.timeout * 1000,
+      onStep: (e) => this.progress.step(describeStep(e)),
+      onMessage: (m) => this.progress.step(`      ${m}`),
+    });
+    this.render(report, () => describeReport(report));
+    return report;
+  }
+}

@@ -1,0 +1,44 @@
+import { Flags } from '@oclif/core';
+import { EtcdRecoverError, Sandbox, defaultSandboxDir, isAlive } from '@etcd-recover/core';
+import { BaseCommand } from '../../base-command.js';
+import { outputFlag } from '../../flags.js';
+import { table } from '../../render.js';
+
+interface ProcRow {
+  name: string;
+  url: string;
+  pid?: number;
+  running: boolean;
+  log: string;
+}
+
+export default class SandboxStatus extends BaseCommand {
+  static override summary = 'Show the sandbox processes (for etcd health use `status`).';
+  static override flags = {
+    ...outputFlag,
+    'sandbox-dir': Flags.string({ description: 'State folder.', env: 'ETCD_RECOVER_SANDBOX' }),
+  };
+
+  async run(): Promise<{ dir: string; processes: ProcRow[] }> {
+    const { flags } = await this.parse(SandboxStatus);
+    this.setup({ ...flags, quiet: true });
+    const dir = flags['sandbox-dir'] ?? defaultSandboxDir();
+    const sb = Sandbox.load(dir);
+    if (!sb) throw new EtcdRecoverError('CONFIG', `no sandbox at ${dir}`, { hint: 'start one with `kubectl etcd-recover sandbox up`' });
+    const processes: ProcRow[] = [
+      ...sb.state.members.map((m) => ({ name: m.name, url: m.clientURL, ...(m.pid ? { pid: m.pid } : {}), running: isAlive(m.pid), log: m.logFile })),
+      { name: 'minio', url: sb.state.minio.url, ...(sb.state.minio.pid ? { pid: sb.state.minio.pid } : {}), running: isAlive(sb.state.minio.pid), log: sb.state.minio.logFile },
+    ];
+    const result = { dir, processes };
+    this.render(result, () =>
+      table(processes, [
+        { header: 'Process', get: (p) => p.name },
+        { header: 'URL', get: (p) => p.url },
+        { header: 'PID', get: (p) => p.pid },
+        { header: 'Running', get: (p) => (p.running ? 'yes' : 'no') },
+        { header: 'Log', get: (p) => p.log, wide: true },
+      ], { wide: this.format === 'wide' }),
+    );
+    return result;
+  }
+}

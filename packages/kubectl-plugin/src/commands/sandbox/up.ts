@@ -1,0 +1,47 @@
+import { Flags } from '@oclif/core';
+import { Sandbox, defaultSandboxDir, type SandboxState } from '@etcd-recover/core';
+import { BaseCommand } from '../../base-command.js';
+import { outputFlag, quietFlag } from '../../flags.js';
+import { table } from '../../render.js';
+
+export default class SandboxUp extends BaseCommand {
+  static override summary = 'Start the local sandbox: an etcd cluster and a MinIO bucket as processes on loopback.';
+  static override description = `The embedded default target. All state lives under one folder (default ${'$XDG_STATE_HOME'}/etcd-recover/sandbox, or --sandbox-dir / ETCD_RECOVER_SANDBOX); every other command finds it there. Running it again starts whatever stopped. etcd runs with --unsafe-no-fsync: a sandbox is for practice and demos, not for data.`;
+  static override examples = ['<%= config.bin %> sandbox up', '<%= config.bin %> sandbox up --members 5 --sandbox-dir /tmp/sb'];
+  static override flags = {
+    ...outputFlag,
+    ...quietFlag,
+    'sandbox-dir': Flags.string({ description: 'State folder.', env: 'ETCD_RECOVER_SANDBOX' }),
+    members: Flags.integer({ description: 'Number of etcd members.', default: 3, min: 1, max: 7 }),
+    cluster: Flags.string({ description: 'Logical cluster name (the folder of its backups).', default: 'sandbox' }),
+  };
+
+  async run(): Promise<SandboxState> {
+    const { flags } = await this.parse(SandboxUp);
+    this.setup(flags);
+    const sb = await Sandbox.up({
+      dir: flags['sandbox-dir'] ?? defaultSandboxDir(),
+      members: flags.members,
+      cluster: flags.cluster,
+      onProgress: (m) => this.progress.step(m),
+    });
+    const state = redact(sb.state);
+    this.render(state, () =>
+      [
+        table(sb.state.members, [
+          { header: 'Member', get: (m) => m.name },
+          { header: 'Client URL', get: (m) => m.clientURL },
+          { header: 'Peer URL', get: (m) => m.peerURL },
+          { header: 'PID', get: (m) => m.pid },
+        ]),
+        `bucket s3://${sb.state.minio.bucket} at ${sb.state.minio.url}; state in ${sb.dir}`,
+      ].join('\n'),
+    );
+    return state;
+  }
+}
+
+/** The state without the MinIO secret. */
+export function redact(s: SandboxState): SandboxState {
+  return { ...s, minio: { ...s.minio, secretKey: '***' } };
+}
