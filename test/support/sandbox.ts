@@ -74,3 +74,24 @@ export async function countKeys(endpoint: string, prefix = 'k/'): Promise<number
 export function storeFor(sb: Sandbox, overrides: Partial<S3Config> = {}): S3ObjectStore {
   return new S3ObjectStore({ ...sb.s3Config(), ...overrides });
 }
+
+/** What a lost disk looks like: the member's process is killed and its data folder deleted. */
+export async function destroyMembers(sb: Sandbox, names: string[]): Promise<void> {
+  for (const name of names) {
+    const m = sb.member(name);
+    await sb.stopMember(name, { kill: true });
+    rmSync(m.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Keys under a prefix and the revision, read from ONE member only (serializable, member-local). */
+export async function readMember(endpoint: string, prefix = 'k/'): Promise<{ keys: Record<string, string>; revision: number }> {
+  const client = new Etcd3({ hosts: [endpoint] });
+  try {
+    const keys = await client.getAll().prefix(prefix).serializable(true).strings();
+    const status = await client.maintenance.status();
+    return { keys, revision: Number(status.header.revision) };
+  } finally {
+    client.close();
+  }
+}

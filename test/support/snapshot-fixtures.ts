@@ -185,6 +185,9 @@ export interface SnapshotFixture {
   raw: string;
   status: EtcdutlStatus;
   rawStatus: EtcdutlStatus;
+  /** A fresh cluster holding two keys (its `key` bucket is inline in the root page). */
+  small: string;
+  smallStatus: EtcdutlStatus;
   cleanup(): Promise<void>;
 }
 
@@ -196,14 +199,23 @@ export function snapshotFixture(): Promise<SnapshotFixture> {
     const dir = await mkdtemp(join(tmpdir(), 'snapshot-fixture-'));
     const etcd = await startEtcd();
     try {
+      const small = join(dir, 'small.db');
+      const client = new Etcd3({ hosts: etcd.endpoint });
+      try {
+        await client.put('/registry/a').value('1');
+        await client.put('/registry/b').value('2');
+      } finally {
+        client.close();
+      }
+      await saveSnapshot(etcd.endpoint, small);
       await populate(etcd.endpoint);
       const snapshot = join(dir, 'snap.db');
       await saveSnapshot(etcd.endpoint, snapshot);
       const bytes = await readFile(snapshot);
       const raw = join(dir, 'raw.db');
       await writeFile(raw, bytes.subarray(0, bytes.length - 32));
-      const [status, rawStatus] = await Promise.all([etcdutlStatus(snapshot), etcdutlStatus(raw)]);
-      return { dir, snapshot, raw, status, rawStatus, cleanup: () => rm(dir, { recursive: true, force: true }) };
+      const [status, rawStatus, smallStatus] = await Promise.all([etcdutlStatus(snapshot), etcdutlStatus(raw), etcdutlStatus(small)]);
+      return { dir, snapshot, raw, status, rawStatus, small, smallStatus, cleanup: () => rm(dir, { recursive: true, force: true }) };
     } finally {
       await etcd.stop();
     }
@@ -215,5 +227,117 @@ export function snapshotFixture(): Promise<SnapshotFixture> {
 export function flipByte(bytes: Uint8Array, offset: number): Buffer {
   const b = Buffer.from(bytes);
   b[offset] = b[offset]! ^ 0xff;
+  return b;
+}
+
+// ------------------------------------------------------------ bbolt layout ---
+
+export interface BoltBucket {
+  name: string;
+  /** Root page id; 0 when inline. */
+  root: number;
+  /** Offset of the bucket's value (16-byte header [+ inline page]) in the file. */
+  valueOffset: number;
+}
+
+export interface BoltLayout {
+  pageSize: number;
+  hwm: number;
+  root: number;
+  freelist: number;
+  /** File offset of the active meta page's body. */
+  metaOffset: number;
+  buckets: Map<string, BoltBucket>;
+  /** Leaf pages of a bucket's tree in key order (empty for inline buckets). */
+  leaves(bucket: string): number[];
+  /** Branch pages of a bucket's tree, parents first. */
+  branches(bucket: string): number[];
+  /** Every page in use: metas, the freelist page, all trees with their overflow pages. */
+  reachable: Set<number>;
+}
+
+/** A tiny in-memory bbolt reader for building corrupted fixtures (whole file in memory: tests only). */
+export function boltLayout(b: Buffer): BoltLayout {
+  const u64 = (o: number): number => b.readUInt32LE(o) + b.readUInt32LE(o + 4) * 2 ** 32;
+  const pageSize = b.readUInt32LE(16 + 8);
+  const m0 = 16;
+  const m1 = pageSize + 16;
+  const metaOffset = u64(m1 + 48) > u64(m0 + 48) ? m1 : m0;
+  const root = u64(metaOffset + 16);
+  const reachable = new Set<number>([0, 1]);
+  const walk = (pg: number, leaves: number[], branches: number[]): void => {
+    const p = pg * pageSize;
+    for (let i = 0; i <= b.readUInt32LE(p + 12); i++) reachable.add(pg + i);
+    const flags = b.readUInt16LE(p + 8);
+    const count = b.readUInt16LE(p + 10);
+    if (flags & 1) {
+      branches.push(pg);
+      for (let i = 0; i < count; i++) walk(u64(p + 16 + 16 * i + 8), leaves, branches);
+    } else leaves.push(pg);
+  };
+  const rootLeaves: number[] = [];
+  walk(root, rootLeaves, []);
+  const buckets = new Map<string, BoltBucket>();
+  for (const pg of rootLeaves) {
+    const p = pg * pageSize;
+    for (let i = 0; i < b.readUInt16LE(p + 10); i++) {
+      const e = p + 16 + 16 * i;
+      const k0 = e + b.readUInt32LE(e + 4);
+      const ks = b.readUInt32LE(e + 8);
+      const name = b.subarray(k0, k0 + ks).toString();
+      buckets.set(name, { name, root: u64(k0 + ks), valueOffset: k0 + ks });
+    }
+  }
+  const tree = (name: string): { leaves: number[]; branches: number[] } => {
+    const bk = buckets.get(name);
+    const leaves: number[] = [];
+    const branches: number[] = [];
+    if (bk && bk.root !== 0) walk(bk.root, leaves, branches);
+    return { leaves, branches };
+  };
+  for (const bk of buckets.values()) tree(bk.name);
+  const freelist = u64(metaOffset + 32);
+  if (freelist < 2 ** 53) for (let i = 0; i <= b.readUInt32LE(freelist * pageSize + 12); i++) reachable.add(freelist + i);
+  return {
+    pageSize,
+    hwm: u64(metaOffset + 40),
+    reachable,
+    root,
+    freelist,
+    metaOffset,
+    buckets,
+    leaves: (name) => tree(name).leaves,
+    branches: (name) => tree(name).branches,
+  };
+}
+
+/** Recomputes the FNV-1a 64 checksum of the meta body at `metaOffset` (page start + 16). */
+export function resealMeta(b: Buffer, metaOffset: number): void {
+  let h = 0xcbf29ce484222325n;
+  for (let i = metaOffset; i < metaOffset + 56; i++) h = ((h ^ BigInt(b[i]!)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  b.writeBigUInt64LE(h, metaOffset + 56);
+}
+
+/**
+ * Gives a raw database a persisted freelist (etcd runs bbolt with NoFreelistSync,
+ * so its snapshots have none): the page ids `free`, written to page `at`, which
+ * the active meta then points to (both metas are updated and resealed).
+ */
+export function withFreelist(raw: Buffer, at: number, free: number[]): Buffer {
+  const b = Buffer.from(raw);
+  const L = boltLayout(b);
+  const ps = L.pageSize;
+  if ((free.length + 2) * 8 + 16 > ps) throw new Error('freelist does not fit one page');
+  const p = at * ps;
+  b.fill(0, p, p + ps);
+  b.writeUInt32LE(at, p);
+  b.writeUInt16LE(0x10, p + 8);
+  b.writeUInt16LE(free.length, p + 10);
+  const ids = [...free].sort((x, y) => x - y);
+  ids.forEach((id, i) => b.writeBigUInt64LE(BigInt(id), p + 16 + 8 * i));
+  for (const m of [16, ps + 16]) {
+    b.writeBigUInt64LE(BigInt(at), m + 32);
+    resealMeta(b, m);
+  }
   return b;
 }

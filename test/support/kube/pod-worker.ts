@@ -638,6 +638,7 @@ export class PodWorker {
   private async setupSandbox(): Promise<void> {
     mkdirSync(this.podDir, { recursive: true });
     mkdirSync(this.logDir, { recursive: true });
+    mkdirSync(join(this.podDir, 'home'), { recursive: true, mode: 0o777 });
     if (this.hostNetwork) {
       this.podIP = this.k.hostIP;
     } else {
@@ -694,7 +695,8 @@ export class PodWorker {
     const env: Record<string, string> = {
       PATH: [...image.binDirs, ...HOST_PATH].join(':'),
       HOSTNAME: this.hostname,
-      HOME: '/root',
+      // Processes share the host filesystem: give each pod its own HOME instead of the host's.
+      HOME: join(this.podDir, 'home'),
       KUBERNETES_SERVICE_HOST: this.k.hostIP,
       KUBERNETES_SERVICE_PORT: port,
       KUBERNETES_SERVICE_PORT_HTTPS: port,

@@ -233,10 +233,21 @@ export class Etcd3Gateway implements EtcdGateway {
   }
 
   async add(peerURLs: string[], opts: { learner: boolean }, signal?: AbortSignal): Promise<EtcdMember> {
-    return this.any('member add', async (c) => {
-      const r = await c.cluster.memberAdd({ peerURLs, isLearner: opts.learner }, this.deadline());
-      return toMember(r.member);
-    }, signal);
+    // Not via any(): "unhealthy cluster" (etcd wants 5 s of stable peer connections after a
+    // membership change) must surface as retryable so the caller can wait and retry.
+    const errors: string[] = [];
+    for (const ep of this.endpoints) {
+      signal?.throwIfAborted();
+      try {
+        const r = await this.client(ep).cluster.memberAdd({ peerURLs, isLearner: opts.learner }, this.deadline());
+        return toMember(r.member);
+      } catch (e) {
+        const m = describeGrpc(e);
+        if (/unhealthy cluster|not enough started members|too many learner/i.test(m)) throw new EtcdRecoverError('ETCD_ERROR', `member add: ${m}`, { retryable: true, cause: e });
+        errors.push(`${ep}: ${m}`);
+      }
+    }
+    throw new EtcdRecoverError('ETCD_UNREACHABLE', `member add: no etcd member answered (${errors.join('; ')})`);
   }
 
   async remove(memberId: string, signal?: AbortSignal): Promise<void> {

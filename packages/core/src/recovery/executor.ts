@@ -37,6 +37,8 @@ export interface RecoveryReport {
   restorePoint?: { kind: string; name?: string; revision?: number; createdAt?: string; member?: string };
   revisionBefore?: number;
   revisionAfter: number;
+  /** The etcd cluster ID after the recovery (a full restore creates a new one). */
+  clusterId?: string;
   bump?: number;
   keys: number;
   members: { name: string; revision: number; hashKV?: number; isLeader: boolean }[];
@@ -172,7 +174,20 @@ function stepImpls(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog,
       case 'stage-snapshot':
         return {
           holds: async (ctx) => target.isStaged(await restoreRecord(plan, catalog, ctx), ctx),
-          run: async (ctx) => target.stageSnapshot(await restoreRecord(plan, catalog, ctx), ctx),
+          run: async (ctx) => {
+            const rec = await restoreRecord(plan, catalog, ctx);
+            try {
+              await target.stageSnapshot(rec, ctx);
+            } catch (e) {
+              // Remember the failure in the catalog so that "latest verified" never picks it again.
+              if (isEtcdRecoverError(e) && e.code === 'SNAPSHOT_CORRUPT') {
+                await catalog
+                  .writeRecord({ ...rec, verification: { ok: false, at: new Date().toISOString(), by: 'restore', sha256: '', hash: 0, revision: 0, totalKeys: 0, defects: [e.message] } })
+                  .catch(() => undefined);
+              }
+              throw e;
+            }
+          },
         };
       case 'quiesce':
         return { holds: (ctx) => target.isQuiesced(ctx), run: (ctx) => target.quiesce(ctx) };
@@ -219,7 +234,7 @@ function stepImpls(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog,
         return {
           holds: async (ctx) => Boolean(await findMember(target, spec(s.member!).peerURL, ctx)),
           run: async (ctx) => {
-            const added = await target.gateway().add([spec(s.member!).peerURL], { learner: true }, ctx.signal);
+            const added = await retrying(healthyTimeout, ctx, () => target.gateway().add([spec(s.member!).peerURL], { learner: true }, ctx.signal));
             ctx.facts['newMemberId'] = added.id;
             ctx.progress(`added ${s.member} as learner ${added.id}`);
           },
@@ -242,23 +257,29 @@ function stepImpls(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog,
             return Boolean(m && !m.isLearner);
           },
           run: async (ctx) => {
-            const deadline = Date.now() + healthyTimeout;
-            for (;;) {
+            await retrying(healthyTimeout, ctx, async () => {
               const m = await findMember(target, spec(s.member!).peerURL, ctx);
               if (!m) throw new EtcdRecoverError('STEP_FAILED', `${s.member} vanished from the membership before promotion`);
-              try {
-                await target.gateway().promote(m.id, ctx.signal);
-                ctx.progress(`promoted ${s.member} to voting member`);
-                return;
-              } catch (e) {
-                if (!(isEtcdRecoverError(e) && e.retryable) || Date.now() > deadline) throw e;
-                await sleep(250, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
-              }
-            }
+              await target.gateway().promote(m.id, ctx.signal);
+            });
+            ctx.progress(`promoted ${s.member} to voting member`);
           },
         };
     }
   };
+}
+
+/** Retries fn while it fails with a retryable error (etcd "not in sync yet", "unhealthy cluster"), until the deadline. */
+async function retrying<T>(timeoutMs: number, ctx: StepContext, fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 250; ; delay = Math.min(delay * 2, 2_000)) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!(isEtcdRecoverError(e) && e.retryable) || Date.now() > deadline) throw e;
+      await sleep(delay, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
+    }
+  }
 }
 
 async function findMember(target: RecoveryTarget, peerURL: string, ctx: StepContext) {
@@ -339,6 +360,7 @@ async function finalReport(plan: RecoveryPlan, journal: Journal, target: Recover
       : {}),
     ...(plan.observed.maxRevision !== undefined ? { revisionBefore: plan.observed.maxRevision } : {}),
     revisionAfter: o.maxRevision ?? 0,
+    ...(o.clusterId ? { clusterId: o.clusterId } : {}),
     ...(plan.bump ? { bump: plan.bump.bump } : {}),
     keys,
     members: o.members.map((m) => ({ name: m.name, revision: m.status?.revision ?? 0, ...(hk ? { hashKV: hk.hash } : {}), isLeader: m.name === o.leader })),

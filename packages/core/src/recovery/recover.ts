@@ -50,8 +50,8 @@ async function openJournal(c: Common, kind: RecoveryPlan['kind']): Promise<Journ
 }
 
 /**
- * What this cluster's bucket remembers: the etcd cluster IDs it has had
- * (restores change it) and the highest revision any backup or recovery saw,
+ * What this cluster's bucket remembers: the etcd cluster IDs its recoveries
+ * saw (restores change it) and the highest revision any backup or recovery saw,
  * so that a restore when every member is gone still bumps past it.
  */
 async function history(c: Common): Promise<{ clusterIds: string[]; maxRevision?: number }> {
@@ -60,17 +60,16 @@ async function history(c: Common): Promise<{ clusterIds: string[]; maxRevision?:
   const seen = (r: number | undefined) => {
     if (r !== undefined && (maxRevision === undefined || r > maxRevision)) maxRevision = r;
   };
-  for (const s of (await c.catalog.list(c.signal)).snapshots) {
-    ids.add(s.clusterId);
-    seen(s.revision);
-  }
+  for (const s of (await c.catalog.list(c.signal)).snapshots) seen(s.revision);
   for await (const o of c.catalog.store.list(layout.recoveriesPrefix(c.catalog.cluster), c.signal)) {
     const j = await readJson<JournalDoc>(c.catalog.store, o.key, c.signal).catch(() => undefined);
     const p = j?.value.plan;
     if (p?.observed.clusterId) ids.add(p.observed.clusterId);
     if (p?.restorePoint?.clusterId) ids.add(p.restorePoint.clusterId);
     seen(p?.observed.maxRevision);
-    seen((j?.value.facts['report'] as { revisionAfter?: number } | undefined)?.revisionAfter);
+    const report = j?.value.facts['report'] as { revisionAfter?: number; clusterId?: string } | undefined;
+    seen(report?.revisionAfter);
+    if (report?.clusterId) ids.add(report.clusterId);
   }
   return { clusterIds: [...ids], ...(maxRevision !== undefined ? { maxRevision } : {}) };
 }

@@ -25,7 +25,7 @@ export async function resolveRestorePoint(opts: {
   observation: ClusterObservation;
   request: RestorePointRequest;
   allowForeign?: boolean;
-  /** etcd cluster IDs this cluster has had (earlier restores change it). */
+  /** etcd cluster IDs this cluster's recoveries have seen (restores change the ID). */
   lineage?: string[];
   signal?: AbortSignal;
 }): Promise<{ point: RestorePoint; record?: SnapshotRecord; backups: SnapshotRecord[] }> {
@@ -47,23 +47,33 @@ export async function resolveRestorePoint(opts: {
     };
   }
 
+  const lineageOf = (r: SnapshotRecord) => [...(opts.lineage ?? []), ...backups.filter((b) => b.name !== r.name).map((b) => b.clusterId)];
   let record: SnapshotRecord | undefined;
+  const skipped: string[] = [];
   if (typeof request === 'object') {
     record = await catalog.get(request.name, opts.signal);
+    const foreign = foreignReason(record, catalog.cluster, observation, lineageOf(record));
+    if (foreign && !opts.allowForeign) {
+      throw new EtcdRecoverError('SNAPSHOT_FOREIGN', `backup ${record.name} belongs to another cluster: ${foreign}`, {
+        hint: 'choose a backup of this cluster (`backup list`), or pass --force-foreign if you really mean to restore this data here',
+      });
+    }
   } else {
-    record = backups.find(isVerified);
+    for (const b of backups.filter(isVerified)) {
+      const foreign = foreignReason(b, catalog.cluster, observation, lineageOf(b));
+      if (foreign && !opts.allowForeign) {
+        skipped.push(`${b.name} (${foreign})`);
+        continue;
+      }
+      record = b;
+      break;
+    }
     if (!record) {
-      const unverified = backups.length ? ` (${backups.length} backup(s) exist but none is verified: run \`backup verify --all\`, or name one with --snapshot)` : '';
+      const unverified = backups.length ? ` (${backups.length} backup(s) exist but none is verified${skipped.length ? ` and of this cluster` : ''}: run \`backup verify --all\`, or name one with --snapshot)` : '';
       throw new EtcdRecoverError('NO_RESTORE_POINT', `no verified backup of cluster ${catalog.cluster} in ${catalog.store.description} and no surviving member with data${unverified}`, {
         hint: backups.length ? 'verify the backups, or pass --snapshot NAME' : 'check --bucket/--prefix/--cluster point at the right backups',
       });
     }
-  }
-  const foreign = foreignReason(record, catalog.cluster, observation, opts.lineage ?? []);
-  if (foreign && !opts.allowForeign) {
-    throw new EtcdRecoverError('SNAPSHOT_FOREIGN', `backup ${record.name} belongs to another cluster: ${foreign}`, {
-      hint: 'choose a backup of this cluster (`backup list`), or pass --force-foreign if you really mean to restore this data here',
-    });
   }
   return {
     point: {
@@ -75,17 +85,27 @@ export async function resolveRestorePoint(opts: {
       clusterId: record.clusterId,
       totalKeys: record.totalKeys,
       verified: isVerified(record),
-      reason: typeof request === 'object' ? 'requested' : live.length ? 'requested latest' : 'newest verified backup (no member survives with data)',
+      reason:
+        (typeof request === 'object' ? 'requested' : live.length ? 'requested latest' : 'newest verified backup (no member survives with data)') +
+        (skipped.length ? `; skipped backups of another cluster: ${skipped.join(', ')}` : ''),
     },
     record,
     backups,
   };
 }
 
+/**
+ * A backup is foreign when its record names another cluster, or when its etcd
+ * cluster ID is neither the live cluster's nor one this cluster had before
+ * (other backups, earlier recoveries). With no live member and no history
+ * there is nothing to compare with, and it is accepted.
+ */
 function foreignReason(r: SnapshotRecord, cluster: string, o: ClusterObservation, lineage: string[]): string | undefined {
   if (r.cluster !== cluster) return `its record names cluster "${r.cluster}", not "${cluster}"`;
-  if (o.clusterId && r.clusterId !== o.clusterId && !lineage.includes(r.clusterId)) {
-    return `its etcd cluster ID ${r.clusterId} is not this cluster's (${o.clusterId}) nor one it had before`;
+  const known = new Set(lineage);
+  if (o.clusterId) known.add(o.clusterId);
+  if (known.size && !known.has(r.clusterId)) {
+    return `its etcd cluster ID ${r.clusterId} is not this cluster's${o.clusterId ? ` (${o.clusterId})` : ''} nor one it had before`;
   }
   return undefined;
 }

@@ -1,0 +1,83 @@
+import { strict as assert } from 'node:assert';
+import { planMemberReplace, planQuorumRestore, summarize, computeRevisionBump, writeRate, MIN_BUMP, type MemberObservation, type RestorePoint } from '@etcd-recover/core';
+
+const members = ['etcd-0', 'etcd-1', 'etcd-2'].map((name, i) => ({ name, peerURL: `http://10.0.0.${i}:2380`, clientURL: `http://10.0.0.${i}:2379` }));
+const now = new Date('2026-11-21T12:00:00Z');
+
+function obs(alive: Record<string, number | undefined>): ReturnType<typeof summarize> {
+  const ms: MemberObservation[] = members.map((m) => {
+    const rev = alive[m.name];
+    return rev === undefined
+      ? { ...m, running: false, hasData: false, error: 'connection refused' }
+      : { ...m, running: true, hasData: true, status: { endpoint: m.clientURL, memberId: m.name, clusterId: 'c1', leaderId: '0', isLeader: false, isLearner: false, revision: rev, raftIndex: 1, raftAppliedIndex: 1, raftTerm: 1, dbSize: 1, dbSizeInUse: 1, version: '3.6.16', errors: [] } };
+  });
+  return summarize(ms);
+}
+
+const live: RestorePoint = { kind: 'live', member: 'etcd-2', revision: 500, reason: 'survivor' };
+const backup: RestorePoint = { kind: 'backup', name: 'full-20261121T110000000Z', revision: 400, createdAt: '2026-11-21T11:00:00.000Z', verified: true, reason: 'latest' };
+
+describe('recovery plans are data', () => {
+  const input = (rp: RestorePoint, o = obs({ 'etcd-2': 500 })) => ({
+    id: 'rec-1', cluster: 'c', target: 'test', now, members, observation: o, restorePoint: rp,
+    bump: computeRevisionBump({ snapshotRevision: rp.revision!, snapshotCreatedAt: new Date(rp.createdAt ?? now), now, observedMaxRevision: o.maxRevision }), token: 't', quiesce: true,
+  });
+
+  it('is a pure function of its inputs', () => {
+    assert.deepEqual(planQuorumRestore(input(live)), planQuorumRestore(input(live)));
+  });
+
+  it('verifies the source before any destructive step, sets every member aside before restoring any, resumes dependents last', () => {
+    for (const rp of [live, backup]) {
+      const ids = planQuorumRestore(input(rp)).steps.map((s) => s.id);
+      const firstDestructive = planQuorumRestore(input(rp)).steps.findIndex((s) => s.destructive);
+      assert.ok(ids.indexOf('stage-snapshot') < firstDestructive, 'stage (verify) before destruction');
+      assert.ok(ids.indexOf('quiesce') < ids.indexOf('stop-members'));
+      const lastAside = Math.max(...members.map((m) => ids.indexOf(`set-aside:${m.name}`)));
+      const firstRestore = Math.min(...members.map((m) => ids.indexOf(`restore:${m.name}`)));
+      assert.ok(lastAside < firstRestore, 'all set aside before any restore');
+      assert.ok(ids.indexOf('wait-healthy') < ids.indexOf('resume'));
+      assert.equal(ids.at(-1), 'verify-restored');
+    }
+    assert.equal(planQuorumRestore(input(live)).steps[0]!.id, 'capture-live');
+    assert.ok(!planQuorumRestore(input(backup)).steps.some((s) => s.id === 'capture-live'));
+  });
+
+  it('states the data loss: none for a live survivor, revisions and seconds for a backup', () => {
+    assert.equal(planQuorumRestore(input(live)).loss!.revisions, 0);
+    const p = planQuorumRestore(input(backup));
+    assert.equal(p.loss!.revisions, 100);
+    assert.equal(p.loss!.seconds, 3600);
+    assert.match(p.warnings.join(), /still have data/);
+  });
+
+  it('warns when quorum still holds', () => {
+    const p = planQuorumRestore(input(live, obs({ 'etcd-0': 1, 'etcd-1': 1, 'etcd-2': 500 })));
+    // summarize() counts a member healthy only when it sees a leader; these see none.
+    assert.equal(p.observed.quorum, false);
+  });
+
+  it('replaces one member: membership removal before its data is moved, re-add as learner, promote', () => {
+    const ids = planMemberReplace({ id: 'r', cluster: 'c', target: 't', now, members, observation: obs({ 'etcd-0': 5, 'etcd-1': 5 }), member: 'etcd-2' }).steps.map((s) => s.id);
+    assert.deepEqual(ids, ['remove-member', 'stop-members', 'set-aside:etcd-2', 'add-learner', 'start-member', 'promote', 'wait-healthy']);
+  });
+});
+
+describe('revision bump', () => {
+  it('has a floor, doubles the observed gap, and estimates from the write rate', () => {
+    assert.equal(computeRevisionBump({ snapshotRevision: 10, snapshotCreatedAt: now, now }).bump, MIN_BUMP);
+    assert.equal(computeRevisionBump({ snapshotRevision: 10, snapshotCreatedAt: now, now, observedMaxRevision: 300_010 }).bump, 600_000);
+    const hourAgo = new Date(now.getTime() - 3_600_000);
+    assert.equal(computeRevisionBump({ snapshotRevision: 10, snapshotCreatedAt: hourAgo, now, rate: 100 }).bump, 720_000);
+  });
+
+  it('accepts an override, but never one below what members already saw', () => {
+    assert.equal(computeRevisionBump({ snapshotRevision: 10, snapshotCreatedAt: now, now, override: 5 }).bump, 5);
+    assert.throws(() => computeRevisionBump({ snapshotRevision: 10, snapshotCreatedAt: now, now, observedMaxRevision: 100, override: 5 }), /smaller than the 90 revisions/);
+  });
+
+  it('derives the write rate from recent backups', () => {
+    assert.equal(writeRate([{ revision: 2000, createdAt: '2026-11-21T12:00:10Z' }, { revision: 1000, createdAt: '2026-11-21T12:00:00Z' }]), 100);
+    assert.equal(writeRate([{ revision: 1, createdAt: '2026-11-21T12:00:00Z' }]), undefined);
+  });
+});
