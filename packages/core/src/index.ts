@@ -7,3 +7,5 @@ export * from './etcd/index.js';
 export * from './snapshot/index.js';
 export * from './sandbox/index.js';
 export * from './recovery/index.js';
+export * from './contract/index.js';
+export type { KubeGateway, PodInfo, PvcInfo } from './kubernetes/kube-gateway.js';

@@ -17,6 +17,16 @@ export const targetFlags = {
     env: 'ETCDCTL_ENDPOINTS',
     helpGroup: 'TARGET',
   }),
+  'contract-file': Flags.string({
+    description: 'A recovery contract (JSON) naming members and bucket: how the in-cluster jobs find everything.',
+    env: 'ETCD_RECOVER_CONTRACT',
+    helpGroup: 'TARGET',
+  }),
+  'etcd-tls-dir': Flags.string({
+    description: 'Folder with ca.crt, tls.crt and tls.key for etcd client TLS (instead of --cacert/--cert/--key).',
+    env: 'ETCD_RECOVER_ETCD_TLS_DIR',
+    helpGroup: 'TARGET',
+  }),
   cacert: Flags.string({ description: 'CA bundle to verify etcd members (PEM).', env: 'ETCDCTL_CACERT', helpGroup: 'TARGET' }),
   cert: Flags.string({ description: 'Client certificate for etcd (PEM).', env: 'ETCDCTL_CERT', helpGroup: 'TARGET' }),
   key: Flags.string({ description: 'Client key for etcd (PEM).', env: 'ETCDCTL_KEY', helpGroup: 'TARGET' }),

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   Catalog,
   Etcd3Gateway,
@@ -12,12 +13,16 @@ import {
   type EtcdConnection,
   type EtcdGateway,
   type S3Config,
+  parseContract,
+  type RecoveryContract,
 } from '@etcd-recover/core';
 
 export interface TargetFlags {
   cluster?: string | undefined;
   'sandbox-dir'?: string | undefined;
   endpoints?: string | undefined;
+  'contract-file'?: string | undefined;
+  'etcd-tls-dir'?: string | undefined;
   cacert?: string | undefined;
   cert?: string | undefined;
   key?: string | undefined;
@@ -48,14 +53,22 @@ export class Target {
   private readonly etcd: EtcdConnection | undefined;
   private readonly s3: S3Config | undefined;
 
+  readonly contract: RecoveryContract | undefined;
+
   constructor(flags: TargetFlags) {
-    const sandbox = flags.endpoints ? undefined : Sandbox.load(flags['sandbox-dir'] ?? defaultSandboxDir());
+    const contract = flags['contract-file'] && !flags.endpoints ? readContract(flags['contract-file']) : undefined;
+    const sandbox = flags.endpoints || contract ? undefined : Sandbox.load(flags['sandbox-dir'] ?? defaultSandboxDir());
+    this.contract = contract;
+    const tls = flags.cacert || flags.cert || flags['etcd-tls-dir'] ? readTls(flags) : undefined;
     if (flags.endpoints) {
       this.kind = 'endpoints';
       this.etcd = {
         endpoints: flags.endpoints.split(',').map((s) => s.trim()).filter(Boolean).map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`)),
-        ...(flags.cacert || flags.cert ? { tls: readTls(flags) } : {}),
+        ...(tls ? { tls } : {}),
       };
+    } else if (contract) {
+      this.kind = 'endpoints';
+      this.etcd = { endpoints: contract.etcd.members.map((m) => m.clientURL), ...(tls ? { tls } : {}) };
     } else if (sandbox) {
       this.kind = 'sandbox';
       this.etcd = sandbox.etcdConnection();
@@ -64,11 +77,11 @@ export class Target {
       this.etcd = undefined;
     }
     this.sandbox = sandbox;
-    this.cluster = flags.cluster ?? sandbox?.state.cluster ?? 'default';
+    this.cluster = flags.cluster ?? contract?.cluster ?? sandbox?.state.cluster ?? 'default';
     const problem = clusterNameProblem(this.cluster);
     if (problem) throw new EtcdRecoverError('USAGE', `cluster name "${this.cluster}" ${problem}`);
 
-    const base: Partial<S3Config> = sandbox && !flags.bucket ? sandbox.s3Config() : {};
+    const base: Partial<S3Config> = flags.bucket ? {} : sandbox ? sandbox.s3Config() : contract ? contractS3(contract) : {};
     const bucket = flags.bucket ?? base.bucket;
     if (bucket) {
       this.s3 = {
@@ -133,7 +146,33 @@ export class Target {
   }
 }
 
+function readContract(path: string): RecoveryContract {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new EtcdRecoverError('CONFIG', `cannot read the recovery contract ${path}`, { cause: e });
+  }
+  return parseContract(text, path);
+}
+
+function contractS3(c: RecoveryContract): Partial<S3Config> {
+  const b = c.backup;
+  return {
+    bucket: b.bucket,
+    prefix: b.prefix,
+    ...(b.endpoint ? { endpoint: b.endpoint } : {}),
+    ...(b.region ? { region: b.region } : {}),
+    ...(b.forcePathStyle !== undefined ? { forcePathStyle: b.forcePathStyle } : {}),
+    ...(b.checksumMode ? { checksumMode: b.checksumMode } : {}),
+  };
+}
+
 function readTls(flags: TargetFlags): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  const dir = flags['etcd-tls-dir'];
+  if (dir) {
+    flags = { ...flags, cacert: flags.cacert ?? join(dir, 'ca.crt'), cert: flags.cert ?? join(dir, 'tls.crt'), key: flags.key ?? join(dir, 'tls.key') };
+  }
   const read = (p: string | undefined, what: string) => {
     if (!p) return undefined;
     try {

@@ -1,6 +1,7 @@
 import { Etcd3, type IOptions } from 'etcd3';
 import { noop } from 'cockatiel';
 import { EtcdRecoverError, messageOf } from '../errors.js';
+import { grpcSnapshot } from './grpc-snapshot.js';
 import {
   idToHex,
   hexToId,
@@ -11,7 +12,6 @@ import {
   type EtcdMember,
   type MemberList,
   type MemberStatus,
-  type SnapshotHeader,
   type SnapshotStream,
 } from './etcd-gateway.js';
 
@@ -118,94 +118,7 @@ export class Etcd3Gateway implements EtcdGateway {
   }
 
   snapshot(endpoint: string, signal?: AbortSignal): SnapshotStream {
-    const client = this.client(endpoint);
-    let resolveHeader!: (h: SnapshotHeader) => void;
-    let rejectHeader!: (e: unknown) => void;
-    const header = new Promise<SnapshotHeader>((res, rej) => {
-      resolveHeader = res;
-      rejectHeader = rej;
-    });
-    header.catch(() => undefined);
-    let resolveExpected!: (n: number | undefined) => void;
-    const expectedBytes = new Promise<number | undefined>((res) => (resolveExpected = res));
-
-    async function* chunks(): AsyncGenerator<Buffer> {
-      // A bounded queue between gRPC's push stream and our pull iteration.
-      const queue: Buffer[] = [];
-      let done = false;
-      let failure: unknown;
-      let wake: (() => void) | undefined;
-      const notify = () => {
-        const w = wake;
-        wake = undefined;
-        w?.();
-      };
-      let stream;
-      try {
-        stream = await client.maintenance.snapshot();
-      } catch (e) {
-        const err = new EtcdRecoverError('ETCD_UNREACHABLE', `snapshot from ${endpoint} failed to start: ${describeGrpc(e)}`, { cause: e });
-        rejectHeader(err);
-        resolveExpected(undefined);
-        throw err;
-      }
-      let first = true;
-      stream.on('data', (msg) => {
-        if (msg.header) {
-          resolveHeader({
-            clusterId: idToHex(msg.header.cluster_id),
-            memberId: idToHex(msg.header.member_id),
-            revision: Number(msg.header.revision),
-            raftTerm: Number(msg.header.raft_term),
-          });
-        }
-        if (first) {
-          first = false;
-          resolveExpected(Number(msg.remaining_bytes) + msg.blob.length);
-        }
-        if (msg.blob.length) queue.push(msg.blob);
-        notify();
-      });
-      stream.on('end', () => {
-        done = true;
-        notify();
-      });
-      stream.on('error', (e) => {
-        failure = e;
-        done = true;
-        notify();
-      });
-      const onAbort = () => {
-        failure = signal?.reason ?? new Error('aborted');
-        done = true;
-        notify();
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      try {
-        for (;;) {
-          if (queue.length) {
-            yield queue.shift()!;
-            continue;
-          }
-          if (failure) throw failure;
-          if (done) return;
-          await new Promise<void>((r) => (wake = r));
-        }
-      } catch (e) {
-        const err =
-          e instanceof EtcdRecoverError
-            ? e
-            : new EtcdRecoverError('ETCD_UNREACHABLE', `snapshot stream from ${endpoint} broke: ${describeGrpc(e)}`, { cause: e });
-        rejectHeader(err);
-        throw err;
-      } finally {
-        signal?.removeEventListener('abort', onAbort);
-        rejectHeader(new EtcdRecoverError('ETCD_ERROR', `snapshot from ${endpoint} sent no header`));
-        if (first) resolveExpected(undefined);
-      }
-    }
-    const it = chunks();
-    return { header, expectedBytes, [Symbol.asyncIterator]: () => it };
+    return grpcSnapshot(endpoint, this.conn.tls, signal, this.timeoutMs);
   }
 
   async defragment(endpoint: string, signal?: AbortSignal): Promise<void> {

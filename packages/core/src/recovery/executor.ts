@@ -53,6 +53,9 @@ interface StepImpl {
   run(ctx: StepContext): Promise<void>;
 }
 
+/** Step kinds whose consecutive steps are independent (one per member) and run concurrently. */
+const PARALLEL_KINDS: ReadonlySet<PlanStep['kind']> = new Set(['restore-member']);
+
 /** Test-only fault injection: die right after a step's effect, before the journal records it. */
 const FAULT_ENV = 'ETCD_RECOVER_FAULT_AFTER_STEP';
 
@@ -80,38 +83,50 @@ export async function executePlan(o: ExecuteOptions): Promise<RecoveryReport> {
   };
   const impls = stepImpls(plan, target, catalog, o);
 
-  try {
-    for (const [index, step] of plan.steps.entries()) {
-      o.signal?.throwIfAborted();
-      const rec = journal.step(step.id);
-      const event = { step, index, total: plan.steps.length };
-      if (rec.state === 'done') {
-        o.onStep?.({ ...event, phase: 'skip', note: 'done in an earlier run' });
-        continue;
-      }
-      const impl = impls(step);
-      if (rec.state !== 'pending' && (await impl.holds(ctx))) {
-        // Crashed after the effect but before the journal said so.
-        rec.state = 'done';
-        rec.note = 'effect already in place';
-        rec.finishedAt = new Date().toISOString();
-        await journal.save();
-        o.onStep?.({ ...event, phase: 'skip', note: rec.note });
-        continue;
-      }
-      o.onStep?.({ ...event, phase: 'start' });
-      const t0 = performance.now();
-      rec.state = 'running';
-      rec.attempts++;
-      rec.startedAt = new Date().toISOString();
-      await journal.save();
-      if (!(await impl.holds(ctx))) await impl.run(ctx);
-      if (process.env[FAULT_ENV] === step.id) process.kill(process.pid, 'SIGKILL');
+  const runStep = async (step: PlanStep, index: number): Promise<void> => {
+    o.signal?.throwIfAborted();
+    const rec = journal.step(step.id);
+    const event = { step, index, total: plan.steps.length };
+    if (rec.state === 'done') {
+      o.onStep?.({ ...event, phase: 'skip', note: 'done in an earlier run' });
+      return;
+    }
+    const impl = impls(step);
+    if (rec.state !== 'pending' && (await impl.holds(ctx))) {
+      // Crashed after the effect but before the journal said so.
       rec.state = 'done';
+      rec.note = 'effect already in place';
       rec.finishedAt = new Date().toISOString();
-      delete rec.error;
       await journal.save();
-      o.onStep?.({ ...event, phase: 'done', ms: performance.now() - t0 });
+      o.onStep?.({ ...event, phase: 'skip', note: rec.note });
+      return;
+    }
+    o.onStep?.({ ...event, phase: 'start' });
+    const t0 = performance.now();
+    rec.state = 'running';
+    rec.attempts++;
+    rec.startedAt = new Date().toISOString();
+    await journal.save();
+    if (!(await impl.holds(ctx))) await impl.run(ctx);
+    if (process.env[FAULT_ENV] === step.id) process.kill(process.pid, 'SIGKILL');
+    rec.state = 'done';
+    rec.finishedAt = new Date().toISOString();
+    delete rec.error;
+    await journal.save();
+    o.onStep?.({ ...event, phase: 'done', ms: performance.now() - t0 });
+  };
+
+  try {
+    // Consecutive steps of a parallel kind (one member's restore each) run together.
+    for (let i = 0; i < plan.steps.length; ) {
+      const step = plan.steps[i]!;
+      let j = i + 1;
+      if (PARALLEL_KINDS.has(step.kind)) while (j < plan.steps.length && plan.steps[j]!.kind === step.kind) j++;
+      const group = plan.steps.slice(i, j);
+      const results = await Promise.allSettled(group.map((s, k) => runStep(s, i + k)));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      i = j;
     }
   } catch (e) {
     const err = isEtcdRecoverError(e) ? e : new EtcdRecoverError('STEP_FAILED', (e as Error).message, { cause: e });

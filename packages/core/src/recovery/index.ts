@@ -7,3 +7,4 @@ export * from './target.js';
 export * from './restore-point.js';
 export * from './executor.js';
 export * from './recover.js';
+export * from './heal.js';

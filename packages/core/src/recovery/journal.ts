@@ -89,8 +89,15 @@ export class Journal {
     return s;
   }
 
+  private saving: Promise<void> = Promise.resolve();
+
+  /** Writes the journal; concurrent calls (parallel steps) are serialized, each writing the latest state. */
   async save(): Promise<void> {
-    this.doc.updatedAt = new Date().toISOString();
-    await this.store.put(Journal.key(this.doc.plan.cluster, this.id), JSON.stringify(this.doc, null, 2), { contentType: 'application/json' });
+    const next = this.saving.then(async () => {
+      this.doc.updatedAt = new Date().toISOString();
+      await this.store.put(Journal.key(this.doc.plan.cluster, this.id), JSON.stringify(this.doc, null, 2), { contentType: 'application/json' });
+    });
+    this.saving = next.catch(() => undefined);
+    return next;
   }
 }

@@ -1,7 +1,7 @@
 import { Agent as HttpsAgent } from 'node:https';
 import { Agent as HttpAgent } from 'node:http';
 import { readFileSync } from 'node:fs';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   S3Client,
@@ -12,11 +12,15 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   DeleteObjectCommand,
+  CreateMultipartUploadCommand,
+  UploadPartCommand,
+  CompleteMultipartUploadCommand,
+  AbortMultipartUploadCommand,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { EtcdRecoverError, messageOf } from '../errors.js';
+import { crc32c } from '../snapshot/verifier/crc32c.js';
 import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, UploadOptions } from './object-store.js';
 import { normalizePrefix, readCredentialsFile, validateS3Config, type S3Config } from './s3-config.js';
 
@@ -82,41 +86,103 @@ export class S3ObjectStore implements ObjectStore {
     this.client.destroy();
   }
 
+  /**
+   * Multipart upload of a stream of unknown length with bounded memory: parts
+   * of `partSize` are filled by copying the incoming chunks once, and at most
+   * `queueSize` are in flight. Each part carries its CRC-32C (computed natively)
+   * so the store verifies what it received — unless checksumMode is
+   * "when_required", for stores that reject the newer checksums. A body shorter
+   * than one part becomes a single PUT. On any failure the multipart upload is
+   * aborted, so no parts linger.
+   */
   async upload(key: string, body: AsyncIterable<Uint8Array>, opts: UploadOptions = {}): Promise<{ size: number; etag?: string }> {
+    const partSize = this.config.partSize ?? 8 * 1024 * 1024;
+    const queueSize = this.config.queueSize ?? 2;
+    const checksums = this.config.checksumMode !== 'when_required';
+    const Key = this.k(key);
+    const signal = opts.signal;
+    const common = {
+      Bucket: this.bucket,
+      Key,
+      ContentType: opts.contentType ?? 'application/octet-stream',
+      ...(opts.metadata ? { Metadata: opts.metadata } : {}),
+    };
+    let uploadId: string | undefined;
+    const parts: { ETag: string; PartNumber: number; ChecksumCRC32C?: string }[] = [];
+    const inflight = new Set<Promise<void>>();
+    let failure: unknown;
     let size = 0;
-    async function* counted(): AsyncGenerator<Uint8Array> {
-      for await (const c of body) {
-        size += c.length;
-        yield c;
+    let sent = 0;
+    let partNumber = 0;
+    let buf = Buffer.allocUnsafe(partSize);
+    let fill = 0;
+
+    const sendPart = (data: Buffer, n: number): void => {
+      const crc = checksums ? crc32cBase64(data) : undefined;
+      const p = (async () => {
+        const r = await this.client.send(
+          new UploadPartCommand({ Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: n, Body: data, ContentLength: data.length, ...(crc ? { ChecksumCRC32C: crc } : {}) }),
+          { abortSignal: signal },
+        );
+        parts[n - 1] = { ETag: r.ETag!, PartNumber: n, ...(crc ? { ChecksumCRC32C: crc } : {}) };
+        sent += data.length;
+        opts.onProgress?.({ bytes: sent });
+      })();
+      const tracked = p.then(
+        () => void inflight.delete(tracked),
+        (e) => {
+          inflight.delete(tracked);
+          failure ??= e;
+        },
+      );
+      inflight.add(tracked);
+    };
+    const flush = async (): Promise<void> => {
+      if (!uploadId) {
+        const r = await this.client.send(new CreateMultipartUploadCommand({ ...common, ...(checksums ? { ChecksumAlgorithm: 'CRC32C' } : {}) }), { abortSignal: signal });
+        uploadId = r.UploadId;
       }
-    }
-    const upload = new Upload({
-      client: this.client,
-      params: {
-        Bucket: this.bucket,
-        Key: this.k(key),
-        Body: Readable.from(counted(), { objectMode: false, highWaterMark: 1 }),
-        ContentType: opts.contentType ?? 'application/octet-stream',
-        ...(opts.metadata ? { Metadata: opts.metadata } : {}),
-      },
-      partSize: this.config.partSize ?? 8 * 1024 * 1024,
-      queueSize: this.config.queueSize ?? 2,
-      leavePartsOnError: false,
-    });
-    if (opts.onProgress) upload.on('httpUploadProgress', (p) => opts.onProgress!({ bytes: p.loaded ?? 0 }));
-    const onAbort = () => void upload.abort().catch(() => undefined);
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
+      sendPart(buf.subarray(0, fill), ++partNumber);
+      buf = Buffer.allocUnsafe(partSize);
+      fill = 0;
+      while (inflight.size >= queueSize) await Promise.race(inflight);
+      if (failure) throw failure;
+    };
+
     try {
-      const r = await upload.done();
+      for await (const c of body) {
+        const chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+        size += chunk.length;
+        for (let off = 0; off < chunk.length; ) {
+          const n = Math.min(partSize - fill, chunk.length - off);
+          chunk.copy(buf, fill, off, off + n);
+          fill += n;
+          off += n;
+          if (fill === partSize) await flush();
+        }
+      }
+      if (!uploadId) {
+        const data = buf.subarray(0, fill);
+        const crc = checksums ? crc32cBase64(data) : undefined;
+        const r = await this.client.send(new PutObjectCommand({ ...common, Body: data, ContentLength: data.length, ...(crc ? { ChecksumCRC32C: crc } : {}) }), { abortSignal: signal });
+        opts.onProgress?.({ bytes: size });
+        return { size, ...(r.ETag ? { etag: r.ETag } : {}) };
+      }
+      if (fill > 0) await flush();
+      while (inflight.size) await Promise.race(inflight);
+      if (failure) throw failure;
+      const r = await this.client.send(
+        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
+        { abortSignal: signal },
+      );
       return { size, ...(r.ETag ? { etag: r.ETag } : {}) };
     } catch (e) {
+      await Promise.allSettled(inflight);
+      if (uploadId) {
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId })).catch(() => undefined);
+      }
       if (e instanceof EtcdRecoverError) throw e;
-      // An error thrown by the body (e.g. etcd broke the stream) surfaces here as its cause.
-      const inner = findEtcdRecoverError(e);
-      if (inner) throw inner;
       throw this.mapError(e, `uploading ${key}`);
-    } finally {
-      opts.signal?.removeEventListener('abort', onAbort);
     }
   }
 
@@ -291,11 +357,10 @@ function isNotFound(e: unknown): boolean {
   return err.name === 'NoSuchKey' || err.name === 'NotFound' || (err.$metadata?.httpStatusCode === 404 && err.name !== 'NoSuchBucket');
 }
 
-function findEtcdRecoverError(e: unknown): EtcdRecoverError | undefined {
-  for (let cur: unknown = e, i = 0; cur && i < 5; cur = (cur as { cause?: unknown }).cause, i++) {
-    if (cur instanceof EtcdRecoverError) return cur;
-  }
-  return undefined;
+function crc32cBase64(data: Buffer): string {
+  const out = Buffer.allocUnsafe(4);
+  out.writeUInt32BE(crc32c(data) >>> 0);
+  return out.toString('base64');
 }
 
 function readCa(path: string): Buffer {

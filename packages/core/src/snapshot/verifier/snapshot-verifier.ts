@@ -2,9 +2,11 @@
  * Native, streaming verifier for etcd snapshot files (bbolt databases).
  *
  * One sequential pass over the bytes, in file order, with memory bounded by a
- * small per-page summary (≈30 bytes of fixed fields + the first/last key of
- * each leaf and one key per branch element, each truncated to 64 bytes),
- * plus full detail only for leaves holding bucket elements (the root bucket).
+ * small per-page summary (32 bytes of fixed fields + the first/last key of
+ * each leaf and one key per branch element, each truncated to 64 bytes — about
+ * 70 bytes per page for etcd), plus full detail only for leaves holding bucket
+ * elements (the root bucket), plus ~2 bytes per `key` record for the pages seen
+ * before the live root page (see etcd-keys.ts: etcdutl's live-key count).
  *
  * Pages arrive in file order but the B+tree has to be walked in key order, so
  * each leaf is summarised by the CRC-32C of the concatenation k1 v1 k2 v2 …
@@ -25,6 +27,10 @@
  * streams by (we cannot know yet whether it is reachable, free, or the
  * continuation of an overflow page); parse problems are recorded and only
  * reported if the walk reaches that page.
+ *
+ * Pages are parsed straight from the caller's chunk when they lie inside it;
+ * only pages straddling chunks (and multi-page spans) are copied. The sha256
+ * runs inline, or in a worker thread (parallelHash) for large local files.
  *
  * What cannot be detected: without the sha256 trailer, a flipped bit inside a
  * value (or any byte not covered by structure: padding, free pages, a meta
@@ -82,7 +88,10 @@ export interface SnapshotReport {
   hash: number;
   /** Main revision of the last key of bucket "key", as etcdutl. */
   revision: number;
-  /** Keys over all top-level buckets, as etcdutl. */
+  /**
+   * As etcdutl 3.6 (its TotalKey): the number of live keys — distinct user keys
+   * of bucket "key" whose latest revision is not a tombstone. See etcd-keys.ts.
+   */
   totalKeys: number;
   /** High-water mark × page size, as etcdutl. */
   totalSize: number;
@@ -92,7 +101,7 @@ export interface SnapshotReport {
   txid: number;
   /** High-water mark: pages in use. */
   pages: number;
-  /** Key count per top-level bucket. */
+  /** Entries per top-level bucket (for "key": revisions, incl. history and tombstones). */
   buckets: Record<string, number>;
   /** At most MAX_DEFECTS entries; see omittedDefects. */
   defects: SnapshotDefect[];
@@ -519,6 +528,12 @@ class PageTable {
     if (pgid < this.kind.length) return;
     let cap = Math.max(1024, this.kind.length * 2);
     while (cap <= pgid) cap *= 2;
+    this.reserve(cap);
+  }
+
+  /** Capacity for `cap` pages (the high-water mark is known early: no doubling slack). */
+  reserve(cap: number): void {
+    if (cap <= this.kind.length) return;
     const grow = <T extends Uint8Array | Uint16Array | Uint32Array | Int32Array>(a: T, make: (n: number) => T): T => {
       const n = make(cap);
       n.set(a as never);
@@ -579,6 +594,21 @@ interface WalkCtx {
   /** The `key` bucket: count live keys. */
   isKey: boolean;
   sv: Uint8Array | undefined;
+  /** Some page of this tree could not be read. */
+  broken?: boolean;
+}
+
+/** What a non-bbolt file looks like, from its first bytes. */
+function formatHint(h: Uint8Array): string {
+  const starts = (...sig: number[]): boolean => sig.every((x, i) => h[i] === x);
+  if (starts(0x28, 0xb5, 0x2f, 0xfd)) return 'this looks zstd-compressed; decompress it first';
+  if (starts(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) return 'this looks xz-compressed; decompress it first';
+  if (starts(0x42, 0x5a, 0x68)) return 'this looks bzip2-compressed; decompress it first';
+  if (starts(0x50, 0x4b, 0x03, 0x04)) return 'this looks like a zip archive; extract the snapshot first';
+  if (h.length >= 262 && h[257] === 0x75 && h[258] === 0x73 && h[259] === 0x74 && h[260] === 0x61 && h[261] === 0x72) {
+    return 'this looks like a tar archive; extract the snapshot first';
+  }
+  return 'this is not an etcd snapshot';
 }
 
 function toBuffer(c: Uint8Array): Buffer {
@@ -608,6 +638,8 @@ export class SnapshotVerifier {
   private probe = 0;
   private meta0: MetaInfo | undefined;
   private sawMagic = false;
+  /** Why the first meta page 1 candidate with the right magic was rejected. */
+  private meta1Invalid: string | undefined;
 
   private ps = 0;
   private readonly metas: (MetaInfo | undefined)[] = [undefined, undefined];
@@ -747,7 +779,10 @@ export class SnapshotVerifier {
         break;
       }
       const m = parseMeta(h, pos, 1);
-      if (m.magic === MAGIC) this.sawMagic = true;
+      if (m.magic === MAGIC) {
+        this.sawMagic = true;
+        this.meta1Invalid ??= `${m.invalid} (at offset ${pos})`;
+      }
       if (!m.invalid) {
         this.startPages(m.pageSize);
         return;
@@ -755,11 +790,12 @@ export class SnapshotVerifier {
     }
     if (!this.sawMagic) {
       const what = n < META_BODY_OFFSET + 4 ? `only ${n} bytes` : `bad magic 0x${m0.magic.toString(16).padStart(8, '0')} at offset 16`;
-      this.addDefect('NOT_BBOLT', undefined, `not a bbolt database (${what}; expected 0x${MAGIC.toString(16)}): this is not an etcd snapshot`, true);
+      this.addDefect('NOT_BBOLT', undefined, `not a bbolt database (${what}; expected 0x${MAGIC.toString(16)}): ${formatHint(h)}`, true);
     } else if (eof && n < META_BODY_OFFSET + META_SIZE) {
       this.addDefect('TRUNCATED', 0, `file truncated: only ${n} bytes, the meta page is incomplete`, true);
     } else {
-      this.addDefect('META_INVALID', 0, `both meta pages are invalid (meta page 0: ${m0.invalid}; no valid meta page 1 found): bbolt cannot open this file`, true);
+      const m1 = this.meta1Invalid ?? 'not found';
+      this.addDefect('META_INVALID', undefined, `both meta pages are invalid (meta page 0: ${m0.invalid}; meta page 1: ${m1}): bbolt cannot open this file`, true);
     }
     this.stop(true);
   }
@@ -937,6 +973,7 @@ export class SnapshotVerifier {
     }
     this.active = active;
     this.hwm = active.hwm;
+    this.table.reserve(Math.min(active.hwm, 1 << 22));
     this.limitSlots = active.hwm;
     this.freelistPgid = active.noFreelist ? -1 : active.freelist;
   }
@@ -1229,18 +1266,18 @@ export class SnapshotVerifier {
     let freelistOk = fp < 0;
     if (fp >= 0) {
       if (fp >= hwm) {
-        this.addDefect('PAGE_OUT_OF_BOUNDS', fp, `freelist page ${fp} is beyond the high-water mark ${hwm}`, true);
+        this.addDefect('PAGE_OUT_OF_BOUNDS', fp, `the freelist page is beyond the high-water mark ${hwm}`, true);
       } else if (fp < 2) {
-        this.addDefect('PAGE_TYPE', fp, `freelist page id ${fp} is a meta page`, true);
+        this.addDefect('PAGE_TYPE', fp, `the freelist page id points at a meta page`, true);
       } else if (fp >= t.size || t.kind[fp] === K_NONE || t.kind[fp] === K_PENDING) {
-        this.addDefect('TRUNCATED', fp, `freelist page ${fp} is missing: the file ends before it`, true);
+        this.addDefect('TRUNCATED', fp, `the freelist page is missing: the file ends before it`, true);
       } else if (t.kind[fp] === K_ID_MISMATCH) {
-        this.addDefect('PAGE_ID_MISMATCH', fp, `freelist page ${fp}: its header carries page id ${t.crc[fp]}`, true);
+        this.addDefect('PAGE_ID_MISMATCH', fp, `the freelist page's header carries page id ${t.crc[fp]}`, true);
       } else if (t.kind[fp] === K_ERROR) {
         const e = this.errors.get(fp)!;
         this.addDefect(e.code, fp, `freelist page: ${e.reason}`, true);
       } else if (t.kind[fp] !== K_FREELIST) {
-        this.addDefect('PAGE_TYPE', fp, `the meta page's freelist page ${fp} is a ${pageTypeName(t.flags[fp]!)} page`, true);
+        this.addDefect('PAGE_TYPE', fp, `the meta page's freelist page is a ${pageTypeName(t.flags[fp]!)} page`, true);
       } else {
         const ids = this.freeIds!;
         let dups = 0;
@@ -1248,7 +1285,7 @@ export class SnapshotVerifier {
           const id = ids[j]!;
           if (id >= size) continue;
           if (mark[id]! & 2) {
-            if (dups++ < 10) this.addDefect('PAGE_DOUBLE_REF', id, `page ${id}: already freed (listed twice in the freelist)`, true);
+            if (dups++ < 10) this.addDefect('PAGE_DOUBLE_REF', id, 'already freed (listed twice in the freelist)', true);
           }
           mark[id]! |= 2;
         }
@@ -1263,11 +1300,12 @@ export class SnapshotVerifier {
 
     // The tree, from the root bucket.
     const root = this.active!.root;
-    this.walkPage(root, null, null, 0, { mode: 'root', count: 0, last: null, isMeta: false, isKey: false, sv: undefined }, -1);
+    const rootCtx: WalkCtx = { mode: 'root', count: 0, last: null, isMeta: false, isKey: false, sv: undefined };
+    this.walkPage(root, null, null, 0, rootCtx, -1);
 
     this.totalKeys = this.liveKeys;
     for (const name of ['key', 'meta']) {
-      if (!(name in this.buckets)) {
+      if (!(name in this.buckets) && !rootCtx.broken) {
         this.addDefect('BUCKET_MISSING', undefined, `bucket "${name}" is missing: this is not an etcd snapshot (etcd always creates it)`, true);
       }
     }
@@ -1286,8 +1324,8 @@ export class SnapshotVerifier {
             'PAGE_UNREACHABLE',
             runStart,
             last === runStart
-              ? `page ${runStart}: unreachable and not in the freelist (leaked page)`
-              : `pages ${runStart}-${last}: unreachable and not in the freelist (${last - runStart + 1} leaked pages)`,
+              ? 'unreachable and not in the freelist (leaked page)'
+              : `pages ${runStart}-${last} are unreachable and not in the freelist (${last - runStart + 1} leaked pages)`,
             true,
           );
           runStart = -1;
@@ -1357,24 +1395,29 @@ export class SnapshotVerifier {
     const t = this.table;
     if (depth > MAX_DEPTH) {
       this.addDefect('PAGE_TYPE', pgid, `tree nested deeper than ${MAX_DEPTH} levels below ${this.ref(parent)}: a reference cycle`, true);
+      ctx.broken = true;
       return null;
     }
     if (pgid >= this.hwm) {
-      this.addDefect('PAGE_OUT_OF_BOUNDS', pgid, `page ${pgid} (referenced by ${this.ref(parent)}) is beyond the high-water mark ${this.hwm}`, true);
+      this.addDefect('PAGE_OUT_OF_BOUNDS', pgid, `referenced by ${this.ref(parent)} but beyond the high-water mark ${this.hwm}`, true);
+      ctx.broken = true;
       return null;
     }
     if (pgid < 2) {
-      this.addDefect('PAGE_DOUBLE_REF', pgid, `meta page ${pgid} is referenced as a tree page by ${this.ref(parent)}`, true);
+      this.addDefect('PAGE_DOUBLE_REF', pgid, `a meta page, referenced as a tree page by ${this.ref(parent)}`, true);
+      ctx.broken = true;
       return null;
     }
     const kind = pgid < t.size ? t.kind[pgid]! : K_NONE;
     if (kind === K_NONE || kind === K_PENDING) {
-      this.addDefect('TRUNCATED', pgid, `page ${pgid} (referenced by ${this.ref(parent)}) is missing: the file ends before it`, true);
+      this.addDefect('TRUNCATED', pgid, `missing: the file ends before it (referenced by ${this.ref(parent)})`, true);
+      ctx.broken = true;
       return null;
     }
     if (kind === K_ID_MISMATCH) {
       const id = t.crc[pgid]!;
-      this.addDefect('PAGE_ID_MISMATCH', pgid, `page ${pgid} (referenced by ${this.ref(parent)}): its header carries page id ${id === 0xffffffff ? '≥2^32' : id}`, true);
+      this.addDefect('PAGE_ID_MISMATCH', pgid, `its header carries page id ${id === 0xffffffff ? '≥2^32' : id} (referenced by ${this.ref(parent)})`, true);
+      ctx.broken = true;
       return null;
     }
     // Reachability: every page of the span is referenced once and not free.
@@ -1385,18 +1428,22 @@ export class SnapshotVerifier {
     for (let id = pgid; id <= spanEnd; id++) {
       const m = mark[id]!;
       if (m & 1) {
-        this.addDefect('PAGE_DOUBLE_REF', id, `page ${id}: multiple references (reached again via ${this.ref(parent)})`, true);
+        this.addDefect('PAGE_DOUBLE_REF', id, `multiple references (reached again via ${this.ref(parent)})`, true);
         dup = true;
       } else if (m & 2) {
-        this.addDefect('PAGE_DOUBLE_REF', id, `page ${id}: reachable from the tree but also listed in the freelist`, true);
+        this.addDefect('PAGE_DOUBLE_REF', id, 'reachable from the tree but also listed in the freelist', true);
       }
       mark[id] = m | 1;
     }
-    if (dup) return null;
+    if (dup) {
+      ctx.broken = true;
+      return null;
+    }
 
     if (kind === K_ERROR) {
       const e = this.errors.get(pgid)!;
       this.addDefect(e.code, pgid, e.reason, true);
+      ctx.broken = true;
       return null;
     }
     if (kind === K_BRANCH) {
@@ -1486,9 +1533,10 @@ export class SnapshotVerifier {
     this.addDefect(
       'PAGE_TYPE',
       pgid,
-      `page ${pgid} (referenced by ${this.ref(parent)}) is a ${pageTypeName(t.flags[pgid]!)} page, expected a branch or leaf page`,
+      `a ${pageTypeName(t.flags[pgid]!)} page where a branch or leaf page is expected (referenced by ${this.ref(parent)})`,
       true,
     );
+    ctx.broken = true;
     return null;
   }
 

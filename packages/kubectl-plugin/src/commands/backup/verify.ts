@@ -42,7 +42,8 @@ Exit code 0 when every snapshot checked is intact, 3 when any is corrupt (docs/e
     ...outputFlag,
     ...quietFlag,
     file: Flags.string({ description: 'Verify a local snapshot file instead of a backup in the bucket.', exclusive: ['all'] }),
-    all: Flags.boolean({ description: 'Verify every backup of the cluster.' }),
+    all: Flags.boolean({ description: 'Verify every backup of the cluster.', exclusive: ['latest'] }),
+    latest: Flags.integer({ description: 'Verify the N newest backups (what the scheduled verification job does).', min: 1 }),
     'require-trailer': Flags.boolean({ description: 'With --file: fail when the sha256 trailer is missing (a raw member/snap/db copy has none).' }),
   };
 
@@ -65,7 +66,7 @@ Exit code 0 when every snapshot checked is intact, 3 when any is corrupt (docs/e
             hint: 'create one with `kubectl etcd-recover backup create`',
           });
         }
-        names = flags.all ? snapshots.map((s) => s.name) : [snapshots[0]!.name];
+        names = flags.all ? snapshots.map((s) => s.name) : snapshots.slice(0, flags.latest ?? 1).map((s) => s.name);
       }
       for (const name of names) {
         this.progress.step(`verifying ${name}`);

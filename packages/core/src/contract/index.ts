@@ -1,0 +1,1 @@
+export * from './recovery-contract.js';

@@ -1,0 +1,116 @@
+import { EtcdRecoverError } from '../errors.js';
+
+/**
+ * The recovery contract: what the Pulumi component records on the cluster (a
+ * ConfigMap labelled `etcd-recover.io/contract`, key `contract.json`) so that
+ * `kubectl etcd-recover … --cluster NAME` needs no other flags. Versioned by
+ * `apiVersion`; documented in docs/recovery-contract.md.
+ */
+export const CONTRACT_API_VERSION = 'etcd-recover.io/v1';
+export const CONTRACT_KIND = 'RecoveryContract';
+export const CONTRACT_LABEL = 'etcd-recover.io/contract';
+export const CLUSTER_LABEL = 'etcd-recover.io/cluster';
+export const CONTRACT_KEY = 'contract.json';
+
+export interface ContractMember {
+  name: string;
+  /** The member's PVC (volumeClaimTemplate name + "-" + pod name). */
+  pvc: string;
+  peerURL: string;
+  clientURL: string;
+}
+
+export interface ContractWorkload {
+  apiVersion: 'apps/v1';
+  kind: 'Deployment' | 'StatefulSet';
+  name: string;
+  namespace: string;
+  /** Replicas to restore after a recovery if the live object says 0. */
+  replicas: number;
+}
+
+export interface ContractPause {
+  apiVersion: string;
+  kind: string;
+  /** Plural resource name for the API path, e.g. "hostedclusters". */
+  resource: string;
+  name: string;
+  namespace?: string;
+  /** JSON merge patches that pause and resume reconciliation. */
+  pausePatch: Record<string, unknown>;
+  resumePatch: Record<string, unknown>;
+}
+
+export interface RecoveryContract {
+  apiVersion: typeof CONTRACT_API_VERSION;
+  kind: typeof CONTRACT_KIND;
+  /** Logical cluster name: the folder of its backups in the bucket. */
+  cluster: string;
+  namespace: string;
+  etcd: {
+    statefulSet: string;
+    /** Headless service giving members their DNS names. */
+    headlessService: string;
+    clientService: string;
+    replicas: number;
+    image: string;
+    containerName: string;
+    /** The volumeClaimTemplate name; PVCs are `<template>-<pod>`. */
+    volumeClaimTemplate: string;
+    /** Where the PVC is mounted in the etcd container, and the data dir inside it. */
+    mountPath: string;
+    dataDir: string;
+    clientPort: number;
+    peerPort: number;
+    members: ContractMember[];
+    podLabels: Record<string, string>;
+    tls?: {
+      /** Secret with ca.crt, tls.crt, tls.key for client connections to etcd. */
+      clientSecret?: string;
+      serverSecret?: string;
+      peerSecret?: string;
+    };
+  };
+  backup: {
+    bucket: string;
+    prefix: string;
+    endpoint?: string;
+    region?: string;
+    forcePathStyle?: boolean;
+    checksumMode?: 'when_supported' | 'when_required';
+    /** Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for jobs and for the plugin. */
+    credentialsSecret?: string;
+  };
+  agent: {
+    image: string;
+    /** ServiceAccount for restore Jobs (no API permissions needed). */
+    restoreServiceAccount: string;
+  };
+  /** Workloads to scale to zero during a full restore (e.g. the hosted kube-apiserver). */
+  dependents: ContractWorkload[];
+  pause?: ContractPause;
+}
+
+/** Parses and validates a contract document; errors name the field. */
+export function parseContract(text: string, where: string): RecoveryContract {
+  let c: RecoveryContract;
+  try {
+    c = JSON.parse(text) as RecoveryContract;
+  } catch {
+    throw new EtcdRecoverError('CONFIG', `recovery contract ${where} is not valid JSON`);
+  }
+  const bad = (field: string) => new EtcdRecoverError('CONFIG', `recovery contract ${where}: ${field}`, { hint: 'redeploy it with the Pulumi component, or fix the ConfigMap' });
+  if (c.apiVersion !== CONTRACT_API_VERSION) throw bad(`apiVersion ${JSON.stringify(c.apiVersion)} is not ${CONTRACT_API_VERSION} (a newer tool may be needed)`);
+  if (c.kind !== CONTRACT_KIND) throw bad(`kind is not ${CONTRACT_KIND}`);
+  if (!c.cluster) throw bad('cluster is missing');
+  if (!c.etcd?.statefulSet || !Array.isArray(c.etcd.members) || !c.etcd.members.length) throw bad('etcd.statefulSet and etcd.members are required');
+  if (!c.backup?.bucket) throw bad('backup.bucket is missing');
+  if (!c.agent?.image) throw bad('agent.image is missing');
+  c.dependents ??= [];
+  return c;
+}
+
+/** Member DNS names for a StatefulSet behind a headless service. */
+export function memberURLs(pod: string, headless: string, namespace: string, port: number, scheme: 'http' | 'https'): string {
+  return `${scheme}://${pod}.${headless}.${namespace}.svc:${port}`;
+}

@@ -1,0 +1,2 @@
+export * from './kube-gateway.js';
+export { ClientNodeGateway } from './client-node-gateway.js';

@@ -1,0 +1,164 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isEtcdRecoverError } from '../errors.js';
+import type { EtcdGateway, EtcdMember } from '../etcd/etcd-gateway.js';
+import type { RecoveryContract } from '../contract/recovery-contract.js';
+import type { KubeGateway } from '../kubernetes/kube-gateway.js';
+import { quorumSize } from './observation.js';
+
+export interface HealResult {
+  action: 'none' | 'promoted' | 'replaced' | 'refused';
+  healthy: string[];
+  unhealthy: string[];
+  promoted: string[];
+  replaced?: string;
+  message: string;
+}
+
+export interface HealOptions {
+  contract: RecoveryContract;
+  etcd: EtcdGateway;
+  kube: KubeGateway;
+  /** Consecutive failed checks before a member counts as failing. Default 3. */
+  checks?: number;
+  /** Seconds between checks. Default 10. */
+  intervalMs?: number;
+  /** How long to wait for the replacement to join and be promoted. Default 240 s. */
+  joinTimeoutMs?: number;
+  log?: (m: string) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * One pass of member auto-heal, as HyperShift and kube-aws do it: promote any
+ * learner that has caught up; when exactly one member fails several
+ * consecutive health checks while the others hold quorum, remove it from the
+ * membership, add it back as a learner, delete its pod and PVC (the
+ * StatefulSet recreates both; member-init joins it to the existing cluster)
+ * and promote it once caught up. Never acts without quorum.
+ */
+export async function healOnce(o: HealOptions): Promise<HealResult> {
+  const log = o.log ?? (() => undefined);
+  const ns = o.contract.namespace;
+  const members = o.contract.etcd.members;
+  const checks = o.checks ?? 3;
+  const interval = o.intervalMs ?? 10_000;
+
+  const promoted = await promoteLearners(o.etcd, log, o.signal);
+
+  let failing = new Set(members.map((m) => m.name));
+  let healthy: string[] = [];
+  for (let i = 0; i < checks; i++) {
+    if (i) await sleep(interval, undefined, o.signal ? { signal: o.signal } : undefined);
+    const now = await healthyMembers(o, members.map((m) => m.name));
+    healthy = now;
+    failing = new Set([...failing].filter((n) => !now.includes(n)));
+    if (!failing.size) break;
+  }
+  const unhealthy = [...failing];
+  if (!unhealthy.length) {
+    return { action: promoted.length ? 'promoted' : 'none', healthy, unhealthy, promoted, message: `all ${members.length} members healthy` };
+  }
+  if (healthy.length < quorumSize(members.length)) {
+    return {
+      action: 'refused',
+      healthy,
+      unhealthy,
+      promoted,
+      message: `quorum lost (${healthy.length} of ${members.length} healthy): auto-heal never acts without quorum; restore with \`kubectl etcd-recover quorum\``,
+    };
+  }
+  if (unhealthy.length > 1) {
+    return { action: 'refused', healthy, unhealthy, promoted, message: `${unhealthy.length} members failing (${unhealthy.join(', ')}): auto-heal replaces only one at a time; run \`kubectl etcd-recover member replace\`` };
+  }
+  const name = unhealthy[0]!;
+  const m = members.find((x) => x.name === name)!;
+  log(`${name} failed ${checks} consecutive health checks; replacing it`);
+  const list = await o.etcd.list(o.signal);
+  const entry = list.members.find((x) => x.peerURLs.includes(m.peerURL));
+  if (entry && !entry.isLearner) {
+    await o.etcd.remove(entry.id, o.signal);
+    log(`removed member ${entry.id} (${name})`);
+  }
+  const again = (await o.etcd.list(o.signal)).members.find((x) => x.peerURLs.includes(m.peerURL));
+  if (!again) {
+    const added = await retry(() => o.etcd.add([m.peerURL], { learner: true }, o.signal), 60_000, o.signal);
+    log(`added ${name} back as learner ${added.id}`);
+  }
+  // PVC first: protection keeps it until the pod is gone; then the pod.
+  await o.kube.deletePvc(ns, m.pvc);
+  await o.kube.deletePod(ns, name);
+  log(`deleted pod ${name} and PVC ${m.pvc}; the StatefulSet recreates them`);
+  const deadline = Date.now() + (o.joinTimeoutMs ?? 240_000);
+  for (;;) {
+    const pvc = await o.kube.getPvc(ns, m.pvc);
+    const pod = await o.kube.getPod(ns, name);
+    // A pod recreated before the old PVC was gone would bind to it: delete it again.
+    if (pvc?.deleting && pod && !pod.deleting) await o.kube.deletePod(ns, name);
+    const entry2 = (await o.etcd.list(o.signal)).members.find((x) => x.peerURLs.includes(m.peerURL));
+    if (entry2?.isLearner) {
+      try {
+        await o.etcd.promote(entry2.id, o.signal);
+        log(`promoted ${name}`);
+        return { action: 'replaced', healthy, unhealthy, promoted, replaced: name, message: `replaced ${name}` };
+      } catch (e) {
+        if (!(isEtcdRecoverError(e) && e.retryable)) throw e;
+      }
+    } else if (entry2 && !entry2.isLearner && entry2.name) {
+      return { action: 'replaced', healthy, unhealthy, promoted, replaced: name, message: `replaced ${name}` };
+    }
+    if (Date.now() > deadline) {
+      return { action: 'replaced', healthy, unhealthy, promoted, replaced: name, message: `replaced ${name}; it has not caught up yet — the next run promotes it` };
+    }
+    await sleep(2_000, undefined, o.signal ? { signal: o.signal } : undefined);
+  }
+}
+
+async function healthyMembers(o: HealOptions, names: string[]): Promise<string[]> {
+  const ok: string[] = [];
+  await Promise.all(
+    o.contract.etcd.members
+      .filter((m) => names.includes(m.name))
+      .map(async (m) => {
+        try {
+          const s = await o.etcd.status(m.clientURL, o.signal);
+          if (s.leaderId !== '0' && !s.isLearner) ok.push(m.name);
+        } catch {
+          /* failing */
+        }
+      }),
+  );
+  return ok;
+}
+
+async function promoteLearners(etcd: EtcdGateway, log: (m: string) => void, signal?: AbortSignal): Promise<string[]> {
+  let list: EtcdMember[];
+  try {
+    list = (await etcd.list(signal)).members;
+  } catch {
+    return [];
+  }
+  const done: string[] = [];
+  for (const l of list.filter((x) => x.isLearner && x.name)) {
+    try {
+      await etcd.promote(l.id, signal);
+      done.push(l.name);
+      log(`promoted caught-up learner ${l.name}`);
+    } catch (e) {
+      if (!(isEtcdRecoverError(e) && e.retryable)) throw e;
+      log(`learner ${l.name} is still catching up`);
+    }
+  }
+  return done;
+}
+
+async function retry<T>(fn: () => Promise<T>, timeoutMs: number, signal?: AbortSignal): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!(isEtcdRecoverError(e) && e.retryable) || Date.now() > deadline) throw e;
+      await sleep(1_000, undefined, signal ? { signal } : undefined);
+    }
+  }
+}

@@ -1,0 +1,140 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Flags } from '@oclif/core';
+import { stringify } from 'yaml';
+import { Etcd3Gateway, EtcdRecoverError, type EtcdTls } from '@etcd-recover/core';
+import { BaseCommand } from '../../base-command.js';
+
+interface Decision {
+  state: 'new' | 'existing';
+  initialCluster: string;
+  reason: string;
+}
+
+/**
+ * Init container of every etcd member pod: decides how the member starts and
+ * writes etcd's config file. A member with data starts on it; an empty member
+ * bootstraps a new cluster when no peer has a quorum, and joins the existing
+ * cluster (initial-cluster-state existing) when a peer lists its peer URL — as
+ * a learner added by `member replace` or auto-heal. An empty member whose old
+ * identity is still registered would corrupt the cluster if it started: it
+ * exits with a message instead (crash-looping until auto-heal replaces it).
+ */
+export default class MemberInit extends BaseCommand {
+  static override hidden = true;
+  static override summary = 'Init container of an etcd member pod: choose new/existing and write etcd.conf.yml.';
+  static override flags = {
+    name: Flags.string({ required: true }),
+    'data-dir': Flags.string({ required: true }),
+    'config-file': Flags.string({ required: true }),
+    'initial-cluster': Flags.string({ required: true, description: 'name=peerURL,…' }),
+    'client-urls': Flags.string({ required: true, description: 'name=clientURL,…' }),
+    'initial-cluster-token': Flags.string({ required: true }),
+    'peer-url': Flags.string({ required: true }),
+    'client-url': Flags.string({ required: true }),
+    'metrics-port': Flags.integer({ default: 2381 }),
+    'server-tls-dir': Flags.string(),
+    'client-tls-dir': Flags.string(),
+    'peer-tls-dir': Flags.string(),
+    'quota-backend-bytes': Flags.integer(),
+    'etcd-arg': Flags.string({ multiple: true, description: 'Extra etcd flag --k=v (repeatable).' }),
+    wait: Flags.integer({ default: 300, description: 'Seconds to wait to be added to an existing cluster.' }),
+  };
+
+  async run(): Promise<Decision> {
+    const { flags } = await this.parse(MemberInit);
+    this.setup({ quiet: false });
+    const hasData = existsSync(join(flags['data-dir'], 'member'));
+    const peers = pairs(flags['client-urls']).filter(([n]) => n !== flags.name).map(([, u]) => u);
+    const tls = flags['client-tls-dir'] ? readTls(flags['client-tls-dir']) : undefined;
+    const decision = hasData
+      ? { state: 'new' as const, initialCluster: flags['initial-cluster'], reason: 'data present: etcd starts on it' }
+      : await decide(flags.name, flags['peer-url'], flags['initial-cluster'], peers, tls, flags.wait, (m) => this.progress.step(m));
+    const scheme = (u: string) => new URL(u).protocol.replace(':', '');
+    const config: Record<string, unknown> = {
+      name: flags.name,
+      'data-dir': flags['data-dir'],
+      'listen-client-urls': `${scheme(flags['client-url'])}://0.0.0.0:${new URL(flags['client-url']).port}`,
+      'advertise-client-urls': flags['client-url'],
+      'listen-peer-urls': `${scheme(flags['peer-url'])}://0.0.0.0:${new URL(flags['peer-url']).port}`,
+      'initial-advertise-peer-urls': flags['peer-url'],
+      'listen-metrics-urls': `http://0.0.0.0:${flags['metrics-port']}`,
+      'initial-cluster': decision.initialCluster,
+      'initial-cluster-state': decision.state,
+      'initial-cluster-token': flags['initial-cluster-token'],
+    };
+    if (flags['quota-backend-bytes']) config['quota-backend-bytes'] = flags['quota-backend-bytes'];
+    if (flags['server-tls-dir']) config['client-transport-security'] = tlsBlock(flags['server-tls-dir']);
+    if (flags['peer-tls-dir']) config['peer-transport-security'] = tlsBlock(flags['peer-tls-dir']);
+    for (const a of flags['etcd-arg'] ?? []) {
+      const m = /^--([^=]+)=(.*)$/.exec(a);
+      if (!m) throw new EtcdRecoverError('USAGE', `--etcd-arg ${a} is not --name=value`);
+      const v = m[2]!;
+      config[m[1]!] = /^\d+$/.test(v) ? Number(v) : v === 'true' ? true : v === 'false' ? false : v;
+    }
+    mkdirSync(dirname(flags['config-file']), { recursive: true });
+    writeFileSync(flags['config-file'] + '.tmp', stringify(config));
+    renameSync(flags['config-file'] + '.tmp', flags['config-file']);
+    this.progress.step(`member-init ${flags.name}: initial-cluster-state ${decision.state} (${decision.reason}); wrote ${flags['config-file']}`);
+    return decision;
+  }
+}
+
+function pairs(s: string): [string, string][] {
+  return s.split(',').filter(Boolean).map((p) => {
+    const i = p.indexOf('=');
+    return [p.slice(0, i), p.slice(i + 1)];
+  });
+}
+
+function readTls(dir: string): EtcdTls {
+  return { ca: readFileSync(join(dir, 'ca.crt')), cert: readFileSync(join(dir, 'tls.crt')), key: readFileSync(join(dir, 'tls.key')) };
+}
+
+function tlsBlock(dir: string): Record<string, unknown> {
+  return { 'cert-file': join(dir, 'tls.crt'), 'key-file': join(dir, 'tls.key'), 'trusted-ca-file': join(dir, 'ca.crt'), 'client-cert-auth': true };
+}
+
+async function decide(name: string, peerURL: string, staticCluster: string, peers: string[], tls: EtcdTls | undefined, waitSeconds: number, log: (m: string) => void): Promise<Decision> {
+  const deadline = Date.now() + waitSeconds * 1000;
+  for (let attempt = 0; ; attempt++) {
+    const list = await clusterMembers(peers, tls);
+    if (!list) {
+      return { state: 'new', initialCluster: staticCluster, reason: 'no peer has a quorum: bootstrapping' };
+    }
+    const me = list.find((m) => m.peerURLs.includes(peerURL));
+    if (me && (me.isLearner || !me.name)) {
+      const initialCluster = list.map((m) => `${m.name || (m.peerURLs.includes(peerURL) ? name : m.id)}=${m.peerURLs[0]}`).join(',');
+      return { state: 'existing', initialCluster, reason: `joining the running cluster as ${me.isLearner ? 'learner' : 'member'} ${me.id}` };
+    }
+    if (me) {
+      throw new EtcdRecoverError('PRECONDITION', `${name} is empty but still registered as started member ${me.id}: starting it would corrupt the cluster`, {
+        hint: `replace it: kubectl etcd-recover member replace ${name} (auto-heal does this)`,
+      });
+    }
+    if (Date.now() > deadline) {
+      throw new EtcdRecoverError('PRECONDITION', `${name} is empty and the running cluster does not list ${peerURL}`, {
+        hint: `add it: kubectl etcd-recover member replace ${name}`,
+      });
+    }
+    if (attempt % 15 === 0) log(`${name}: the cluster runs without ${peerURL}; waiting to be added (member replace / auto-heal)`);
+    await sleep(2_000);
+  }
+}
+
+async function clusterMembers(peers: string[], tls: EtcdTls | undefined) {
+  for (const p of peers) {
+    const gw = new Etcd3Gateway({ endpoints: [p], timeoutMs: 2_000, ...(tls ? { tls } : {}) });
+    try {
+      const s = await gw.status(p);
+      if (s.leaderId === '0') continue;
+      return (await gw.list()).members;
+    } catch {
+      /* not reachable */
+    } finally {
+      gw.close();
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,249 @@
+import type * as pulumi from '@pulumi/pulumi';
+import type * as k8s from '@pulumi/kubernetes';
+import { bucketNameProblem, clusterNameProblem, parseDuration } from '@etcd-recover/core';
+import { cronProblem } from './cron.js';
+
+/** A bucket the component creates (a dynamic resource over the S3 API). */
+export interface CreateBucketArgs {
+  readonly name: string;
+  /** Enable versioning. Default true. */
+  readonly versioning?: boolean;
+  /** Expire backups after this many days (a lifecycle rule on the prefix). Default: none (retention prunes). */
+  readonly expirationDays?: number;
+  /** Object lock for backups (needs store support). Default: none. */
+  readonly objectLock?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; days: number };
+  /** Delete every object on destroy. Default false. */
+  readonly forceDestroy?: boolean;
+}
+
+export interface RetentionArgs {
+  /** Always keep the N newest. Default 3. */
+  readonly keepLast?: number;
+  /** Keep everything younger than this (e.g. "6h"). Default "6h". */
+  readonly keepWithin?: string;
+  /** Keep the newest of each hour for this long. Default "24h". */
+  readonly hourly?: string;
+  /** Keep the newest of each day for this long. Default "7d". */
+  readonly daily?: string;
+  /** Keep the newest of each week for this long. Default "30d". */
+  readonly weekly?: string;
+  /** Keep at most this many. Default: no cap. */
+  readonly maxCount?: number;
+}
+
+export interface BackupArgs {
+  /** Create a bucket, or use an existing one by name. */
+  readonly bucket: { readonly create: CreateBucketArgs } | { readonly existing: string };
+  /** Key prefix in the bucket. Default "" (backups go under clusters/<name>/). */
+  readonly prefix?: string;
+  /** S3-compatible endpoint (MinIO, Ceph RGW, …). Default: AWS. */
+  readonly endpoint?: pulumi.Input<string>;
+  /** Default "us-east-1". */
+  readonly region?: string;
+  /** Default: true when an endpoint is set. */
+  readonly forcePathStyle?: boolean;
+  /** SDK checksum mode for stores that reject the newer checksums. Default "when_supported". */
+  readonly checksumMode?: 'when_supported' | 'when_required';
+  /** Credentials; stored in a Secret for the jobs and kept secret in Pulumi state. */
+  readonly credentials: { readonly accessKeyId: pulumi.Input<string>; readonly secretAccessKey: pulumi.Input<string> };
+  /** Full backup schedule (cron). Default every 30 minutes. */
+  readonly schedule?: string;
+  readonly retention?: RetentionArgs;
+  /** Verification schedule (cron): re-verifies the newest backups in the bucket. Default hourly at :15. */
+  readonly verifySchedule?: string;
+  /** How many of the newest backups each verification run re-reads. Default 3. */
+  readonly verifyCount?: number;
+}
+
+export interface TlsArgs {
+  /** Secret (ca.crt, tls.crt, tls.key) for etcd's client port. Requires clientSecret. */
+  readonly serverSecret?: string;
+  /** Secret (ca.crt, tls.crt, tls.key) that jobs and the plugin use to talk to etcd. Requires serverSecret. */
+  readonly clientSecret?: string;
+  /** Secret (ca.crt, tls.crt, tls.key) for peer traffic. */
+  readonly peerSecret?: string;
+}
+
+export interface WorkloadRef {
+  readonly kind: 'Deployment' | 'StatefulSet';
+  readonly name: string;
+  /** Default: the cluster's namespace. */
+  readonly namespace?: string;
+  /** Replicas to scale back to after a restore. Default 1. */
+  readonly replicas?: number;
+}
+
+export interface PauseArgs {
+  readonly apiVersion: string;
+  readonly kind: string;
+  /** Plural resource name, e.g. "hostedclusters". */
+  readonly resource: string;
+  readonly name: string;
+  readonly namespace?: string;
+  /** JSON merge patch that pauses reconciliation, e.g. {spec: {pausedUntil: "true"}}. */
+  readonly pausePatch: Record<string, unknown>;
+  /** JSON merge patch that resumes it, e.g. {spec: {pausedUntil: null}}. */
+  readonly resumePatch: Record<string, unknown>;
+}
+
+export interface EtcdClusterArgs {
+  /** Namespace to deploy into (must exist). */
+  readonly namespace: string;
+  /** Number of members: an odd number ≥ 1. Default 3. */
+  readonly members?: number;
+  /** etcd image (needs etcd ≥ 3.5.10 for revision-safe restores). Default "registry.k8s.io/etcd:3.6.16-0". */
+  readonly image?: string;
+  /** The etcd-recover agent image the jobs run (docker/agent.Dockerfile). Default "ghcr.io/etcd-recover/agent:0.1.0". */
+  readonly agentImage?: string;
+  /** Per-member volume. Default 8Gi of the default StorageClass. */
+  readonly storage?: { readonly size?: string; readonly storageClassName?: string };
+  /** Container resources of etcd. Default: requests 100m CPU / 256Mi. */
+  readonly resources?: pulumi.Input<k8s.types.input.core.v1.ResourceRequirements>;
+  /** Spread members over nodes: "required", "preferred" or "none". Default "preferred". */
+  readonly antiAffinity?: 'required' | 'preferred' | 'none';
+  /** TLS from existing Secrets. Default: plain HTTP inside the namespace. */
+  readonly tls?: TlsArgs;
+  /** etcd --quota-backend-bytes. Default etcd's (2 GiB). */
+  readonly quotaBackendBytes?: number;
+  /** Extra etcd flags, e.g. ["--auto-compaction-retention=1h"]. Default none. */
+  readonly extraArgs?: string[];
+  readonly backup: BackupArgs;
+  /** Member auto-heal: replace exactly one failing member while quorum holds. Default enabled, every 5 minutes. */
+  readonly autoHeal?: { readonly enabled?: boolean; readonly schedule?: string };
+  /** Optional scheduled defragmentation (followers first, leader last). Default off. */
+  readonly defrag?: { readonly schedule: string };
+  /** Workloads to scale to zero during a full restore, e.g. the hosted kube-apiserver. Default none. */
+  readonly dependents?: WorkloadRef[];
+  /** How to pause reconciliation during a restore (e.g. a HostedCluster). Default none. */
+  readonly pause?: PauseArgs;
+}
+
+/** Arguments with every default applied. */
+export interface ResolvedArgs {
+  name: string;
+  namespace: string;
+  members: number;
+  image: string;
+  agentImage: string;
+  storageSize: string;
+  storageClassName: string | undefined;
+  antiAffinity: 'required' | 'preferred' | 'none';
+  resources: pulumi.Input<k8s.types.input.core.v1.ResourceRequirements> | undefined;
+  tls: TlsArgs | undefined;
+  scheme: 'http' | 'https';
+  peerScheme: 'http' | 'https';
+  quotaBackendBytes: number | undefined;
+  extraArgs: string[];
+  backup: BackupArgs & { prefix: string; region: string; schedule: string; verifySchedule: string; verifyCount: number; checksumMode: 'when_supported' | 'when_required' };
+  retention: Required<Omit<RetentionArgs, 'maxCount'>> & { maxCount?: number };
+  heal: { enabled: boolean; schedule: string };
+  defrag: { schedule: string } | undefined;
+  dependents: Required<WorkloadRef>[];
+  pause: PauseArgs | undefined;
+}
+
+/**
+ * Applies defaults and rejects contradictory or invalid arguments before any
+ * resource exists; every message names the argument.
+ */
+export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
+  const fail = (arg: string, problem: string): never => {
+    throw new Error(`EtcdCluster "${name}": ${arg}: ${problem}`);
+  };
+  const np = clusterNameProblem(name);
+  if (np || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || name.length > 40) fail('name', np ?? 'must be a DNS label of at most 40 characters (it prefixes every resource)');
+  if (!a.namespace) fail('namespace', 'is required');
+  const members = a.members ?? 3;
+  if (!Number.isInteger(members) || members < 1) fail('members', `must be an odd number ≥ 1 (got ${members})`);
+  if (members % 2 === 0) fail('members', `must be odd (got ${members}): an even count adds no fault tolerance over ${members - 1} and needs a larger quorum`);
+  const tls = a.tls;
+  if (tls && Boolean(tls.serverSecret) !== Boolean(tls.clientSecret)) {
+    fail('tls', 'serverSecret and clientSecret go together: with only one, either etcd serves TLS that jobs cannot authenticate to, or jobs present certificates to a plain-HTTP etcd');
+  }
+  const b = a.backup;
+  if (!b) fail('backup', 'is required: a cluster without backups is not recoverable');
+  const bucketName = 'create' in b.bucket ? b.bucket.create.name : b.bucket.existing;
+  const bp = bucketNameProblem(bucketName ?? '');
+  if (bp) fail('backup.bucket', `"${bucketName}" ${bp}`);
+  if ('create' in b.bucket) {
+    const c = b.bucket.create;
+    if (c.expirationDays !== undefined && !(c.expirationDays > 0)) fail('backup.bucket.create.expirationDays', 'must be a positive number of days');
+    if (c.objectLock && !(c.objectLock.days > 0)) fail('backup.bucket.create.objectLock.days', 'must be a positive number of days');
+    if (c.objectLock && c.versioning === false) fail('backup.bucket.create.objectLock', 'needs versioning');
+  }
+  const schedule = b.schedule ?? '*/30 * * * *';
+  const verifySchedule = b.verifySchedule ?? '15 * * * *';
+  for (const [arg, s] of [['backup.schedule', schedule], ['backup.verifySchedule', verifySchedule], ['autoHeal.schedule', a.autoHeal?.schedule ?? '*/5 * * * *'], ['defrag.schedule', a.defrag?.schedule]] as const) {
+    if (s === undefined) continue;
+    const p = cronProblem(s);
+    if (p) fail(arg, p);
+  }
+  const r = b.retention ?? {};
+  const retention = {
+    keepLast: r.keepLast ?? 3,
+    keepWithin: r.keepWithin ?? '6h',
+    hourly: r.hourly ?? '24h',
+    daily: r.daily ?? '7d',
+    weekly: r.weekly ?? '30d',
+    ...(r.maxCount !== undefined ? { maxCount: r.maxCount } : {}),
+  };
+  for (const k of ['keepWithin', 'hourly', 'daily', 'weekly'] as const) {
+    try {
+      parseDuration(retention[k]);
+    } catch {
+      fail(`backup.retention.${k}`, `"${retention[k]}" is not a duration (e.g. 6h, 7d, 4w)`);
+    }
+  }
+  if (!Number.isInteger(retention.keepLast) || retention.keepLast < 0) fail('backup.retention.keepLast', 'must be a whole number ≥ 0');
+  if (retention.maxCount !== undefined && !(retention.maxCount >= 1)) fail('backup.retention.maxCount', `must be at least 1 (got ${retention.maxCount}): a retention of zero deletes every backup`);
+  const keepsNothing = retention.keepLast === 0 && ['keepWithin', 'hourly', 'daily', 'weekly'].every((k) => parseDuration(retention[k as 'hourly']) === 0);
+  if (keepsNothing) fail('backup.retention', 'keeps nothing (keepLast 0 and every window 0): a retention of zero deletes every backup');
+  const verifyCount = b.verifyCount ?? 3;
+  if (!Number.isInteger(verifyCount) || verifyCount < 1) fail('backup.verifyCount', 'must be at least 1');
+  if (a.quotaBackendBytes !== undefined && !(a.quotaBackendBytes > 0)) fail('quotaBackendBytes', 'must be positive');
+  for (const x of a.extraArgs ?? []) {
+    if (!x.startsWith('--')) fail('extraArgs', `"${x}" is not a flag (--name=value)`);
+    if (/^--(name|data-dir|initial-cluster|initial-cluster-state|initial-cluster-token|listen-client-urls|listen-peer-urls|advertise-client-urls|initial-advertise-peer-urls)(=|$)/.test(x)) {
+      fail('extraArgs', `"${x}" is set by the component (it defines the member topology the recovery contract records)`);
+    }
+  }
+  const seen = new Set<string>();
+  const dependents = (a.dependents ?? []).map((d) => {
+    const full = { kind: d.kind, name: d.name, namespace: d.namespace ?? a.namespace, replicas: d.replicas ?? 1 };
+    const key = `${full.kind}/${full.namespace}/${full.name}`;
+    if (seen.has(key)) fail('dependents', `${key} is listed twice`);
+    seen.add(key);
+    if (!(full.replicas >= 1)) fail('dependents', `${key}: replicas must be ≥ 1`);
+    return full;
+  });
+  return {
+    name,
+    namespace: a.namespace,
+    members,
+    image: a.image ?? 'registry.k8s.io/etcd:3.6.16-0',
+    agentImage: a.agentImage ?? 'ghcr.io/etcd-recover/agent:0.1.0',
+    storageSize: a.storage?.size ?? '8Gi',
+    storageClassName: a.storage?.storageClassName,
+    antiAffinity: a.antiAffinity ?? 'preferred',
+    resources: a.resources,
+    tls,
+    scheme: tls?.serverSecret ? 'https' : 'http',
+    peerScheme: tls?.peerSecret ? 'https' : 'http',
+    quotaBackendBytes: a.quotaBackendBytes,
+    extraArgs: a.extraArgs ?? [],
+    backup: {
+      ...b,
+      prefix: b.prefix ?? '',
+      region: b.region ?? 'us-east-1',
+      schedule,
+      verifySchedule,
+      verifyCount,
+      checksumMode: b.checksumMode ?? 'when_supported',
+    },
+    retention,
+    heal: { enabled: a.autoHeal?.enabled ?? true, schedule: a.autoHeal?.schedule ?? '*/5 * * * *' },
+    defrag: a.defrag,
+    dependents,
+    pause: a.pause,
+  };
+}

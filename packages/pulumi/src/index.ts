@@ -1,0 +1,7 @@
+export { EtcdCluster } from './etcd-cluster.js';
+export type { EtcdClusterArgs, BackupArgs, CreateBucketArgs, RetentionArgs, TlsArgs, WorkloadRef, PauseArgs } from './args.js';
+export { resolveArgs } from './args.js';
+export { buildContract } from './contract.js';
+export { jobRules } from './jobs.js';
+export { cronProblem } from './cron.js';
+export * from './bucket/index.js';

@@ -1,0 +1,137 @@
+import * as pulumi from '@pulumi/pulumi';
+import * as k8s from '@pulumi/kubernetes';
+import type { ResolvedArgs } from './args.js';
+import { podLabels } from './contract.js';
+import { TLS_DIR, namesFor } from './names.js';
+
+type PolicyRule = k8s.types.input.rbac.v1.PolicyRule;
+
+/**
+ * What each job may do through the Kubernetes API, and nothing more. Backup,
+ * verification and defragmentation talk only to etcd and the bucket: their
+ * ServiceAccounts have no Role and no token mounted. Auto-heal replaces a
+ * member the way HyperShift does — delete its pod and PVC — and reads the
+ * StatefulSet; restore Jobs (created by `kubectl etcd-recover quorum`) only
+ * mount volumes.
+ */
+export function jobRules(r: ResolvedArgs): Record<'backup' | 'verify' | 'heal' | 'defrag' | 'restore', PolicyRule[]> {
+  const n = namesFor(r.name);
+  const pvcs = Array.from({ length: r.members }, (_, i) => n.pvc(n.pod(i)));
+  const pods = Array.from({ length: r.members }, (_, i) => n.pod(i));
+  return {
+    backup: [],
+    verify: [],
+    defrag: [],
+    restore: [],
+    heal: [
+      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] },
+      { apiGroups: [''], resources: ['pods'], resourceNames: pods, verbs: ['delete'] },
+      { apiGroups: [''], resources: ['persistentvolumeclaims'], resourceNames: pvcs, verbs: ['get', 'delete'] },
+      { apiGroups: ['apps'], resources: ['statefulsets'], resourceNames: [n.statefulSet], verbs: ['get'] },
+    ],
+  };
+}
+
+interface Deps {
+  contract: k8s.core.v1.ConfigMap;
+  credentials: k8s.core.v1.Secret;
+}
+
+export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulumi.CustomResourceOptions) {
+  const n = namesFor(name);
+  const labels = podLabels(r);
+  const rules = jobRules(r);
+  const serviceAccounts: Record<string, k8s.core.v1.ServiceAccount> = {};
+  for (const job of ['backup', 'verify', 'heal', 'defrag', 'restore'] as const) {
+    if (job === 'defrag' && !r.defrag) continue;
+    if (job === 'heal' && !r.heal.enabled) continue;
+    const sa = new k8s.core.v1.ServiceAccount(
+      `${name}-${job}`,
+      { metadata: { name: n.sa(job), namespace: r.namespace, labels }, automountServiceAccountToken: rules[job].length > 0 },
+      opts,
+    );
+    serviceAccounts[job] = sa;
+    if (!rules[job].length) continue;
+    const role = new k8s.rbac.v1.Role(`${name}-${job}`, { metadata: { name: n.sa(job), namespace: r.namespace, labels }, rules: rules[job] }, opts);
+    new k8s.rbac.v1.RoleBinding(
+      `${name}-${job}`,
+      {
+        metadata: { name: n.sa(job), namespace: r.namespace, labels },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name },
+        subjects: [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: r.namespace }],
+      },
+      opts,
+    );
+  }
+
+  const volumes: k8s.types.input.core.v1.Volume[] = [{ name: 'contract', configMap: { name: deps.contract.metadata.name } }];
+  const mounts: k8s.types.input.core.v1.VolumeMount[] = [{ name: 'contract', mountPath: '/etc/etcd-recover', readOnly: true }];
+  if (r.tls?.clientSecret) {
+    volumes.push({ name: 'tls-client', secret: { secretName: r.tls.clientSecret, defaultMode: 0o400 } });
+    mounts.push({ name: 'tls-client', mountPath: `${TLS_DIR}/client`, readOnly: true });
+  }
+  const env: k8s.types.input.core.v1.EnvVar[] = [
+    { name: 'AWS_ACCESS_KEY_ID', valueFrom: { secretKeyRef: { name: deps.credentials.metadata.name, key: 'AWS_ACCESS_KEY_ID' } } },
+    { name: 'AWS_SECRET_ACCESS_KEY', valueFrom: { secretKeyRef: { name: deps.credentials.metadata.name, key: 'AWS_SECRET_ACCESS_KEY' } } },
+    { name: 'ETCD_RECOVER_CONTRACT', value: '/etc/etcd-recover/contract.json' },
+    ...(r.tls?.clientSecret ? [{ name: 'ETCD_RECOVER_ETCD_TLS_DIR', value: `${TLS_DIR}/client` }] : []),
+  ];
+  const cron = (job: string, schedule: string, args: string[], deadlineSeconds: number) =>
+    new k8s.batch.v1.CronJob(
+      `${name}-${job}`,
+      {
+        metadata: { name: n.cron(job), namespace: r.namespace, labels: { ...labels, 'etcd-recover.io/job': job } },
+        spec: {
+          schedule,
+          concurrencyPolicy: 'Forbid',
+          startingDeadlineSeconds: 300,
+          successfulJobsHistoryLimit: 3,
+          failedJobsHistoryLimit: 3,
+          jobTemplate: {
+            metadata: { labels: { ...labels, 'etcd-recover.io/job': job } },
+            spec: {
+              backoffLimit: 2,
+              activeDeadlineSeconds: deadlineSeconds,
+              ttlSecondsAfterFinished: 86_400,
+              template: {
+                metadata: { labels: { ...labels, 'etcd-recover.io/job': job } },
+                spec: {
+                  serviceAccountName: serviceAccounts[job]!.metadata.name,
+                  automountServiceAccountToken: rules[job as keyof typeof rules].length > 0,
+                  restartPolicy: 'Never',
+                  securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532 },
+                  containers: [
+                    {
+                      name: job,
+                      image: r.agentImage,
+                      command: ['kubectl-etcd_recover'],
+                      args,
+                      env,
+                      volumeMounts: mounts,
+                      securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+                    },
+                  ],
+                  volumes,
+                },
+              },
+            },
+          },
+        },
+      },
+      opts,
+    );
+
+  const ret = r.retention;
+  const cronJobs: Record<string, k8s.batch.v1.CronJob> = {
+    backup: cron(
+      'backup',
+      r.backup.schedule,
+      ['agent', 'backup', '--quiet', '--keep-last', String(ret.keepLast), '--keep-within', ret.keepWithin, '--hourly', ret.hourly, '--daily', ret.daily, '--weekly', ret.weekly, ...(ret.maxCount !== undefined ? ['--max-count', String(ret.maxCount)] : [])],
+      3600,
+    ),
+    verify: cron('verify', r.backup.verifySchedule, ['backup', 'verify', '--latest', String(r.backup.verifyCount), '--quiet'], 3600),
+  };
+  if (r.heal.enabled) cronJobs['heal'] = cron('heal', r.heal.schedule, ['agent', 'heal'], 900);
+  if (r.defrag) cronJobs['defrag'] = cron('defrag', r.defrag.schedule, ['agent', 'defrag'], 1800);
+  return { serviceAccounts, cronJobs };
+}

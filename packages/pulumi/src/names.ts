@@ -1,0 +1,22 @@
+/** Deterministic names of everything the component creates (the recovery contract records them). */
+export function namesFor(name: string) {
+  return {
+    statefulSet: name,
+    headless: `${name}-discovery`,
+    client: `${name}-client`,
+    pdb: name,
+    volumeClaimTemplate: 'data',
+    pvc: (pod: string) => `data-${pod}`,
+    pod: (i: number) => `${name}-${i}`,
+    credentials: `${name}-backup-credentials`,
+    contract: `${name}-recovery-contract`,
+    sa: (job: string) => `${name}-${job}`,
+    cron: (job: string) => `${name}-${job}`,
+  };
+}
+
+export const PORTS = { client: 2379, peer: 2380, metrics: 2381 } as const;
+export const MOUNT = '/var/lib/etcd';
+export const DATA_DIR = '/var/lib/etcd/data';
+export const CONFIG_FILE = '/var/lib/etcd/etcd.conf.yml';
+export const TLS_DIR = '/etc/etcd/tls';
