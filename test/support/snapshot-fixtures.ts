@@ -197,7 +197,14 @@ let cached: Promise<SnapshotFixture> | undefined;
 export function snapshotFixture(): Promise<SnapshotFixture> {
   cached ??= (async () => {
     const dir = await mkdtemp(join(tmpdir(), 'snapshot-fixture-'));
-    const etcd = await startEtcd();
+    let etcd: EtcdProcess;
+    try {
+      etcd = await startEtcd();
+    } catch (e) {
+      cached = undefined;
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
     try {
       const small = join(dir, 'small.db');
       const client = new Etcd3({ hosts: etcd.endpoint });
@@ -215,7 +222,15 @@ export function snapshotFixture(): Promise<SnapshotFixture> {
       const raw = join(dir, 'raw.db');
       await writeFile(raw, bytes.subarray(0, bytes.length - 32));
       const [status, rawStatus, smallStatus] = await Promise.all([etcdutlStatus(snapshot), etcdutlStatus(raw), etcdutlStatus(small)]);
-      return { dir, snapshot, raw, status, rawStatus, small, smallStatus, cleanup: () => rm(dir, { recursive: true, force: true }) };
+      const cleanup = async (): Promise<void> => {
+        cached = undefined; // a later caller builds a new one
+        await rm(dir, { recursive: true, force: true });
+      };
+      return { dir, snapshot, raw, status, rawStatus, small, smallStatus, cleanup };
+    } catch (e) {
+      cached = undefined;
+      await rm(dir, { recursive: true, force: true });
+      throw e;
     } finally {
       await etcd.stop();
     }

@@ -8,3 +8,4 @@ export * from './restore-point.js';
 export * from './executor.js';
 export * from './recover.js';
 export * from './heal.js';
+export * from './drill.js';

@@ -32,7 +32,8 @@ export interface SandboxState {
   createdAt: string;
   binaries: EtcdBinaries;
   members: SandboxMember[];
-  minio: {
+  /** Absent when the sandbox runs without an object store (a restore drill). */
+  minio?: {
     url: string;
     dataDir: string;
     logFile: string;
@@ -51,6 +52,10 @@ export interface SandboxUpOptions {
   bucket?: string;
   /** etcd --unsafe-no-fsync unless true. Default false (the sandbox is for demos and tests). */
   fsync?: boolean;
+  /** Run a MinIO bucket beside the members. Default true; a restore drill reads another bucket and needs none. */
+  store?: boolean;
+  /** Start the members now. Default true; a drill restores data into them first. */
+  startMembers?: boolean;
   onProgress?: (message: string) => void;
   signal?: AbortSignal;
 }
@@ -99,13 +104,14 @@ export class Sandbox {
     const dir = opts.dir ?? defaultSandboxDir();
     const existing = Sandbox.load(dir);
     if (existing) {
-      await existing.start(opts.onProgress);
+      if (opts.startMembers !== false) await existing.start(opts.onProgress);
       return existing;
     }
     const n = opts.members ?? 3;
     if (n < 1 || n > 7) throw new EtcdRecoverError('USAGE', `a sandbox has 1 to 7 members, not ${n}`);
     const binaries = findEtcdBinaries();
-    const minioBin = findMinio();
+    const withStore = opts.store !== false;
+    const minioBin = withStore ? findMinio() : undefined;
     mkdirSync(dir, { recursive: true });
     const members: SandboxMember[] = [];
     for (let i = 0; i < n; i++) {
@@ -121,7 +127,7 @@ export class Sandbox {
       });
     }
     const minioDir = join(dir, 'minio');
-    mkdirSync(join(minioDir, 'data'), { recursive: true });
+    if (withStore) mkdirSync(join(minioDir, 'data'), { recursive: true });
     const state: SandboxState = {
       formatVersion: SANDBOX_FORMAT_VERSION,
       dir,
@@ -131,19 +137,24 @@ export class Sandbox {
       createdAt: new Date().toISOString(),
       binaries,
       members,
-      minio: {
-        url: `http://127.0.0.1:${await freePort()}`,
-        dataDir: join(minioDir, 'data'),
-        logFile: join(minioDir, 'minio.log'),
-        bucket: opts.bucket ?? 'etcd-backups',
-        accessKey: 'sandbox-' + randomBytes(4).toString('hex'),
-        secretKey: randomBytes(18).toString('base64url'),
-        binary: minioBin,
-      },
+      ...(minioBin
+        ? {
+            minio: {
+              url: `http://127.0.0.1:${await freePort()}`,
+              dataDir: join(minioDir, 'data'),
+              logFile: join(minioDir, 'minio.log'),
+              bucket: opts.bucket ?? 'etcd-backups',
+              accessKey: 'sandbox-' + randomBytes(4).toString('hex'),
+              secretKey: randomBytes(18).toString('base64url'),
+              binary: minioBin,
+            },
+          }
+        : {}),
     };
     const sb = new Sandbox(state);
     sb.save();
-    await sb.start(opts.onProgress);
+    if (opts.startMembers !== false) await sb.start(opts.onProgress);
+    else await sb.startMinio(opts.onProgress);
     return sb;
   }
 
@@ -213,8 +224,9 @@ export class Sandbox {
     return isAlive(this.member(name).pid);
   }
 
-  private async startMinio(onProgress?: (m: string) => void): Promise<void> {
+  async startMinio(onProgress?: (m: string) => void): Promise<void> {
     const mi = this.state.minio;
+    if (!mi) return;
     if (!isAlive(mi.pid)) {
       onProgress?.(`starting MinIO at ${mi.url}`);
       const addr = mi.url.replace(/^http:\/\//, '');
@@ -282,6 +294,7 @@ export class Sandbox {
 
   s3Config(): S3Config {
     const mi = this.state.minio;
+    if (!mi) throw new EtcdRecoverError('CONFIG', `the sandbox at ${this.dir} has no object store`);
     return {
       bucket: mi.bucket,
       endpoint: mi.url,
@@ -294,8 +307,10 @@ export class Sandbox {
   async down(opts: { purge?: boolean } = {}): Promise<void> {
     await Promise.all(this.state.members.map((m) => stopProcess(m.pid)));
     for (const m of this.state.members) delete m.pid;
-    await stopProcess(this.state.minio.pid);
-    delete this.state.minio.pid;
+    if (this.state.minio) {
+      await stopProcess(this.state.minio.pid);
+      delete this.state.minio.pid;
+    }
     if (opts.purge) rmSync(this.state.dir, { recursive: true, force: true });
     else this.save();
   }

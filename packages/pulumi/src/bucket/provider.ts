@@ -140,12 +140,16 @@ function describe(e: unknown): string {
   let msg = (err && typeof err === 'object' && err.message) || '';
   if (!msg && Array.isArray(err?.errors) && err.errors.length) msg = err.errors[0]?.message ?? '';
   if (!msg && !(err && typeof err === 'object')) msg = String(e);
+  msg = msg.trim().replace(/\.$/, '');
   if (msg === 'UnknownError' || msg === code) msg = '';
   return `${code}${status ? ` (HTTP ${status})` : ''}${msg ? `: ${msg}` : ''}`;
 }
 
 const UNSUPPORTED = ['NotImplemented', 'NotImplementedError', 'XNotImplemented', 'UnsupportedOperation'];
-const LOCK_UNSUPPORTED = [...UNSUPPORTED, 'InvalidRequest', 'InvalidBucketState', 'ObjectLockConfigurationNotFoundError', 'InvalidArgument'];
+/** What a store says when it or the bucket lacks object lock (not argument errors: those are reported as they are). */
+const LOCK_UNSUPPORTED = [...UNSUPPORTED, 'InvalidBucketState', 'ObjectLockConfigurationNotFoundError'];
+/** GetObjectLockConfiguration answers meaning "no lock here". */
+const NO_LOCK = [...LOCK_UNSUPPORTED, 'InvalidRequest'];
 const CREDENTIALS = ['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidToken', 'ExpiredToken', 'Forbidden', 'CredentialsProviderError'];
 const GONE = ['NoSuchBucket', 'NotFound'];
 
@@ -231,7 +235,7 @@ async function applyLifecycle(c: Conn, fresh: boolean): Promise<void> {
   }
 }
 
-/** Deletes every object version and delete marker (page by page); returns what could not be deleted. */
+/** Deletes every object version and delete marker (page by page); fails naming what could not be deleted. */
 async function emptyBucket(c: Conn): Promise<void> {
   const { s3, client, o } = c;
   const bypass = o.objectLock ? true : undefined;
@@ -408,8 +412,10 @@ export const s3BucketProvider: pulumi.dynamic.ResourceProvider<S3BucketInputs, S
   },
 
   read: async (id, props) => {
-    if (!props) {
-      throw new Error(`S3Bucket read of bucket "${id}": no recorded state to read it with; S3Bucket cannot be imported, pass the bucket to the component as an existing bucket instead`);
+    if (!props || !props.accessKeyId || !props.secretAccessKey) {
+      throw new Error(
+        `S3Bucket read of bucket "${id}": no recorded state with credentials to read it with; S3Bucket cannot be imported, pass the bucket to the component as an existing bucket instead`,
+      );
     }
     const o = normalize({ ...props, bucket: props.bucket ?? id });
     const c = await connect(o, 'read');
@@ -444,7 +450,7 @@ export const s3BucketProvider: pulumi.dynamic.ResourceProvider<S3BucketInputs, S
           objectLock = { mode: r.Mode as ObjectLockSpec['mode'], days: r.Days ?? (r.Years ?? 0) * 365 };
         }
       } catch (e) {
-        if (!LOCK_UNSUPPORTED.includes(errCode(e))) throw stepError(c, 'GetObjectLockConfiguration', e);
+        if (!NO_LOCK.includes(errCode(e))) throw stepError(c, 'GetObjectLockConfiguration', e);
       }
       const expirationDays = rule && rule.Status === 'Enabled' ? rule.Expiration?.Days : undefined;
       const props2: S3BucketOutputs = dropUndefined({

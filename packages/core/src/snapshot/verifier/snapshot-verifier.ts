@@ -1605,7 +1605,12 @@ export async function verifySnapshotFile(path: string, opts: VerifyOptions = {})
   const fh = await open(path, 'r');
   let v: SnapshotVerifier | undefined;
   try {
-    const { size } = await fh.stat();
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      // A pipe or device: plain async streaming.
+      return await verifySnapshotStream(fh.createReadStream({ highWaterMark: READ_SIZE, autoClose: false }), opts);
+    }
+    const size = st.size;
     v = new SnapshotVerifier({ ...opts, parallelHash: opts.parallelHash ?? size >= PARALLEL_HASH_MIN });
     let own: Buffer | undefined;
     let sinceYield = 0;

@@ -27,8 +27,9 @@ export default class SandboxStatus extends BaseCommand {
     if (!sb) throw new EtcdRecoverError('CONFIG', `no sandbox at ${dir}`, { hint: 'start one with `kubectl etcd-recover sandbox up`' });
     const processes: ProcRow[] = [
       ...sb.state.members.map((m) => ({ name: m.name, url: m.clientURL, ...(m.pid ? { pid: m.pid } : {}), running: isAlive(m.pid), log: m.logFile })),
-      { name: 'minio', url: sb.state.minio.url, ...(sb.state.minio.pid ? { pid: sb.state.minio.pid } : {}), running: isAlive(sb.state.minio.pid), log: sb.state.minio.logFile },
     ];
+    const mi = sb.state.minio;
+    if (mi) processes.push({ name: 'minio', url: mi.url, ...(mi.pid ? { pid: mi.pid } : {}), running: isAlive(mi.pid), log: mi.logFile });
     const result = { dir, processes };
     this.render(result, () =>
       table(processes, [

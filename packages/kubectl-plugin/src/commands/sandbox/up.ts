@@ -34,7 +34,7 @@ export default class SandboxUp extends BaseCommand {
           { header: 'Peer URL', get: (m) => m.peerURL },
           { header: 'PID', get: (m) => m.pid },
         ]),
-        `bucket s3://${sb.state.minio.bucket} at ${sb.state.minio.url}; state in ${sb.dir}`,
+        `bucket s3://${sb.state.minio?.bucket} at ${sb.state.minio?.url}; state in ${sb.dir}`,
       ].join('\n'),
     );
     return state;
@@ -43,5 +43,5 @@ export default class SandboxUp extends BaseCommand {
 
 /** The state without the MinIO secret. */
 export function redact(s: SandboxState): SandboxState {
-  return { ...s, minio: { ...s.minio, secretKey: '***' } };
+  return s.minio ? { ...s, minio: { ...s.minio, secretKey: '***' } } : s;
 }
