@@ -8,6 +8,8 @@ import {
   BatchV1Api,
   CoreV1Api,
   KubeConfig,
+  KubernetesObjectApi,
+  PatchStrategy,
   type V1Job,
   type V1Pod,
 } from '@kubernetes/client-node';
@@ -304,6 +306,170 @@ spec:
     assert.ok(done.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True'));
   });
 
+  it('behaves like a kubelet: init order, sidecars, volumes, restarts and back-off, probes, Jobs, Deployments, Service names, logs', async function () {
+    this.timeout(120_000);
+    await applyManifests(kc, `
+apiVersion: v1
+kind: Secret
+metadata: {name: creds, namespace: ${NS}}
+stringData: {user: admin, pass: hunter2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: lifecycle, namespace: ${NS}, labels: {tier: demo}}
+spec:
+  terminationGracePeriodSeconds: 30
+  hostAliases: [{ip: 10.1.2.3, hostnames: [legacy.example]}]
+  initContainers:
+  - {name: init1, image: busybox, command: [sh, -c, "echo init1 > /work/order; sleep 1"], volumeMounts: [{name: work, mountPath: /work}]}
+  - {name: init2, image: busybox, command: [sh, -c, "echo init2 >> /work/order"], volumeMounts: [{name: work, mountPath: /work}]}
+  - name: sidecar
+    image: busybox
+    restartPolicy: Always
+    command: [sh, -c, "echo sidecar >> /work/order; exec sleep 3600"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: main
+    image: busybox
+    workingDir: /work
+    command: [sh, -c]
+    args:
+    - |
+      cat order; echo "user=$(cat /creds/u)"; echo "pass=$(cat /etc/app/pass)"; echo "labels=$(cat /podinfo/labels)"
+      touch /creds/x 2>/dev/null || echo "creds read-only"; echo "pwd=$(pwd)"; echo "expanded=$(B)"
+      getent hosts legacy.example; trap 'echo "got SIGTERM"; exit 0' TERM; while true; do sleep 0.2; done
+    env: [{name: A, value: x}, {name: B, value: "$(A)-y"}]
+    volumeMounts:
+    - {name: work, mountPath: /work}
+    - {name: creds, mountPath: /creds}
+    - {name: all-creds, mountPath: /etc/app/pass, subPath: pass}
+    - {name: podinfo, mountPath: /podinfo}
+  volumes:
+  - {name: work, emptyDir: {}}
+  - {name: creds, secret: {secretName: creds, items: [{key: user, path: u}]}}
+  - {name: all-creds, secret: {secretName: creds}}
+  - {name: podinfo, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher, namespace: ${NS}}
+spec:
+  containers: [{name: c, image: busybox, command: [sh, -c, "echo run; exit 3"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unhealthy, namespace: ${NS}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    livenessProbe: {exec: {command: [sh, -c, "exit 1"]}, periodSeconds: 1, failureThreshold: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: deadline, namespace: ${NS}}
+spec:
+  activeDeadlineSeconds: 2
+  containers: [{name: c, image: busybox, command: [sleep, "3600"]}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: failing, namespace: ${NS}}
+spec:
+  backoffLimit: 1
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox, command: [sh, -c, "exit 2"]}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: kv, namespace: ${NS}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: kv}}
+  template:
+    metadata: {labels: {app: kv}}
+    spec:
+      containers:
+      - name: etcd
+        image: registry.k8s.io/etcd:3.6.16-0
+        command: [etcd, --data-dir=/data, --listen-client-urls=http://0.0.0.0:2379, --advertise-client-urls=http://$(POD_IP):2379, --unsafe-no-fsync]
+        env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
+        readinessProbe: {httpGet: {path: /readyz, port: 2379}, periodSeconds: 1}
+        volumeMounts: [{name: data, mountPath: /data}]
+      volumes: [{name: data, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kv, namespace: ${NS}}
+spec: {selector: {app: kv}, ports: [{port: 2379}]}
+`);
+    const pod = (name: string) => core.readNamespacedPod({ name, namespace: NS });
+
+    // Init containers in order, then the sidecar, then main; volumes as declared.
+    await waitFor('pod lifecycle Ready', async () => isReady(await pod('lifecycle')), 60_000);
+    const lc = await pod('lifecycle');
+    assert.deepEqual(lc.status?.initContainerStatuses?.map((s) => [s.name, Object.keys(s.state ?? {})[0]]), [['init1', 'terminated'], ['init2', 'terminated'], ['sidecar', 'running']]);
+    await waitFor('lifecycle output', async () => cp.logsOf(NS, 'lifecycle').includes('legacy.example'), 10_000);
+    const out = cp.logsOf(NS, 'lifecycle');
+    assert.match(out, /^init1\ninit2\nsidecar\nuser=admin\npass=hunter2\nlabels=tier="demo"\ncreds read-only\npwd=\/work\nexpanded=x-y\n10\.1\.2\.3\s+legacy\.example/);
+
+    // restartPolicy Always: the first restart at once, then CrashLoopBackOff with the last exit code.
+    const crashed = await waitFor('crasher in CrashLoopBackOff', async () => {
+      const s = (await pod('crasher')).status?.containerStatuses?.[0];
+      return s?.state?.waiting?.reason === 'CrashLoopBackOff' ? s : undefined;
+    }, 30_000);
+    assert.ok(crashed.restartCount >= 1);
+    assert.equal(crashed.lastState?.terminated?.exitCode, 3);
+    // Previous run's log through the API server (pods/log → kubelet /containerLogs).
+    assert.equal((await core.readNamespacedPodLog({ name: 'crasher', namespace: NS, previous: true })).trim(), 'run');
+
+    // A failing liveness probe kills and restarts the container.
+    const unhealthy = await waitFor('unhealthy restarted by its liveness probe', async () => {
+      const s = (await pod('unhealthy')).status?.containerStatuses?.[0];
+      return (s?.restartCount ?? 0) >= 1 ? s : undefined;
+    }, 30_000);
+    assert.equal(unhealthy.lastState?.terminated?.signal, 15);
+
+    // activeDeadlineSeconds ends the pod as Failed/DeadlineExceeded.
+    await waitFor('deadline pod Failed', async () => (await pod('deadline')).status?.reason === 'DeadlineExceeded', 30_000);
+    assert.equal((await pod('deadline')).status?.phase, 'Failed');
+
+    // restartPolicy Never + backoffLimit 1: two failed pods, then the Job controller fails the Job.
+    const failed = await waitFor('Job failing Failed', async () => {
+      const j = await batch.readNamespacedJob({ name: 'failing', namespace: NS });
+      return j.status?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True') ? j : undefined;
+    }, 60_000);
+    assert.equal(failed.status?.failed, 2);
+
+    // Readiness probes gate Deployment availability; the Service name resolves (hosts file) to ready endpoints.
+    await waitFor('Deployment kv Available', async () => {
+      const d = await apps.readNamespacedDeployment({ name: 'kv', namespace: NS });
+      return d.status?.availableReplicas === 2;
+    }, 60_000);
+    await applyManifests(kc, `
+apiVersion: v1
+kind: Pod
+metadata: {name: kv-client, namespace: ${NS}}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: registry.k8s.io/etcd:3.6.16-0, command: [sh, -c, "etcdctl --endpoints=http://kv:2379,http://kv.${NS}.svc.cluster.local:2379 endpoint health"]}
+`);
+    await waitFor('kv-client Succeeded', async () => (await pod('kv-client')).status?.phase === 'Succeeded', 30_000);
+    assert.match(cp.logsOf(NS, 'kv-client'), /http:\/\/kv:2379 is healthy/);
+
+    // Graceful deletion: SIGTERM reaches the process group, which exits at once (well before the 30 s grace).
+    const t = Date.now();
+    await core.deleteNamespacedPod({ name: 'lifecycle', namespace: NS });
+    await waitFor('lifecycle gone', () => gone(() => pod('lifecycle')), 20_000);
+    assert.ok(Date.now() - t < 10_000);
+    assert.match(cp.logsOf(NS, 'lifecycle'), /got SIGTERM/);
+  });
+
   it('schedules a Job from a `* * * * *` CronJob on its own (the real cronjob controller)', async function () {
     this.timeout(150_000);
     const cj = await batch.readNamespacedCronJob({ name: 'agent', namespace: NS });
@@ -322,7 +488,10 @@ spec:
     const pods = await core.listNamespacedPod({ namespace: NS, labelSelector: `batch.kubernetes.io/job-name=${job.metadata!.name}` });
     assert.equal(cp.logsOf(NS, pods.items[0]!.metadata!.name!).trim(), agent.expected);
     // Stop it scheduling more while the remaining tests run.
-    await applyManifests(kc, [{ apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'agent', namespace: NS }, spec: { suspend: true } }]);
+    await KubernetesObjectApi.makeApiClient(kc).patch(
+      { apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'agent', namespace: NS }, spec: { suspend: true } },
+      undefined, undefined, undefined, undefined, PatchStrategy.MergePatch,
+    );
   });
 
   it('enforces a narrow Role for a ServiceAccount: SelfSubjectAccessReview, real 403s, and in-cluster credentials in a pod', async function () {

@@ -84,6 +84,16 @@ export async function destroyMembers(sb: Sandbox, names: string[]): Promise<void
   }
 }
 
+/** How many keys under a prefix ONE member holds (serializable, member-local, values not fetched). */
+export async function countOnMember(endpoint: string, prefix: string): Promise<number> {
+  const client = new Etcd3({ hosts: [endpoint] });
+  try {
+    return await client.getAll().prefix(prefix).serializable(true).count();
+  } finally {
+    client.close();
+  }
+}
+
 /** Keys under a prefix and the revision, read from ONE member only (serializable, member-local). */
 export async function readMember(endpoint: string, prefix = 'k/'): Promise<{ keys: Record<string, string>; revision: number }> {
   const client = new Etcd3({ hosts: [endpoint] });

@@ -53,6 +53,20 @@ export interface ControlPlaneOptions {
   verbose?: boolean;
 }
 
+/** Fails early and clearly when the machine cannot run the harness. */
+function preflight(): void {
+  if (process.getuid?.() !== 0) throw new Error('startControlPlane needs root (network namespaces, bridge, mount namespaces)');
+  const missing = ['ip', 'unshare', 'nsenter', 'setpriv', 'mount', 'openssl'].filter((t) => {
+    try {
+      execFileSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length) throw new Error(`startControlPlane needs ${missing.join(', ')} on PATH (Debian packages: iproute2, util-linux, mount, openssl)`);
+}
+
 let cachedBins: { etcd: string; kube: string } | undefined;
 export function kubeBinaries(): { etcd: string; kube: string } {
   if (!cachedBins) {
@@ -113,6 +127,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const t0 = Date.now();
   const verbose = opts.verbose ?? process.env['ETCD_RECOVER_KUBE_DEBUG'] === '1';
   const log = (m: string) => { if (verbose) process.stderr.write(`[kube-harness +${Date.now() - t0}ms] ${m}\n`); };
+  preflight();
   const bins = kubeBinaries();
   const dir = mkdtempSync(join(tmpdir(), 'etcd-recover-kube-'));
   const logs = join(dir, 'logs');
@@ -122,13 +137,14 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   let kubelet: ProcessKubelet | undefined;
   let admin: Rest | undefined;
   let stopped = false;
+  const keep = !!opts.keepDir || process.env['ETCD_RECOVER_KEEP_KUBE_DIR'] === '1';
 
   const handle = {
     killAllSync() {
       kubelet?.killAllSync();
       for (const p of procs) if (p.exitCode === undefined) try { process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ }
       slot?.release();
-      if (!(opts.keepDir || process.env['ETCD_RECOVER_KEEP_KUBE_DIR'] === '1')) rmSync(dir, { recursive: true, force: true });
+      if (!keep) rmSync(dir, { recursive: true, force: true });
     },
   };
   hookExit();
@@ -177,7 +193,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
 
   try {
     slot = await acquireSlot();
-    slot.recordPath('rm-rf', dir);
+    if (!keep) slot.recordPath('rm-rf', dir);
     log(`slot ${slot.index}: bridge ${slot.bridge} ${slot.hostIP}`);
     const hostIP = slot.hostIP;
     const nodeName = 'process-node';
@@ -338,6 +354,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       await adminRest.get('/api/v1/namespaces/default/configmaps/kube-root-ca.crt');
       return true;
     }, 60_000, 200);
+    log('default ServiceAccount and kube-root-ca.crt present');
     if (kubelet) {
       await waitFor(`node ${nodeName} Ready and untainted`, async () => {
         const n = await adminRest.get(`/api/v1/nodes/${nodeName}`);

@@ -13,6 +13,11 @@ export interface ImageSpec {
   /** Image CMD (used when the container has neither `command` nor `args`). */
   cmd?: string[];
   env?: Record<string, string>;
+  /**
+   * Where the image's own binaries appear inside the container (read-only overlays of binDirs over
+   * the host folder). Default ['/usr/local/bin', '/usr/bin'] (and so /bin on a merged-/usr host).
+   */
+  overlayAt?: string[];
 }
 
 export const HOST_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];

@@ -25,6 +25,7 @@ export class Slot {
   readonly firstServiceIP: string;
   private readonly free: number[] = [];
   private readonly used = new Set<number>();
+  private readonly recorded = new Set<string>();
 
   constructor(readonly index: number, readonly stateDir: string) {
     this.bridge = `erkbr${index}`;
@@ -41,8 +42,13 @@ export class Slot {
     appendFileSync(join(this.stateDir, 'pids'), `${pid} ${procStartTime(pid) ?? ''}\n`);
   }
 
-  /** Records a path to remove when the slot is released or reaped. */
-  recordPath(kind: 'rm-rf' | 'rmdir-if-empty' | 'unlink-if-empty', path: string): void {
+  /**
+   * Records a path to remove when the slot is released or reaped; `uses` marks a host mount point this
+   * slot's containers bind-mount onto (another harness must not remove it while we run).
+   */
+  recordPath(kind: 'rm-rf' | 'rmdir-if-empty' | 'unlink-if-empty' | 'uses', path: string): void {
+    if (this.recorded.has(`${kind} ${path}`)) return;
+    this.recorded.add(`${kind} ${path}`);
     appendFileSync(join(this.stateDir, 'paths'), `${kind} ${path}\n`);
   }
 
@@ -123,17 +129,48 @@ function reapSlotDir(dir: string, index: number): void {
   }
   runQuiet('ip', ['link', 'del', `erkbr${index}`]);
   runQuiet('ip', ['route', 'del', 'unreachable', `10.89.${index}.0/24`]);
-  for (const line of read('paths').reverse()) {
-    const sp = line.indexOf(' ');
-    const kind = line.slice(0, sp);
-    const path = line.slice(sp + 1);
+  const usedElsewhere = pathsUsedByOtherSlots(dir);
+  const records = read('paths').map((line) => ({ kind: line.slice(0, line.indexOf(' ')), path: line.slice(line.indexOf(' ') + 1) }));
+  for (const r of records) if (r.kind === 'rm-rf') rmSync(r.path, { recursive: true, force: true });
+  // Mount points this harness created on the host: deepest first. Removing a directory that is a mount
+  // point in another mount namespace detaches that mount, so a path another harness uses is handed over
+  // to it (with its ancestors, which are then not empty) instead of removed.
+  const handOver: string[] = [];
+  const removable = records.filter((r) => r.kind === 'rmdir-if-empty' || r.kind === 'unlink-if-empty');
+  removable.sort((a, b) => b.path.split('/').length - a.path.split('/').length);
+  for (const r of removable) {
+    const user = usedElsewhere.get(r.path);
+    if (user) { handOver.push(`${r.kind} ${r.path}`); continue; }
     try {
-      if (kind === 'rm-rf') rmSync(path, { recursive: true, force: true });
-      else if (kind === 'rmdir-if-empty') rmdirSync(path);
-      else if (kind === 'unlink-if-empty' && statSync(path).size === 0) unlinkSync(path);
-    } catch { /* not empty, or gone */ }
+      if (r.kind === 'rmdir-if-empty') rmdirSync(r.path);
+      else if (statSync(r.path).size === 0) unlinkSync(r.path);
+    } catch {
+      if (existsSync(r.path) && usedElsewhere.size) handOver.push(`${r.kind} ${r.path}`);
+    }
+  }
+  if (handOver.length) {
+    const heir = [...usedElsewhere.values()][0]!;
+    try { appendFileSync(join(heir, 'paths'), handOver.reverse().join('\n') + '\n'); } catch { /* heir gone: leave them */ }
   }
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** Host mount points used by containers of other harnesses → the slot dir using them. */
+function pathsUsedByOtherSlots(ownDir: string): Map<string, string> {
+  const used = new Map<string, string>();
+  const slots = join(STATE, 'slots');
+  let names: string[] = [];
+  try { names = readdirSync(slots); } catch { return used; }
+  for (const name of names) {
+    const d = join(slots, name);
+    if (d === ownDir || !/^\d+$/.test(name)) continue;
+    try {
+      for (const line of readFileSync(join(d, 'paths'), 'utf8').split('\n')) {
+        if (line.startsWith('uses ')) used.set(line.slice(5), d);
+      }
+    } catch { /* no paths */ }
+  }
+  return used;
 }
 
 /** Reaps slots whose owner process is gone. */

@@ -128,7 +128,7 @@ class ContainerRunner {
   private markStarted!: () => void;
 
   constructor(readonly w: PodWorker, readonly spec: any, readonly kind: 'init' | 'sidecar' | 'main') {
-    this.backoffMs = w.k.backoffInitialMs;
+    this.backoffMs = 0;
     this.done = new Promise((r) => (this.markDone = r));
     this.startedOnce = new Promise((r) => (this.markStarted = r));
   }
@@ -167,15 +167,19 @@ class ContainerRunner {
         if (this.stopping || this.w.deleting) return;
         const p = this.policy();
         if (p === 'Never' || (p === 'OnFailure' && code === 0)) return;
-        // Restart with exponential backoff (reset after a long healthy run).
-        if (Date.now() - this.runStartedAt > 2 * this.w.k.backoffMaxMs) this.backoffMs = this.w.k.backoffInitialMs;
+        // Restart like a kubelet: the first restart at once, then back-off (initial, doubling, capped);
+        // the back-off is forgotten after a run longer than twice the cap.
+        if (Date.now() - this.runStartedAt > 2 * this.w.k.backoffMaxMs) this.backoffMs = 0;
         const delay = this.backoffMs;
-        this.backoffMs = Math.min(this.backoffMs * 2, this.w.k.backoffMaxMs);
+        this.backoffMs = delay === 0 ? this.w.k.backoffInitialMs : Math.min(delay * 2, this.w.k.backoffMaxMs);
         this.lastState = this.state;
-        this.state = { waiting: { reason: 'CrashLoopBackOff', message: `back-off ${Math.round(delay / 1000)}s restarting failed container=${this.name} pod=${this.w.pod.metadata.name}_${this.w.pod.metadata.namespace}(${this.w.uid})` } };
+        if (delay > 0) {
+          this.state = { waiting: { reason: 'CrashLoopBackOff', message: `back-off ${Math.round(delay / 1000)}s restarting failed container=${this.name} pod=${this.w.pod.metadata.name}_${this.w.pod.metadata.namespace}(${this.w.uid})` } };
+          this.w.statusChanged();
+          await this.sleepInterruptible(delay);
+          if (this.stopping || this.w.deleting) return;
+        }
         this.restartCount++;
-        this.w.statusChanged();
-        await this.sleepInterruptible(delay);
       }
     } finally {
       this.markStarted();
@@ -210,7 +214,8 @@ class ContainerRunner {
     else argv = [...(image.entrypoint ?? []), ...(this.spec.args ? this.spec.args.map((s: string) => expand(s, env)) : image.cmd ?? [])];
     if (!argv.length) throw new Error(`container ${this.name}: no command and image ${this.spec.image} has no entrypoint`);
     argv[0] = resolveCommand(image, argv[0]!);
-    const script = w.mountScript(this.spec);
+    const script = w.mountScript(this.spec, image);
+    if (this.stopping || w.deleting) return 137; // deleted while env and volumes were being read
     mkdirSync(dirname(this.logFile()), { recursive: true });
     const fd = openSync(this.logFile(), 'a');
     const prefix = w.hostNetwork
@@ -220,6 +225,7 @@ class ContainerRunner {
       detached: true,
       stdio: ['ignore', fd, fd],
       env,
+      cwd: '/',
     });
     closeSync(fd);
     this.child = child;
@@ -459,7 +465,7 @@ export class PodWorker {
   readonly init: ContainerRunner[];
   readonly main: ContainerRunner[];
   private statusDirty = false;
-  private statusRunning: Promise<void> | undefined;
+  private statusChain: Promise<void> = Promise.resolve();
   private statusTimer: NodeJS.Timeout | undefined;
   private transitions = new Map<string, { status: string; time: string }>();
   private deadlineTimer: NodeJS.Timeout | undefined;
@@ -494,6 +500,7 @@ export class PodWorker {
     try {
       this.startTime = now();
       await this.setupSandbox();
+      if (this.deleting) return;
       this.statusChanged();
       if (this.pod.spec.activeDeadlineSeconds) {
         this.deadlineTimer = setTimeout(() => void this.deadlineExceeded(), this.pod.spec.activeDeadlineSeconds * 1000);
@@ -644,6 +651,12 @@ export class PodWorker {
     } else {
       this.podIP = this.k.slot.allocateIP();
       this.netns = await this.k.slot.createPodNetns(this.podIP);
+      if (this.tornDown) {
+        // Deleted while the sandbox was being made.
+        this.k.slot.deletePodNetns(this.netns);
+        this.k.slot.releaseIP(this.podIP);
+        return;
+      }
       this.hostsFile = join(this.podDir, 'etc-hosts');
       writeFileSync(this.hostsFile, this.k.hostsFileFor(this.pod, this.podIP));
     }
@@ -693,7 +706,7 @@ export class PodWorker {
   async buildEnv(c: any, image: ImageSpec): Promise<Record<string, string>> {
     const port = String(this.k.apiPort);
     const env: Record<string, string> = {
-      PATH: [...image.binDirs, ...HOST_PATH].join(':'),
+      PATH: [...new Set([...image.binDirs, ...HOST_PATH])].join(':'),
       HOSTNAME: this.hostname,
       // Processes share the host filesystem: give each pod its own HOME instead of the host's.
       HOME: join(this.podDir, 'home'),
@@ -791,6 +804,8 @@ export class PodWorker {
     const path: string | undefined = pv.spec?.hostPath?.path ?? pv.spec?.local?.path;
     if (!path) throw new Error(`PV ${pv.metadata.name} is neither hostPath nor local: the process kubelet cannot mount it`);
     mkdirSync(path, { recursive: true });
+    // Directories of the controller-manager's hostPath provisioner go when the harness goes (even on process.exit).
+    if (path.startsWith('/tmp/hostpath_pv/')) this.k.slot.recordPath('rm-rf', path);
     return path;
   }
 
@@ -853,8 +868,16 @@ export class PodWorker {
    * The shell run inside the container's fresh mount (and UTS) namespace before exec'ing the command:
    * bind mounts for volumeMounts (subPath, readOnly), the pod's /etc/hosts, hostname, workingDir, user.
    */
-  mountScript(c: any): string {
+  mountScript(c: any, image: ImageSpec): string {
     const lines: string[] = ['set -e'];
+    // The image's binaries at the paths the image would have them (scripts say /usr/local/bin/etcd):
+    // a read-only overlay of the image's bin dirs over the host's, visible only in this mount namespace.
+    const own = image.binDirs.filter((d) => !HOST_PATH.includes(d) && existsSync(d));
+    if (own.length) {
+      for (const target of image.overlayAt ?? ['/usr/local/bin', '/usr/bin']) {
+        if (existsSync(target)) lines.push(`mount -t overlay overlay -o ${q(`lowerdir=${[...own, target].join(':')}`)} ${q(target)}`);
+      }
+    }
     const mounts = [...(c.volumeMounts ?? [])].sort((a: any, b: any) => a.mountPath.split('/').length - b.mountPath.split('/').length);
     const done: string[] = [];
     const under = (p: string) => done.some((m) => p === m || p.startsWith(m.endsWith(sep) ? m : m + sep));
@@ -896,6 +919,7 @@ export class PodWorker {
 
   /** Creates a missing mount point on the host (recorded for removal when the harness stops). */
   private ensureHostTarget(target: string, isFile: boolean): void {
+    this.k.slot.recordPath('uses', target);
     if (existsSync(target)) return;
     const dir = isFile ? dirname(target) : target;
     const missing: string[] = [];
@@ -914,20 +938,19 @@ export class PodWorker {
   statusChanged(): void {
     if (this.gone) return;
     this.statusDirty = true;
-    if (this.statusTimer || this.statusRunning) return;
+    if (this.statusTimer) return;
     this.statusTimer = setTimeout(() => {
       this.statusTimer = undefined;
       void this.flushStatus();
     }, 30);
   }
 
-  async flushStatus(): Promise<void> {
-    if (this.statusRunning) {
-      this.statusDirty = true;
-      await this.statusRunning;
-      if (!this.statusDirty) return;
-    }
-    this.statusRunning = (async () => {
+  /**
+   * Writes the status if it changed since the last write. Calls are serialized on one chain, and
+   * every change sets statusDirty before scheduling a flush, so no change can be lost between runs.
+   */
+  flushStatus(): Promise<void> {
+    const run = async () => {
       while (this.statusDirty && !this.gone) {
         this.statusDirty = false;
         const { namespace, name } = this.pod.metadata;
@@ -940,12 +963,13 @@ export class PodWorker {
         } catch (e) {
           if (isNotFound(e)) { this.gone = true; break; }
           this.k.log(`${this.key}: status update failed: ${(e as Error).message}`);
-          await sleep(500);
           this.statusDirty = true;
+          await sleep(500);
         }
       }
-    })();
-    try { await this.statusRunning; } finally { this.statusRunning = undefined; }
+    };
+    this.statusChain = this.statusChain.then(run, run);
+    return this.statusChain;
   }
 
   private condition(type: string, ok: boolean, reason?: string, message?: string): any {

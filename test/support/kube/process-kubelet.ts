@@ -1,7 +1,7 @@
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { cpus, hostname as osHostname, release, totalmem } from 'node:os';
+import { hostname as osHostname, release } from 'node:os';
 import { join } from 'node:path';
 import type { Slot } from './net.js';
 import type { CertPaths } from './pki.js';
@@ -133,8 +133,11 @@ export class ProcessKubelet {
     this.slices?.stop();
     // Harness shutdown: no grace (the API server is going away too).
     for (const w of this.workers.values()) w.killSync();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
-    this.server?.closeAllConnections?.();
+    await new Promise<void>((r) => {
+      if (!this.server) return r();
+      this.server.close(() => r());
+      this.server.closeAllConnections();
+    });
     this.rest.close();
     this.admin.close();
   }
@@ -174,8 +177,6 @@ export class ProcessKubelet {
         operatingSystem: 'linux',
         architecture: 'amd64',
       },
-      _hostCpus: cpus().length,
-      _hostMemory: totalmem(),
     };
   }
 
@@ -207,10 +208,7 @@ export class ProcessKubelet {
   }
 
   private async postNodeStatus(): Promise<void> {
-    const st = this.nodeStatus();
-    delete st._hostCpus;
-    delete st._hostMemory;
-    await this.rest.strategicPatch(`/api/v1/nodes/${this.nodeName}/status`, { status: st });
+    await this.rest.strategicPatch(`/api/v1/nodes/${this.nodeName}/status`, { status: this.nodeStatus() });
   }
 
   private async renewLease(): Promise<void> {
@@ -318,6 +316,10 @@ export class ProcessKubelet {
       '::1\tlocalhost ip6-localhost ip6-loopback',
       pod.spec.subdomain ? `${podIP}\t${host}.${pod.spec.subdomain}.${ns}.svc.${d}\t${host}` : `${podIP}\t${host}`,
     ];
+    if (pod.spec.hostAliases?.length) {
+      lines.push('# Entries added by HostAliases.');
+      for (const a of pod.spec.hostAliases) lines.push(`${a.ip}\t${(a.hostnames ?? []).join(' ')}`);
+    }
     for (const r of this.dns) {
       const names = [`${r.rel}.${r.ns}.svc.${d}`, `${r.rel}.${r.ns}.svc`, `${r.rel}.${r.ns}`];
       if (r.ns === ns) names.push(r.rel);

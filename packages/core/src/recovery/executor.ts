@@ -229,6 +229,10 @@ function stepImpls(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog,
         return {
           holds: async (ctx) => allHealthy(await target.observe(ctx.signal), all),
           run: async (ctx) => {
+            // A member that died since it was started (a rerun after a fix) is started again.
+            const down = [];
+            for (const n of all) if (!(await target.areStarted([n], ctx))) down.push(n);
+            if (down.length) await target.startMembers(down, { initialState: 'new' }, ctx);
             await waitHealthy(target, all, healthyTimeout, ctx);
           },
         };
@@ -314,7 +318,11 @@ async function waitHealthy(target: RecoveryTarget, names: string[], timeoutMs: n
     if (allHealthy(last, names)) return last;
     if (Date.now() > deadline) {
       const bad = last.members.filter((m) => !last!.healthy.includes(m.name));
-      throw new EtcdRecoverError('STEP_FAILED', `member(s) ${bad.map((m) => `${m.name} (${m.error ?? (m.running ? 'no leader' : 'not running')})`).join(', ')} did not become healthy within ${Math.round(timeoutMs / 1000)} s`, {
+      const why = (m: (typeof bad)[number]) => {
+        const d = m.running ? undefined : target.diagnose?.(m.name);
+        return d ? `exited: ${d}` : (m.error ?? (m.running ? 'no leader' : 'not running'));
+      };
+      throw new EtcdRecoverError('STEP_FAILED', `member(s) ${bad.map((m) => `${m.name} (${why(m)})`).join(', ')} did not become healthy within ${Math.round(timeoutMs / 1000)} s`, {
         hint: 'read the member logs; old data is set aside and can be rolled back',
       });
     }
@@ -335,8 +343,9 @@ async function verifyRestored(plan: RecoveryPlan, target: RecoveryTarget, catalo
       }
     }
     const keys = await gw.kv.count('', ctx.signal);
-    if (keys !== rec.totalKeys) {
-      throw new EtcdRecoverError('STEP_FAILED', `the restored cluster holds ${keys} keys but snapshot ${rec.name} has ${rec.totalKeys}`);
+    const expected = rec.userKeys ?? rec.totalKeys;
+    if (keys !== expected) {
+      throw new EtcdRecoverError('STEP_FAILED', `the restored cluster holds ${keys} keys but snapshot ${rec.name} has ${expected}`);
     }
     ctx.facts['restoredKeys'] = keys;
   }

@@ -57,6 +57,9 @@ export interface RecoveryTarget {
   startMembers(names: string[], mode: { initialState: 'new' | 'existing'; initialCluster?: string }, ctx: StepContext): Promise<void>;
   areStarted(names: string[], ctx: StepContext): Promise<boolean>;
 
+  /** Why a member is not running, if the target can tell (e.g. the fatal line of its log). */
+  diagnose?(name: string): string | undefined;
+
   /** Where the old data of a member went (for the report and rollback). */
   asideLocation(name: string, recoveryId: string): string;
 }

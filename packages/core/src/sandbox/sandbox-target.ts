@@ -137,6 +137,24 @@ export class SandboxTarget implements RecoveryTarget {
     return names.every((n) => !this.sandbox.isRunning(n));
   }
 
+  diagnose(name: string): string | undefined {
+    if (this.sandbox.isRunning(name)) return undefined;
+    try {
+      const lines = readFileSync(this.sandbox.member(name).logFile, 'utf8').trim().split('\n').slice(-20).reverse();
+      for (const l of lines) {
+        try {
+          const j = JSON.parse(l) as { level?: string; msg?: string; error?: string };
+          if (j.level === 'fatal' || j.level === 'panic' || j.level === 'error') return `${j.msg}${j.error ? `: ${j.error}` : ''} (log ${this.sandbox.member(name).logFile})`;
+        } catch {
+          /* not JSON */
+        }
+      }
+    } catch {
+      /* no log */
+    }
+    return undefined;
+  }
+
   asideLocation(name: string, recoveryId: string): string {
     return `${this.sandbox.member(name).dataDir}.before-${recoveryId}`;
   }

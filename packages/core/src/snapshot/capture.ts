@@ -136,6 +136,7 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
     dbSize: report.totalSize,
     objectSize: uploaded.size,
     totalKeys: report.totalKeys,
+    userKeys: report.userKeys,
     hash: report.hash,
     sha256: report.sha256,
     createdAt: started.toISOString(),

@@ -38,6 +38,8 @@ export interface SnapshotRecord {
   /** Bytes of the object in the bucket (the db plus the 32-byte trailer). */
   objectSize: number;
   totalKeys: number;
+  /** Keys etcd serves (totalKeys without revision-bump markers); absent in records of older tools. */
+  userKeys?: number;
   /** etcdutl-compatible CRC-32C of the keyspace. */
   hash: number;
   /** sha256 of the db bytes (equals etcd's trailer). */

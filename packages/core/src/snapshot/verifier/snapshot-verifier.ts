@@ -93,6 +93,10 @@ export interface SnapshotReport {
    * of bucket "key" whose latest revision is not a tombstone. See etcd-keys.ts.
    */
   totalKeys: number;
+  /** Keys etcd serves: totalKeys without the empty key of revision-bump markers. */
+  userKeys: number;
+  /** Revision-bump markers (etcdutl restore --bump-revision) in the key bucket. */
+  bumpMarkers: number;
   /** High-water mark × page size, as etcdutl. */
   totalSize: number;
   /** Storage version (meta/storageVersion), e.g. "3.6.0", when present. */
@@ -457,6 +461,8 @@ interface KvResult {
   sum: number;
   /** Live-key contribution, when the compacted revision was given. */
   contrib: number;
+  /** Records with an empty value: the markers etcdutl --bump-revision writes (user key ""). */
+  markers: number;
 }
 
 /**
@@ -467,6 +473,7 @@ interface KvResult {
 function analyseKv(b: Uint8Array, p: number, count: number, compactRev: number, detail: ByteBuf | null, out: KvResult): boolean {
   let sum = 0;
   let contrib = 0;
+  let markers = 0;
   let prevMain = 0;
   out.error = null;
   for (let i = 0; i < count; i++) {
@@ -480,6 +487,11 @@ function analyseKv(b: Uint8Array, p: number, count: number, compactRev: number, 
       return false;
     }
     const tomb = ks === 18 && b[k0 + 17] === 0x74;
+    // A record with an empty value is a revision-bump marker (user key ""): counted once, apart.
+    if (vs === 0 && !tomb) {
+      markers++;
+      continue;
+    }
     // A nested bucket element has a nil value for ForEach: an empty KeyValue.
     const version = u32(b, e) & LEAF_FLAG_BUCKET ? 0 : kvVersion(b, k0 + ks, k0 + ks + vs);
     if (version < 0) {
@@ -497,6 +509,7 @@ function analyseKv(b: Uint8Array, p: number, count: number, compactRev: number, 
   }
   out.sum = sum;
   out.contrib = contrib;
+  out.markers = markers;
   return true;
 }
 
@@ -665,7 +678,7 @@ export class SnapshotVerifier {
   private readonly kvErrors = new Map<number, string>();
   /** Per-record detail of `key` bucket pages parsed before the compacted revision is known. */
   private revArena = new ByteBuf(1 << 12);
-  private readonly kvScratch: KvResult = { error: null, sum: 0, contrib: 0 };
+  private readonly kvScratch: KvResult = { error: null, sum: 0, contrib: 0, markers: 0 };
   /** meta/finishedCompactRev of the live tree; -1 until known. */
   private compactRev = -1;
   private freeIds: Float64Array | null = null;
@@ -677,6 +690,8 @@ export class SnapshotVerifier {
   private fatal = false;
   private h = 0;
   private liveKeys = 0;
+  private bumpMarkers = 0;
+  private userKeys = 0;
   private revision = 0;
   private totalKeys = 0;
   private version: string | undefined;
@@ -1029,6 +1044,7 @@ export class SnapshotVerifier {
       const ra = this.revArena;
       const start = ra.len;
       if (analyseKv(b, p, count, this.compactRev, ra, r)) {
+        this.bumpMarkers += r.markers;
         if (this.compactRev >= 0) {
           t.kvState[pgid] = KV_RESOLVED;
           t.kvC[pgid] = r.contrib;
@@ -1223,6 +1239,8 @@ export class SnapshotVerifier {
       hash: this.h >>> 0,
       revision: this.revision,
       totalKeys: this.totalKeys,
+      userKeys: this.userKeys,
+      bumpMarkers: this.bumpMarkers,
       totalSize: this.active ? this.hwm * this.ps : 0,
       pageSize: this.ps,
       txid: this.active?.txid ?? 0,
@@ -1303,7 +1321,11 @@ export class SnapshotVerifier {
     const rootCtx: WalkCtx = { mode: 'root', count: 0, last: null, isMeta: false, isKey: false, sv: undefined };
     this.walkPage(root, null, null, 0, rootCtx, -1);
 
-    this.totalKeys = this.liveKeys;
+    // Every revision bump (etcdutl restore --bump-revision) adds a record for the empty key "":
+    // etcdutl's set counts that key once; etcd never serves it. Markers are left out of the
+    // generation count (analyseKv) and added back here.
+    this.totalKeys = this.liveKeys + (this.bumpMarkers > 0 ? 1 : 0);
+    this.userKeys = this.liveKeys;
     for (const name of ['key', 'meta']) {
       if (!(name in this.buckets) && !rootCtx.broken) {
         this.addDefect('BUCKET_MISSING', undefined, `bucket "${name}" is missing: this is not an etcd snapshot (etcd always creates it)`, true);
@@ -1550,7 +1572,10 @@ export class SnapshotVerifier {
       ctx.count = ib.count;
       if (isKey && ib.count > 0) {
         const res = this.kvScratch;
-        if (ib.page && analyseKv(ib.page, 0, ib.count, this.compactRev, null, res)) this.liveKeys += res.contrib;
+        if (ib.page && analyseKv(ib.page, 0, ib.count, this.compactRev, null, res)) {
+          this.liveKeys += res.contrib;
+          this.bumpMarkers += res.markers;
+        }
         else {
           const why = ib.page ? res.error! : 'its keys are not revisions';
           this.addDefect('ELEMENT_BOUNDS', pgid, `inline bucket "key": ${why} (etcdutl fails on it)`, true);
