@@ -56,6 +56,8 @@ export interface SandboxUpOptions {
   store?: boolean;
   /** Start the members now. Default true; a drill restores data into them first. */
   startMembers?: boolean;
+  /** Address MinIO listens on. Default 127.0.0.1 (tests pass a bridge address that pods can reach). */
+  storeHost?: string;
   onProgress?: (message: string) => void;
   signal?: AbortSignal;
 }
@@ -70,7 +72,7 @@ export function defaultSandboxDir(): string {
  * some outgoing connection, and a member restarted later on "its" port would
  * then fail with EADDRINUSE.
  */
-async function freePort(): Promise<number> {
+async function freePort(host = '127.0.0.1'): Promise<number> {
   let low = 32768;
   try {
     low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
@@ -82,7 +84,7 @@ async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = min + Math.floor(Math.random() * (max - min));
     if (taken.has(port)) continue;
-    if (await bindable(port)) {
+    if (await bindable(port, host)) {
       taken.add(port);
       return port;
     }
@@ -92,11 +94,11 @@ async function freePort(): Promise<number> {
 
 const taken = new Set<number>();
 
-function bindable(port: number): Promise<boolean> {
+function bindable(port: number, host: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createServer();
     s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    s.listen(port, host, () => s.close(() => resolve(true)));
   });
 }
 
@@ -165,7 +167,7 @@ export class Sandbox {
       ...(minioBin
         ? {
             minio: {
-              url: `http://127.0.0.1:${await freePort()}`,
+              url: `http://${opts.storeHost ?? '127.0.0.1'}:${await freePort(opts.storeHost)}`,
               dataDir: join(minioDir, 'data'),
               logFile: join(minioDir, 'minio.log'),
               bucket: opts.bucket ?? 'etcd-backups',

@@ -1,0 +1,130 @@
+import { strict as assert } from 'node:assert';
+import { BatchV1Api, CoreV1Api, AppsV1Api, AuthorizationV1Api, type V1Job } from '@kubernetes/client-node';
+import { Etcd3 } from 'etcd3';
+import { Catalog, S3ObjectStore, isVerified, type Sandbox } from '@etcd-recover/core';
+import { startControlPlane, applyManifests, waitFor, type ControlPlane } from '../support/kube/index.js';
+import { setupMocks } from '../support/pulumi-mocks.js';
+import { kubernetesManifests } from '../support/manifests.js';
+import { startSandbox, stopSandbox } from '../support/sandbox.js';
+
+const NS = 'hcp-it';
+
+/**
+ * The EtcdCluster component's manifests (captured from the Pulumi mocks, as
+ * `pulumi up` would send them) applied to a real control plane: the etcd
+ * StatefulSet comes up healthy, the backup CronJob's Job writes a verified
+ * snapshot into a real MinIO, and every job's ServiceAccount may do exactly
+ * what its job needs — decided by the real API server.
+ */
+describe('EtcdCluster on a real control plane', function () {
+  this.timeout(600_000);
+  let cp: ControlPlane;
+  let store: Sandbox;
+  let manifests: Record<string, any>[];
+
+  before(async () => {
+    cp = await startControlPlane();
+    // MinIO listens on the node's bridge address, so pods can reach it.
+    store = await startSandbox({ members: 1, cluster: 'store-only', storeHost: cp.network.hostIP });
+    const s3 = store.s3Config();
+    const mocks = await setupMocks();
+    const { EtcdCluster } = await import('@etcd-recover/pulumi');
+    new EtcdCluster('etcd', {
+      namespace: NS,
+      agentImage: 'ghcr.io/etcd-recover/agent:0.1.0',
+      storage: { size: '1Gi' },
+      backup: {
+        bucket: { existing: s3.bucket },
+        endpoint: s3.endpoint!,
+        credentials: { accessKeyId: s3.credentials!.accessKeyId, secretAccessKey: s3.credentials!.secretAccessKey },
+      },
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    manifests = kubernetesManifests(mocks.resources);
+    const kc = cp.kubeConfig();
+    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
+    await applyManifests(kc, manifests);
+  });
+  after(async () => {
+    await cp?.stop();
+    await stopSandbox(store);
+  });
+
+  it('brings up a healthy 3-member etcd from the declared StatefulSet (member-init writes each config)', async () => {
+    const apps = cp.kubeConfig().makeApiClient(AppsV1Api);
+    await waitFor('etcd 3/3 ready', async () => {
+      const s = await apps.readNamespacedStatefulSet({ namespace: NS, name: 'etcd' });
+      return (s.status?.readyReplicas ?? 0) === 3;
+    }, 180_000);
+    const ips = await Promise.all([0, 1, 2].map((i) => cp.podIP(NS, `etcd-${i}`)));
+    const client = new Etcd3({ hosts: ips.map((ip) => `http://${ip}:2379`) });
+    try {
+      const members = await client.cluster.memberList({});
+      assert.equal(members.members.length, 3);
+      assert.deepEqual(members.members.map((m) => m.name).sort(), ['etcd-0', 'etcd-1', 'etcd-2']);
+      await client.put('hcp/smoke').value('ok');
+      assert.equal(await client.get('hcp/smoke').string(), 'ok');
+    } finally {
+      client.close();
+    }
+    assert.match(cp.logsOf(NS, 'etcd-0', 'member-init'), /initial-cluster-state new/);
+  });
+
+  it('the backup CronJob\'s Job writes a verified snapshot into the bucket', async () => {
+    const kc = cp.kubeConfig();
+    const batch = kc.makeApiClient(BatchV1Api);
+    const cron = await batch.readNamespacedCronJob({ namespace: NS, name: 'etcd-backup' });
+    const job: V1Job = {
+      metadata: { name: 'etcd-backup-now', namespace: NS, annotations: { 'cronjob.kubernetes.io/instantiate': 'manual' } },
+      spec: cron.spec!.jobTemplate.spec!,
+    };
+    await batch.createNamespacedJob({ namespace: NS, body: job });
+    const done = await waitFor('backup job finished', async () => {
+      const j = await batch.readNamespacedJob({ namespace: NS, name: 'etcd-backup-now' });
+      return (j.status?.succeeded ?? 0) > 0 || (j.status?.failed ?? 0) > 0 ? j : undefined;
+    }, 180_000);
+    const pods = await kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: NS, labelSelector: 'job-name=etcd-backup-now' });
+    const logs = pods.items.map((p) => cp.logsOf(NS, p.metadata!.name!)).join('\n');
+    assert.equal(done.status?.succeeded, 1, `backup job failed:\n${logs}`);
+    const catalog = new Catalog(new S3ObjectStore(store.s3Config()), 'etcd');
+    const { snapshots } = await catalog.list();
+    assert.equal(snapshots.length, 1, logs);
+    assert.ok(isVerified(snapshots[0]!));
+    assert.ok(snapshots[0]!.totalKeys >= 1);
+    assert.equal(snapshots[0]!.labels?.['reason'], 'scheduled');
+    assert.match(snapshots[0]!.sourceMember.endpoint, /etcd-\d\.etcd-discovery\.hcp-it\.svc:2379/);
+  });
+
+  it('each job\'s ServiceAccount is allowed what its job needs and denied the rest by the API server', async () => {
+    const authz = cp.kubeConfig().makeApiClient(AuthorizationV1Api);
+    const can = async (sa: string, verb: string, resource: string, name?: string, group = '') => {
+      const r = await authz.createSubjectAccessReview({
+        body: {
+          spec: {
+            user: `system:serviceaccount:${NS}:${sa}`,
+            groups: ['system:serviceaccounts', `system:serviceaccounts:${NS}`, 'system:authenticated'],
+            resourceAttributes: { namespace: NS, verb, resource, group, ...(name ? { name } : {}) },
+          },
+        },
+      });
+      return Boolean(r.status?.allowed);
+    };
+    // Auto-heal: exactly HyperShift's single-member recovery.
+    assert.equal(await can('etcd-heal', 'get', 'pods', 'etcd-1'), true);
+    assert.equal(await can('etcd-heal', 'list', 'pods'), true);
+    assert.equal(await can('etcd-heal', 'delete', 'pods', 'etcd-1'), true);
+    assert.equal(await can('etcd-heal', 'delete', 'persistentvolumeclaims', 'data-etcd-1'), true);
+    assert.equal(await can('etcd-heal', 'get', 'statefulsets', 'etcd', 'apps'), true);
+    assert.equal(await can('etcd-heal', 'delete', 'pods', 'kube-apiserver-0'), false, 'only etcd pods');
+    assert.equal(await can('etcd-heal', 'delete', 'persistentvolumeclaims', 'other'), false, 'only etcd PVCs');
+    assert.equal(await can('etcd-heal', 'get', 'secrets', 'etcd-backup-credentials'), false);
+    assert.equal(await can('etcd-heal', 'patch', 'statefulsets', 'etcd', 'apps'), false);
+    assert.equal(await can('etcd-heal', 'create', 'pods'), false);
+    // Backup, verification and restore talk to etcd and the bucket only: no API rights at all.
+    for (const sa of ['etcd-backup', 'etcd-verify', 'etcd-restore']) {
+      for (const [verb, resource] of [['get', 'pods'], ['list', 'configmaps'], ['get', 'secrets'], ['delete', 'persistentvolumeclaims'], ['create', 'jobs']] as const) {
+        assert.equal(await can(sa, verb, resource, undefined, resource === 'jobs' ? 'batch' : ''), false, `${sa} must not ${verb} ${resource}`);
+      }
+    }
+  });
+});
