@@ -64,6 +64,8 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
     );
   }
 
+  // The agent writes nothing locally (snapshots stream to the bucket), so the root filesystem stays
+  // read-only and no writable volume is needed; HOME only has to name a directory.
   const volumes: k8s.types.input.core.v1.Volume[] = [{ name: 'contract', configMap: { name: deps.contract.metadata.name } }];
   const mounts: k8s.types.input.core.v1.VolumeMount[] = [{ name: 'contract', mountPath: '/etc/etcd-recover', readOnly: true }];
   if (r.tls?.clientSecret) {
@@ -74,6 +76,7 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
     { name: 'AWS_ACCESS_KEY_ID', valueFrom: { secretKeyRef: { name: deps.credentials.metadata.name, key: 'AWS_ACCESS_KEY_ID' } } },
     { name: 'AWS_SECRET_ACCESS_KEY', valueFrom: { secretKeyRef: { name: deps.credentials.metadata.name, key: 'AWS_SECRET_ACCESS_KEY' } } },
     { name: 'ETCD_RECOVER_CONTRACT', value: '/etc/etcd-recover/contract.json' },
+    { name: 'HOME', value: '/tmp' },
     ...(r.tls?.clientSecret ? [{ name: 'ETCD_RECOVER_ETCD_TLS_DIR', value: `${TLS_DIR}/client` }] : []),
   ];
   const cron = (job: string, schedule: string, args: string[], deadlineSeconds: number) =>
