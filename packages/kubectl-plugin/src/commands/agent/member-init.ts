@@ -15,9 +15,10 @@ interface Decision {
 /**
  * Init container of every etcd member pod: decides how the member starts and
  * writes etcd's config file. A member with data starts on it; an empty member
- * bootstraps a new cluster when no peer has a quorum, and joins the existing
- * cluster (initial-cluster-state existing) when a peer lists its peer URL — as
- * a learner added by `member replace` or auto-heal. An empty member whose old
+ * bootstraps a new cluster when no peer has a quorum (or its peers bootstrapped
+ * without it and it never started), and joins the existing cluster
+ * (initial-cluster-state existing) when a peer lists its peer URL as a learner
+ * added by `member replace` or auto-heal. An empty member whose old
  * identity is still registered would corrupt the cluster if it started: it
  * exits with a message instead (crash-looping until auto-heal replaces it).
  */
@@ -104,9 +105,13 @@ async function decide(name: string, peerURL: string, staticCluster: string, peer
       return { state: 'new', initialCluster: staticCluster, reason: 'no peer has a quorum: bootstrapping' };
     }
     const me = list.find((m) => m.peerURLs.includes(peerURL));
-    if (me && (me.isLearner || !me.name)) {
+    if (me && me.isLearner) {
       const initialCluster = list.map((m) => `${m.name || (m.peerURLs.includes(peerURL) ? name : m.id)}=${m.peerURLs[0]}`).join(',');
-      return { state: 'existing', initialCluster, reason: `joining the running cluster as ${me.isLearner ? 'learner' : 'member'} ${me.id}` };
+      return { state: 'existing', initialCluster, reason: `joining the running cluster as learner ${me.id}` };
+    }
+    if (me && !me.clientURLs.length) {
+      // A member of the initial cluster that has never started: the others bootstrapped without it.
+      return { state: 'new', initialCluster: staticCluster, reason: `initial member ${me.id} starting after its peers bootstrapped` };
     }
     if (me) {
       throw new EtcdRecoverError('PRECONDITION', `${name} is empty but still registered as started member ${me.id}: starting it would corrupt the cluster`, {
