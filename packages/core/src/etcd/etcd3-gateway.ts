@@ -1,7 +1,6 @@
-import { Etcd3, type IOptions } from 'etcd3';
-import { noop } from 'cockatiel';
+import type { Etcd3, IOptions } from 'etcd3';
 import { EtcdRecoverError, messageOf } from '../errors.js';
-import { grpcSnapshot } from './grpc-snapshot.js';
+import { decodeStatusResponse, grpcSnapshot, grpcUnary } from './grpc-snapshot.js';
 import {
   idToHex,
   hexToId,
@@ -38,9 +37,11 @@ export class Etcd3Gateway implements EtcdGateway {
     this.timeoutMs = conn.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
-  private client(endpoint: string): Etcd3 {
+  /** etcd3 (and its protobuf machinery) is loaded on first use: a backup never needs it. */
+  private async client(endpoint: string): Promise<Etcd3> {
     let c = this.clients.get(endpoint);
     if (!c) {
+      const [{ Etcd3 }, { noop }] = await Promise.all([import('etcd3'), import('cockatiel')]);
       const opts: IOptions = {
         hosts: [endpoint],
         dialTimeout: this.timeoutMs,
@@ -70,7 +71,7 @@ export class Etcd3Gateway implements EtcdGateway {
     for (const ep of this.endpoints) {
       signal?.throwIfAborted();
       try {
-        return await fn(this.client(ep), ep);
+        return await fn(await this.client(ep), ep);
       } catch (e) {
         errors.push(`${ep}: ${describeGrpc(e)}`);
       }
@@ -83,24 +84,22 @@ export class Etcd3Gateway implements EtcdGateway {
   async status(endpoint: string, signal?: AbortSignal): Promise<MemberStatus> {
     signal?.throwIfAborted();
     try {
-      const s = await this.client(endpoint).maintenance.status(this.deadline());
-      const memberId = idToHex(s.header.member_id);
-      const leaderId = idToHex(s.leader);
+      const s = decodeStatusResponse(await grpcUnary(endpoint, this.conn.tls, '/etcdserverpb.Maintenance/Status', Buffer.alloc(0), this.timeoutMs, signal));
       return {
         endpoint,
-        memberId,
-        clusterId: idToHex(s.header.cluster_id),
-        leaderId,
-        isLeader: memberId === leaderId,
-        isLearner: Boolean(s.isLearner),
-        revision: Number(s.header.revision),
-        raftIndex: Number(s.raftIndex),
-        raftAppliedIndex: Number(s.raftAppliedIndex ?? s.raftIndex),
-        raftTerm: Number(s.raftTerm),
-        dbSize: Number(s.dbSize),
-        dbSizeInUse: Number(s.dbSizeInUse ?? s.dbSize),
+        memberId: s.memberId,
+        clusterId: s.clusterId,
+        leaderId: s.leader,
+        isLeader: s.memberId === s.leader,
+        isLearner: s.isLearner,
+        revision: s.revision,
+        raftIndex: s.raftIndex,
+        raftAppliedIndex: s.raftAppliedIndex || s.raftIndex,
+        raftTerm: s.raftTerm,
+        dbSize: s.dbSize,
+        dbSizeInUse: s.dbSizeInUse || s.dbSize,
         version: s.version,
-        errors: s.errors ?? [],
+        errors: s.errors,
       };
     } catch (e) {
       throw new EtcdRecoverError('ETCD_UNREACHABLE', `etcd member ${endpoint} did not answer: ${describeGrpc(e)}`, {
@@ -123,14 +122,14 @@ export class Etcd3Gateway implements EtcdGateway {
 
   async defragment(endpoint: string, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
-    await this.client(endpoint).maintenance.defragment(this.deadline(120_000));
+    await (await this.client(endpoint)).maintenance.defragment(this.deadline(120_000));
   }
 
   async hashKV(endpoint: string, revision: number, signal?: AbortSignal): Promise<number> {
     signal?.throwIfAborted();
     try {
       // etcd3 1.1.2 calls the gRPC method "hashKV", but grpc-js names it "hashKv": call it directly.
-      const m = this.client(endpoint).maintenance as unknown as { client: { exec(svc: string, method: string, req: object, opts: object): Promise<{ hash: string }> } };
+      const m = (await this.client(endpoint)).maintenance as unknown as { client: { exec(svc: string, method: string, req: object, opts: object): Promise<{ hash: string }> } };
       const r = await m.client.exec('Maintenance', 'hashKv', { revision: String(revision) }, this.deadline(60_000));
       return Number(r.hash);
     } catch (e) {
@@ -152,7 +151,7 @@ export class Etcd3Gateway implements EtcdGateway {
     for (const ep of this.endpoints) {
       signal?.throwIfAborted();
       try {
-        const r = await this.client(ep).cluster.memberAdd({ peerURLs, isLearner: opts.learner }, this.deadline());
+        const r = await (await this.client(ep)).cluster.memberAdd({ peerURLs, isLearner: opts.learner }, this.deadline());
         return toMember(r.member);
       } catch (e) {
         const m = describeGrpc(e);
@@ -175,7 +174,7 @@ export class Etcd3Gateway implements EtcdGateway {
     for (const ep of this.endpoints) {
       signal?.throwIfAborted();
       try {
-        await this.client(ep).cluster.memberPromote({ ID: hexToId(memberId) }, this.deadline());
+        await (await this.client(ep)).cluster.memberPromote({ ID: hexToId(memberId) }, this.deadline());
         return;
       } catch (e) {
         const m = describeGrpc(e);

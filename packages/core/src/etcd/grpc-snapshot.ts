@@ -15,8 +15,8 @@ import { idToHex, type EtcdTls, type SnapshotHeader, type SnapshotStream } from 
  * blob=3 (bytes), version=4 (string). ResponseHeader: cluster_id=1,
  * member_id=2, revision=3, raft_term=4.
  */
-/** Per-stream and connection receive window: bounds what etcd may send ahead of the consumer (4 MiB). */
-const WINDOW = 4 * 1024 * 1024;
+/** Per-stream and connection receive window: bounds what etcd may send ahead of the consumer (2 MiB). */
+const WINDOW = 2 * 1024 * 1024;
 
 export function grpcSnapshot(endpoint: string, tls: EtcdTls | undefined, signal?: AbortSignal, connectTimeoutMs = 5_000): SnapshotStream {
   let resolveHeader!: (h: SnapshotHeader) => void;
@@ -120,6 +120,98 @@ export function grpcSnapshot(endpoint: string, tls: EtcdTls | undefined, signal?
   }
   const it = frames();
   return { header, expectedBytes, [Symbol.asyncIterator]: () => it };
+}
+
+/**
+ * One unary gRPC call over node:http2 (empty-bodied requests only need the 5-byte frame).
+ * Used for Maintenance/Status so that a backup never has to load the etcd3 client.
+ */
+export async function grpcUnary(endpoint: string, tls: EtcdTls | undefined, path: string, request: Buffer, timeoutMs: number, signal?: AbortSignal): Promise<Buffer> {
+  const url = new URL(endpoint);
+  const opts: SecureClientSessionOptions = {};
+  if (url.protocol === 'https:') {
+    if (tls?.ca) opts.ca = tls.ca;
+    if (tls?.cert) opts.cert = tls.cert;
+    if (tls?.key) opts.key = tls.key;
+  }
+  const session = connect(url.origin, opts);
+  session.on('error', () => undefined);
+  const timer = setTimeout(() => session.destroy(new Error('timed out')), timeoutMs);
+  const onAbort = () => session.destroy(new Error('aborted'));
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      session.once('connect', () => resolve());
+      session.once('error', reject);
+      session.once('close', () => reject(new Error('connection closed')));
+    });
+    const req = session.request({
+      [constants.HTTP2_HEADER_METHOD]: 'POST',
+      [constants.HTTP2_HEADER_PATH]: path,
+      [constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
+      te: 'trailers',
+    });
+    const frame = Buffer.alloc(5 + request.length);
+    frame.writeUInt32BE(request.length, 1);
+    request.copy(frame, 5);
+    let status: string | undefined;
+    let message: string | undefined;
+    const takeStatus = (h: Record<string, unknown>) => {
+      if (h['grpc-status'] !== undefined) status = String(h['grpc-status']);
+      if (h['grpc-message'] !== undefined) message = decodeURIComponent(String(h['grpc-message']));
+    };
+    req.on('response', takeStatus);
+    req.on('trailers', takeStatus);
+    req.end(frame);
+    const parts: Buffer[] = [];
+    for await (const c of req as AsyncIterable<Buffer>) parts.push(c);
+    if (status !== '0') throw new Error(message ?? `gRPC status ${status ?? 'missing'}`);
+    const body = Buffer.concat(parts);
+    if (body.length < 5) throw new Error('empty gRPC response');
+    return body.subarray(5, 5 + body.readUInt32BE(1));
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+    session.close();
+  }
+}
+
+export interface RawStatus {
+  clusterId: string;
+  memberId: string;
+  revision: number;
+  raftTerm: number;
+  version: string;
+  dbSize: number;
+  leader: string;
+  raftIndex: number;
+  raftAppliedIndex: number;
+  errors: string[];
+  dbSizeInUse: number;
+  isLearner: boolean;
+}
+
+/** StatusResponse: header=1, version=2, dbSize=3, leader=4, raftIndex=5, raftTerm=6, raftAppliedIndex=7, errors=8, dbSizeInUse=9, isLearner=10. */
+export function decodeStatusResponse(b: Buffer): RawStatus {
+  const s: RawStatus = { clusterId: '0', memberId: '0', revision: 0, raftTerm: 0, version: '', dbSize: 0, leader: '0', raftIndex: 0, raftAppliedIndex: 0, errors: [], dbSizeInUse: 0, isLearner: false };
+  fields(b, (f, _w, v, bytes) => {
+    if (f === 1 && bytes) {
+      fields(bytes, (hf, _hw, hv) => {
+        if (hf === 1) s.clusterId = idToHex(hv);
+        else if (hf === 2) s.memberId = idToHex(hv);
+        else if (hf === 3) s.revision = Number(hv);
+      });
+    } else if (f === 2 && bytes) s.version = bytes.toString('utf8');
+    else if (f === 3) s.dbSize = Number(v);
+    else if (f === 4) s.leader = idToHex(v);
+    else if (f === 5) s.raftIndex = Number(v);
+    else if (f === 6) s.raftTerm = Number(v);
+    else if (f === 7) s.raftAppliedIndex = Number(v);
+    else if (f === 8 && bytes) s.errors.push(bytes.toString('utf8'));
+    else if (f === 9) s.dbSizeInUse = Number(v);
+    else if (f === 10) s.isLearner = v !== 0n;
+  });
+  return s;
 }
 
 interface Decoded {

@@ -33,7 +33,7 @@ export interface S3Config {
   maxAttempts?: number;
   /** Per request socket timeout; default 60 s. Connection timeout 5 s. */
   requestTimeoutMs?: number;
-  /** Multipart part size in bytes; default 8 MiB (min 5 MiB). */
+  /** Multipart part size in bytes; default 5 MiB, the minimum (memory ≈ partSize × (queueSize + 1); 10,000 parts = 50 GB). */
   partSize?: number;
   /** Parts uploaded concurrently; default 2 (memory ≈ partSize × (queueSize + 1)). */
   queueSize?: number;

@@ -96,7 +96,7 @@ export class S3ObjectStore implements ObjectStore {
    * aborted, so no parts linger.
    */
   async upload(key: string, body: AsyncIterable<Uint8Array>, opts: UploadOptions = {}): Promise<{ size: number; etag?: string }> {
-    const partSize = this.config.partSize ?? 8 * 1024 * 1024;
+    const partSize = this.config.partSize ?? 5 * 1024 * 1024;
     const queueSize = this.config.queueSize ?? 2;
     const checksums = this.config.checksumMode !== 'when_required';
     const Key = this.k(key);
@@ -114,10 +114,14 @@ export class S3ObjectStore implements ObjectStore {
     let size = 0;
     let sent = 0;
     let partNumber = 0;
-    let buf = Buffer.allocUnsafe(partSize);
+    // Part buffers are pooled: exactly queueSize + 1 of them exist, whatever the object's size
+    // (left to the GC, finished parts would pile up in the old generation first).
+    const pool: Buffer[] = [];
+    const take = () => pool.pop() ?? Buffer.allocUnsafe(partSize);
+    let buf = take();
     let fill = 0;
 
-    const sendPart = (data: Buffer, n: number): void => {
+    const sendPart = (data: Buffer, n: number, owner: Buffer): void => {
       const crc = checksums ? crc32cBase64(data) : undefined;
       const p = (async () => {
         const r = await this.client.send(
@@ -126,6 +130,7 @@ export class S3ObjectStore implements ObjectStore {
         );
         parts[n - 1] = { ETag: r.ETag!, PartNumber: n, ...(crc ? { ChecksumCRC32C: crc } : {}) };
         sent += data.length;
+        pool.push(owner);
         opts.onProgress?.({ bytes: sent });
       })();
       const tracked = p.then(
@@ -142,8 +147,8 @@ export class S3ObjectStore implements ObjectStore {
         const r = await this.client.send(new CreateMultipartUploadCommand({ ...common, ...(checksums ? { ChecksumAlgorithm: 'CRC32C' } : {}) }), { abortSignal: signal });
         uploadId = r.UploadId;
       }
-      sendPart(buf.subarray(0, fill), ++partNumber);
-      buf = Buffer.allocUnsafe(partSize);
+      sendPart(buf.subarray(0, fill), ++partNumber, buf);
+      buf = take();
       fill = 0;
       while (inflight.size >= queueSize) await Promise.race(inflight);
       if (failure) throw failure;
