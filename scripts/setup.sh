@@ -38,3 +38,4 @@ fi
 bash scripts/ensure-binaries.sh $want > node_modules/.etcd-recover-binaries.env
 
 tsc -b
+node scripts/oclif-manifest.mjs 2>/dev/null

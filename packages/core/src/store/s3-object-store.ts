@@ -97,7 +97,7 @@ export class S3ObjectStore implements ObjectStore {
    */
   async upload(key: string, body: AsyncIterable<Uint8Array>, opts: UploadOptions = {}): Promise<{ size: number; etag?: string }> {
     const partSize = this.config.partSize ?? 5 * 1024 * 1024;
-    const queueSize = this.config.queueSize ?? 2;
+    const queueSize = this.config.queueSize ?? 1;
     const checksums = this.config.checksumMode !== 'when_required';
     const Key = this.k(key);
     const signal = opts.signal;
