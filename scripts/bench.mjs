@@ -79,7 +79,8 @@ for (const sizeMb of sizes) {
     row(sizeMb, 'verify (in the bucket)', vb, st, 'native verifier, streamed from MinIO', 'etcdutl snapshot status (local)');
 
     await Promise.all(sb.state.members.map((m) => sb.stopMember(m.name)));
-    const r = await measure(process.execPath, [join(root, 'scripts/bench/restore-worker.mjs'), dir, record.name, 'rec-bench'], { env: runEnv });
+    // Same runtime settings as the plugin's launcher (packages/kubectl-plugin/bin/kubectl-etcd_recover).
+    const r = await measure(process.execPath, ['--max-semi-space-size=1', join(root, 'scripts/bench/restore-worker.mjs'), dir, record.name, 'rec-bench'], { env: { ...runEnv, MALLOC_ARENA_MAX: '2' } });
     const detail = JSON.parse(r.stdout);
     const base = join(dir, 'bare');
     const t0 = performance.now();
