@@ -1,5 +1,6 @@
 import { Command, Errors } from '@oclif/core';
-import { EtcdRecoverError, isEtcdRecoverError } from '@etcd-recover/core';
+import { EtcdRecoverError, isEtcdRecoverError, runRecovery, type Catalog, type Prepared, type RecoveryReport, type RecoveryTarget } from '@etcd-recover/core';
+import { describeReport, describeStep } from './plan-view.js';
 import { formatStructured, type OutputFormat } from './render.js';
 import { Progress } from './progress.js';
 import { Target, type TargetFlags } from './target.js';
@@ -59,6 +60,29 @@ export abstract class BaseCommand extends Command {
     } finally {
       rl.close();
     }
+  }
+
+  /** Runs (or resumes) a prepared recovery with progress on stderr, and renders its report. */
+  protected async executeRecovery(
+    target: RecoveryTarget,
+    catalog: Catalog,
+    prepared: Prepared,
+    command: string,
+    flags: { restart?: boolean; timeout: number },
+  ): Promise<RecoveryReport> {
+    const report = await runRecovery({
+      target,
+      catalog,
+      prepared,
+      command,
+      ...(flags.restart ? { restart: true } : {}),
+      signal: this.abort.signal,
+      healthyTimeoutMs: flags.timeout * 1000,
+      onStep: (e) => this.progress.step(describeStep(e)),
+      onMessage: (m) => this.progress.step(`      ${m}`),
+    });
+    this.render(report, () => describeReport(report));
+    return report;
   }
 
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<void> {

@@ -15,6 +15,38 @@ import { idToHex, type EtcdTls, type SnapshotHeader, type SnapshotStream } from 
  * blob=3 (bytes), version=4 (string). ResponseHeader: cluster_id=1,
  * member_id=2, revision=3, raft_term=4.
  */
+/** An HTTP/2 session to an etcd member, connected (or failed) within timeoutMs. */
+async function openSession(endpoint: string, tls: EtcdTls | undefined, timeoutMs: number): Promise<ClientHttp2Session> {
+  const url = new URL(endpoint);
+  // Large flow-control windows: with HTTP/2's default 64 KiB, loopback throughput is bound by round trips.
+  const opts: SecureClientSessionOptions = { settings: { initialWindowSize: WINDOW } };
+  if (url.protocol === 'https:') {
+    if (tls?.ca) opts.ca = tls.ca;
+    if (tls?.cert) opts.cert = tls.cert;
+    if (tls?.key) opts.key = tls.key;
+  }
+  const session = connect(url.origin, opts);
+  session.on('error', () => undefined);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('connection timed out')), timeoutMs);
+      session.once('connect', () => {
+        clearTimeout(t);
+        session.setLocalWindowSize(WINDOW);
+        resolve();
+      });
+      session.once('error', (e) => {
+        clearTimeout(t);
+        reject(/ECONNREFUSED/.test(String(e)) ? new Error('connection refused') : e);
+      });
+    });
+    return session;
+  } catch (e) {
+    session.destroy();
+    throw e;
+  }
+}
+
 /** Per-stream and connection receive window: bounds what etcd may send ahead of the consumer (2 MiB). */
 const WINDOW = 2 * 1024 * 1024;
 
@@ -30,33 +62,12 @@ export function grpcSnapshot(endpoint: string, tls: EtcdTls | undefined, signal?
   const expectedBytes = new Promise<number | undefined>((res) => (resolveExpected = res));
 
   async function* frames(): AsyncGenerator<Buffer> {
-    const url = new URL(endpoint);
-    // Large flow-control windows: with HTTP/2's default 64 KiB, loopback throughput is bound by round trips.
-    const opts: SecureClientSessionOptions = { settings: { initialWindowSize: WINDOW } };
-    if (url.protocol === 'https:') {
-      if (tls?.ca) opts.ca = tls.ca;
-      if (tls?.cert) opts.cert = tls.cert;
-      if (tls?.key) opts.key = tls.key;
-    }
     let session: ClientHttp2Session | undefined;
     const fail = (what: string, e: unknown) =>
       new EtcdRecoverError('ETCD_UNREACHABLE', `snapshot from ${endpoint} ${what}: ${(e as Error).message ?? e}`, { cause: e });
     try {
-      session = connect(url.origin, opts);
-      session.on('error', () => undefined);
-      session.once('connect', () => session!.setLocalWindowSize(WINDOW));
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error('connection timed out')), connectTimeoutMs);
-        session!.once('connect', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        session!.once('error', (e) => {
-          clearTimeout(t);
-          reject(e);
-        });
-      }).catch((e) => {
-        throw fail('failed to connect', /ECONNREFUSED/.test(String(e)) ? new Error('connection refused') : e);
+      session = await openSession(endpoint, tls, connectTimeoutMs).catch((e) => {
+        throw fail('failed to connect', e);
       });
       const req = session.request({
         [constants.HTTP2_HEADER_METHOD]: 'POST',
@@ -127,24 +138,11 @@ export function grpcSnapshot(endpoint: string, tls: EtcdTls | undefined, signal?
  * Used for Maintenance/Status so that a backup never has to load the etcd3 client.
  */
 export async function grpcUnary(endpoint: string, tls: EtcdTls | undefined, path: string, request: Buffer, timeoutMs: number, signal?: AbortSignal): Promise<Buffer> {
-  const url = new URL(endpoint);
-  const opts: SecureClientSessionOptions = {};
-  if (url.protocol === 'https:') {
-    if (tls?.ca) opts.ca = tls.ca;
-    if (tls?.cert) opts.cert = tls.cert;
-    if (tls?.key) opts.key = tls.key;
-  }
-  const session = connect(url.origin, opts);
-  session.on('error', () => undefined);
+  const session = await openSession(endpoint, tls, timeoutMs);
   const timer = setTimeout(() => session.destroy(new Error('timed out')), timeoutMs);
   const onAbort = () => session.destroy(new Error('aborted'));
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    await new Promise<void>((resolve, reject) => {
-      session.once('connect', () => resolve());
-      session.once('error', reject);
-      session.once('close', () => reject(new Error('connection closed')));
-    });
     const req = session.request({
       [constants.HTTP2_HEADER_METHOD]: 'POST',
       [constants.HTTP2_HEADER_PATH]: path,

@@ -1,8 +1,8 @@
 import { Flags } from '@oclif/core';
-import { EtcdRecoverError, prepareQuorum, runRecovery, type RecoveryPlan, type RecoveryReport, type RestorePointRequest } from '@etcd-recover/core';
+import { EtcdRecoverError, prepareQuorum, type RecoveryPlan, type RecoveryReport, type RestorePointRequest } from '@etcd-recover/core';
 import { BaseCommand } from '../base-command.js';
 import { outputFlag, quietFlag, storeFlags, targetFlags, yesFlag } from '../flags.js';
-import { describePlan, describeReport, describeStep } from '../plan-view.js';
+import { describePlan } from '../plan-view.js';
 
 export default class Quorum extends BaseCommand {
   static override summary = 'Restore a cluster that lost quorum: verified restore point, every member rebuilt, revisions never go backwards.';
@@ -61,18 +61,7 @@ Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 
     }
     this.progress.step(describePlan(plan, Boolean(prepared.resume)));
     await this.confirm(`This stops every member of ${plan.cluster} and rebuilds their data.`, plan.cluster, flags.yes);
-    const report = await runRecovery({
-      target: rt,
-      catalog,
-      prepared,
-      command: ['quorum', ...this.argv].join(' '),
-      ...(flags.restart ? { restart: true } : {}),
-      signal: this.abort.signal,
-      healthyTimeoutMs: flags.timeout * 1000,
-      onStep: (e) => this.progress.step(describeStep(e)),
-      onMessage: (m) => this.progress.step(`      ${m}`),
-    });
-    this.render(report, () => describeReport(report));
+    const report = await this.executeRecovery(rt, catalog, prepared, ['quorum', ...this.argv].join(' '), flags);
     return report;
   }
 }

@@ -1,8 +1,8 @@
 import { Args, Flags } from '@oclif/core';
-import { prepareMemberReplace, runRecovery, type RecoveryPlan, type RecoveryReport } from '@etcd-recover/core';
+import { prepareMemberReplace, type RecoveryPlan, type RecoveryReport } from '@etcd-recover/core';
 import { BaseCommand } from '../../base-command.js';
 import { outputFlag, quietFlag, storeFlags, targetFlags, yesFlag } from '../../flags.js';
-import { describePlan, describeReport, describeStep } from '../../plan-view.js';
+import { describePlan } from '../../plan-view.js';
 
 export default class MemberReplace extends BaseCommand {
   static override summary = 'Replace one failed member while quorum holds: remove, set its data aside, re-add as a learner, promote.';
@@ -38,18 +38,7 @@ Journaled and resumable like \`quorum\`. Exit codes: 0 replaced; 9 no quorum wit
     }
     this.progress.step(describePlan(plan, Boolean(prepared.resume)));
     await this.confirm(`This removes ${args.member} from ${plan.cluster} and rebuilds it empty.`, args.member, flags.yes);
-    const report = await runRecovery({
-      target: rt,
-      catalog,
-      prepared,
-      command: ['member', 'replace', ...this.argv].join(' '),
-      ...(flags.restart ? { restart: true } : {}),
-      signal: this.abort.signal,
-      healthyTimeoutMs: flags.timeout * 1000,
-      onStep: (e) => this.progress.step(describeStep(e)),
-      onMessage: (m) => this.progress.step(`      ${m}`),
-    });
-    this.render(report, () => describeReport(report));
+    const report = await this.executeRecovery(rt, catalog, prepared, ['member', 'replace', ...this.argv].join(' '), flags);
     return report;
   }
 }
