@@ -6,6 +6,7 @@ import { startControlPlane, applyManifests, waitFor, type ControlPlane } from '.
 import { setupMocks } from '../support/pulumi-mocks.js';
 import { kubernetesManifests } from '../support/manifests.js';
 import { startSandbox, stopSandbox } from '../support/sandbox.js';
+import { json, runCli } from '../support/cli.js';
 
 const NS = 'hcp-it';
 
@@ -102,6 +103,35 @@ describe('EtcdCluster on a real control plane', function () {
     assert.ok(snapshots[0]!.totalKeys >= 1);
     assert.equal(snapshots[0]!.labels?.['reason'], 'scheduled');
     assert.match(snapshots[0]!.sourceMember.endpoint, /etcd-\d\.etcd-discovery\.hcp-it\.svc:2379/);
+  });
+
+  it('kubectl etcd-recover finds the declared cluster by its contract: status through the API server, backups through a Job', async () => {
+    const kube = ['--kubeconfig', cp.kubeconfigPath, '-n', NS];
+    const st = await runCli(['status', ...kube, '-o', 'json']);
+    assert.equal(st.code, 0, st.stderr);
+    const status = json(st);
+    assert.equal(status.cluster, 'etcd');
+    assert.equal(status.quorum, true);
+    assert.equal(status.healthy, 3);
+    assert.equal(status.members.filter((m: { leader: boolean }) => m.leader).length, 1);
+    assert.ok(status.members.every((m: { revision: number; pvc: string }) => m.revision > 0 && m.pvc === 'Bound'));
+    const table = await runCli(['status', ...kube]);
+    assert.match(table.stdout, /^cluster etcd \(kubernetes hcp-it\/etcd\): 3\/3 healthy, quorum holds/);
+    const created = await runCli(['backup', 'create', ...kube, '-o', 'json']);
+    assert.equal(created.code, 0, created.stderr);
+    const record = json(created);
+    assert.equal(record.labels.reason, 'manual');
+    assert.equal(record.verification.ok, true);
+    const list = json(await runCli(['backup', 'list', ...kube, '-o', 'json']));
+    assert.equal(list.snapshots[0].name, record.name);
+    const verified = await runCli(['backup', 'verify', record.name, ...kube, '-o', 'json']);
+    assert.equal(verified.code, 0, verified.stderr);
+    const all = await runCli(['status', '--all-namespaces', '--kubeconfig', cp.kubeconfigPath, '-o', 'json']);
+    assert.equal(all.code, 0, all.stderr);
+    assert.deepEqual(json(all).clusters.map((c: any) => [c.namespace, c.cluster, c.ready, c.quorum, c.withinRpo, c.newestBackup]), [[NS, 'etcd', '3/3', true, true, list.snapshots[0].name]]);
+    const none = await runCli(['status', '--kubeconfig', cp.kubeconfigPath, '-n', 'default']);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /no etcd cluster is declared in namespace default/);
   });
 
   it('auto-heal replaces a member that lost its data (crash-looping), while quorum holds, losing nothing', async () => {

@@ -26,8 +26,8 @@ export abstract class BaseCommand extends Command {
     process.once('SIGTERM', onSignal);
   }
 
-  protected openTarget(flags: TargetFlags): Target {
-    this.target = new Target(flags);
+  protected async openTarget(flags: TargetFlags): Promise<Target> {
+    this.target = await Target.open(flags);
     return this.target;
   }
 

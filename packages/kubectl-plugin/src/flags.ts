@@ -1,7 +1,15 @@
 import { Flags } from '@oclif/core';
 
+/** kubectl's own flags, implemented by the plugin (kubectl rejects flags before the plugin name). */
+export const kubeFlags = {
+  kubeconfig: Flags.string({ description: 'Path to the kubeconfig file (kubectl semantics: else KUBECONFIG, else ~/.kube/config).', helpGroup: 'KUBERNETES' }),
+  context: Flags.string({ description: 'The kubeconfig context to use.', helpGroup: 'KUBERNETES' }),
+  namespace: Flags.string({ char: 'n', description: 'Namespace of the declared cluster (else the context\'s, else "default").', helpGroup: 'KUBERNETES' }),
+};
+
 /** Where the cluster and its backups are. kubectl passes everything after the plugin name through. */
 export const targetFlags = {
+  ...kubeFlags,
   cluster: Flags.string({
     description: 'Logical cluster name: the folder of its backups in the bucket, and (on Kubernetes) the declared cluster. Default: the sandbox\'s, else "default".',
     env: 'ETCD_RECOVER_CLUSTER',

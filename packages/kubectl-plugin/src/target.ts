@@ -18,6 +18,9 @@ import {
 } from '@etcd-recover/core';
 
 export interface TargetFlags {
+  kubeconfig?: string | undefined;
+  context?: string | undefined;
+  namespace?: string | undefined;
   cluster?: string | undefined;
   'sandbox-dir'?: string | undefined;
   endpoints?: string | undefined;
@@ -44,7 +47,7 @@ export interface TargetFlags {
  * recovery contract; see docs/design.md.)
  */
 export class Target {
-  readonly kind: 'sandbox' | 'endpoints';
+  readonly kind: 'sandbox' | 'endpoints' | 'kubernetes';
   readonly cluster: string;
   readonly sandbox: Sandbox | undefined;
   private gw: EtcdGateway | undefined;
@@ -54,9 +57,32 @@ export class Target {
   private readonly s3: S3Config | undefined;
 
   readonly contract: RecoveryContract | undefined;
+  /** Kubernetes mode: the API client config and the declared cluster's namespace. */
+  readonly kube: { kc: import('@kubernetes/client-node').KubeConfig; namespace: string; configMap: string } | undefined;
 
-  constructor(flags: TargetFlags) {
-    const contract = flags['contract-file'] && !flags.endpoints ? readContract(flags['contract-file']) : undefined;
+  /**
+   * Resolves the target. Kubernetes when a kube flag (--kubeconfig, --context, -n) is given: the
+   * cluster comes from its recovery contract (--cluster, or the only one in the namespace), the
+   * bucket from the contract and its credentials Secret (S3 flags override).
+   */
+  static async open(flags: TargetFlags): Promise<Target> {
+    if (!flags.endpoints && !flags['contract-file'] && (flags.kubeconfig || flags.context || flags.namespace)) {
+      const k = await import('@etcd-recover/core/kubernetes');
+      const { kc, namespace } = k.loadKubeConfig({
+        ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}),
+        ...(flags.context ? { context: flags.context } : {}),
+        ...(flags.namespace ? { namespace: flags.namespace } : {}),
+      });
+      const declared = await k.resolveDeclaredCluster(kc, namespace, flags.cluster);
+      const creds = flags['s3-credentials-file'] ? undefined : await k.readBackupCredentials(kc, declared.contract);
+      return new Target(flags, { contract: declared.contract, kube: { kc, namespace: declared.namespace, configMap: declared.configMap }, ...(creds ? { credentials: creds } : {}) });
+    }
+    return new Target(flags);
+  }
+
+  constructor(flags: TargetFlags, resolved?: { contract: RecoveryContract; kube: NonNullable<Target['kube']>; credentials?: { accessKeyId: string; secretAccessKey: string } }) {
+    const contract = resolved?.contract ?? (flags['contract-file'] && !flags.endpoints ? readContract(flags['contract-file']) : undefined);
+    this.kube = resolved?.kube;
     const sandbox = flags.endpoints || contract ? undefined : Sandbox.load(flags['sandbox-dir'] ?? defaultSandboxDir());
     this.contract = contract;
     const tls = flags.cacert || flags.cert || flags['etcd-tls-dir'] ? readTls(flags) : undefined;
@@ -66,6 +92,10 @@ export class Target {
         endpoints: flags.endpoints.split(',').map((s) => s.trim()).filter(Boolean).map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`)),
         ...(tls ? { tls } : {}),
       };
+    } else if (resolved) {
+      // From the operator's machine the members' DNS names do not resolve: etcd is reached through Jobs and the API.
+      this.kind = 'kubernetes';
+      this.etcd = undefined;
     } else if (contract) {
       this.kind = 'endpoints';
       this.etcd = { endpoints: contract.etcd.members.map((m) => m.clientURL), ...(tls ? { tls } : {}) };
@@ -81,7 +111,13 @@ export class Target {
     const problem = clusterNameProblem(this.cluster);
     if (problem) throw new EtcdRecoverError('USAGE', `cluster name "${this.cluster}" ${problem}`);
 
-    const base: Partial<S3Config> = flags.bucket ? {} : sandbox ? sandbox.s3Config() : contract ? contractS3(contract) : {};
+    const base: Partial<S3Config> = flags.bucket
+      ? {}
+      : sandbox
+        ? sandbox.s3Config()
+        : contract
+          ? { ...contractS3(contract), ...(resolved?.credentials ? { credentials: resolved.credentials } : {}) }
+          : {};
     const bucket = flags.bucket ?? base.bucket;
     if (bucket) {
       this.s3 = {
@@ -101,10 +137,16 @@ export class Target {
   }
 
   describe(): string {
+    if (this.kind === 'kubernetes') return `kubernetes ${this.kube!.namespace}/${this.contract!.etcd.statefulSet}`;
     return this.kind === 'sandbox' ? `sandbox ${this.sandbox!.dir}` : `etcd ${this.etcd?.endpoints.join(',') ?? '(none)'}`;
   }
 
   gateway(): EtcdGateway {
+    if (this.kind === 'kubernetes') {
+      throw new EtcdRecoverError('CONFIG', 'this command does not reach etcd members directly on Kubernetes yet', {
+        hint: 'status, backup create, list, verify, prune and drill work on Kubernetes; member replace and quorum do not yet',
+      });
+    }
     if (!this.etcd) {
       throw new EtcdRecoverError('CONFIG', 'no etcd target: no sandbox is running and no --endpoints were given', {
         hint: 'start one with `kubectl etcd-recover sandbox up`, or pass --endpoints http://HOST:2379,…',

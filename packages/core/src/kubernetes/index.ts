@@ -1,2 +1,3 @@
 export * from './kube-gateway.js';
 export { ClientNodeGateway } from './client-node-gateway.js';
+export * from './kube-cluster.js';

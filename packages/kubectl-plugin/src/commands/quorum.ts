@@ -35,7 +35,7 @@ Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 
   async run(): Promise<RecoveryPlan | RecoveryReport> {
     const { flags } = await this.parse(Quorum);
     this.setup(flags);
-    const target = this.openTarget(flags);
+    const target = await this.openTarget(flags);
     const rt = target.recoveryTarget();
     const catalog = target.catalog();
     await catalog.store.probe(this.abort.signal);

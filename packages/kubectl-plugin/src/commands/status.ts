@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { isVerified, parseDuration, type SnapshotRecord } from '@etcd-recover/core';
+import { S3ObjectStore, isVerified, layout, mapLimit, parseDuration, parseSnapshotName, type SnapshotRecord } from '@etcd-recover/core';
 import { BaseCommand } from '../base-command.js';
 import { outputFlag, storeFlags, targetFlags } from '../flags.js';
 import { age, bytes, table } from '../render.js';
@@ -17,6 +17,9 @@ export interface MemberRow {
   dbSize?: number;
   version?: string;
   alarms: string[];
+  /** Kubernetes: the member's pod and PVC. */
+  pod?: string;
+  pvc?: string;
   error?: string;
 }
 
@@ -31,22 +34,42 @@ export interface StatusResult {
 
 export default class Status extends BaseCommand {
   static override summary = 'Health of every member and of the backups: leader, revision, raft index, DB size, alarms, RPO.';
-  static override examples = ['<%= config.bin %> status', '<%= config.bin %> status -o json', '<%= config.bin %> status --rpo 15m'];
+  static override description = `On the sandbox and with --endpoints, etcd is asked directly. On Kubernetes (-n NAMESPACE, --context, --kubeconfig) the declared cluster is found through its recovery contract; pods and PVCs come from the API, and etcd's own view (leader, revision, raft index, DB size) from each member's metrics port through the API server's pod proxy — no port-forward, no exec.`;
+  static override examples = ['<%= config.bin %> status', '<%= config.bin %> status -n hcp-demo', '<%= config.bin %> status -o json', '<%= config.bin %> status --rpo 15m'];
   static override flags = {
     ...targetFlags,
     ...storeFlags,
     ...outputFlag,
     rpo: Flags.string({ description: 'Recovery point objective: the newest verified backup must be younger than this.', default: '1h' }),
+    'all-namespaces': Flags.boolean({ char: 'A', description: 'Kubernetes: one line per declared cluster in every namespace.' }),
   };
 
-  async run(): Promise<StatusResult> {
+  async run(): Promise<StatusResult | { clusters: OverviewRow[] }> {
     const { flags } = await this.parse(Status);
     this.setup({ ...flags, quiet: true });
-    const target = this.openTarget(flags);
+    if (flags['all-namespaces']) return this.allNamespaces(flags);
+    const target = await this.openTarget(flags);
     const rpoMs = parseDuration(flags.rpo);
     let members: MemberRow[];
     let quorum: boolean;
-    if (target.sandbox) {
+    if (target.kind === 'kubernetes') {
+      const { kubeMemberStatus } = await import('@etcd-recover/core/kubernetes');
+      const ms = await kubeMemberStatus(target.kube!.kc, target.contract!);
+      members = ms.map((m) => ({
+        name: m.name,
+        endpoint: target.contract!.etcd.members.find((x) => x.name === m.name)!.clientURL,
+        running: m.pod?.phase === 'Running',
+        healthy: Boolean(m.etcd?.hasLeader && !m.etcd.isLearner),
+        leader: Boolean(m.etcd?.isLeader),
+        learner: Boolean(m.etcd?.isLearner),
+        ...(m.etcd ? { revision: m.etcd.revision, raftIndex: m.etcd.raftIndex, dbSize: m.etcd.dbSize } : {}),
+        alarms: [],
+        pod: m.pod ? `${m.pod.phase}${m.pod.ready ? '' : ' (not ready)'}${m.pod.reason ? ` ${m.pod.reason}` : ''}${m.pod.restarts ? `, ${m.pod.restarts} restarts` : ''}` : 'missing',
+        pvc: m.pvc ? `${m.pvc.phase}${m.pvc.deleting ? ' (deleting)' : ''}` : 'missing',
+        ...(m.error ? { error: m.error } : !m.pod ? { error: 'pod missing' } : {}),
+      }));
+      quorum = members.filter((m) => m.healthy).length > members.length / 2;
+    } else if (target.sandbox) {
       const o = await target.recoveryTarget().observe(this.abort.signal);
       quorum = o.quorum;
       members = o.members.map((m) => row(m.name, m.clientURL, m.status, m.error, m.running));
@@ -87,7 +110,12 @@ export default class Status extends BaseCommand {
           { header: 'Revision', get: (m) => m.revision, align: 'right' },
           { header: 'Raft-Index', get: (m) => m.raftIndex, align: 'right' },
           { header: 'DB-Size', get: (m) => bytes(m.dbSize), align: 'right' },
-          { header: 'Alarms', get: (m) => m.alarms.join(',') || '-' },
+          ...(target.kind === 'kubernetes'
+            ? [
+                { header: 'Pod', get: (m: MemberRow) => m.pod },
+                { header: 'PVC', get: (m: MemberRow) => m.pvc },
+              ]
+            : [{ header: 'Alarms', get: (m: MemberRow) => m.alarms.join(',') || '-' }]),
           { header: 'Endpoint', get: (m) => m.endpoint, wide: true },
           { header: 'Version', get: (m) => m.version, wide: true },
         ], { wide: this.format === 'wide' }),
@@ -100,6 +128,70 @@ export default class Status extends BaseCommand {
     });
     return result;
   }
+
+  private async allNamespaces(flags: { kubeconfig?: string | undefined; context?: string | undefined; rpo: string }): Promise<{ clusters: OverviewRow[] }> {
+    const result = await overview.call(this, flags);
+    this.render(result, () =>
+      result.clusters.length
+        ? table(result.clusters, [
+            { header: 'Namespace', get: (r) => r.namespace },
+            { header: 'Cluster', get: (r) => r.cluster },
+            { header: 'Ready', get: (r) => r.ready },
+            { header: 'Quorum', get: (r) => (r.quorum ? 'yes' : 'LOST') },
+            { header: 'Newest-Backup', get: (r) => r.backupAge ?? (r.error ? 'error' : 'none') },
+            { header: 'RPO', get: (r) => (r.withinRpo ? 'met' : 'NOT met') },
+          ])
+        : 'No etcd clusters are declared in any namespace.',
+    );
+    return result;
+  }
+}
+
+interface OverviewRow {
+  namespace: string;
+  cluster: string;
+  ready: string;
+  quorum: boolean;
+  newestBackup?: string;
+  backupAge?: string;
+  withinRpo: boolean;
+  error?: string;
+}
+
+async function overview(this: Status, flags: { kubeconfig?: string | undefined; context?: string | undefined; rpo: string }): Promise<{ clusters: OverviewRow[] }> {
+  const k = await import('@etcd-recover/core/kubernetes');
+  const { kc } = k.loadKubeConfig({ ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}), ...(flags.context ? { context: flags.context } : {}) });
+  const { declared, rows } = await k.overviewAllNamespaces(kc);
+  const rpoMs = parseDuration(flags.rpo);
+  const clusters = await mapLimit(rows, 16, async (r, i): Promise<OverviewRow> => {
+    const d = declared[i]!;
+    const out: OverviewRow = { namespace: r.namespace, cluster: r.cluster, ready: `${r.ready}/${r.members}`, quorum: r.ready > r.members / 2, withinRpo: false };
+    try {
+      // The newest complete backup from the listing alone: names are timestamps, records mark completion.
+      const creds = await k.readBackupCredentials(kc, d.contract);
+      const b = d.contract.backup;
+      const store = new S3ObjectStore({ bucket: b.bucket, prefix: b.prefix, ...(b.endpoint ? { endpoint: b.endpoint } : {}), ...(b.region ? { region: b.region } : {}), ...(b.forcePathStyle !== undefined ? { forcePathStyle: b.forcePathStyle } : {}), ...(creds ? { credentials: creds } : {}), maxAttempts: 2 });
+      try {
+        let newest: string | undefined;
+        for await (const o of store.list(layout.snapshotsPrefix(d.contract.cluster))) {
+          const n = o.key.split('/').pop()!;
+          if (n.endsWith('.json') && (!newest || n > newest)) newest = n.slice(0, -5);
+        }
+        const at = newest ? parseSnapshotName(newest)?.createdAt : undefined;
+        if (newest) out.newestBackup = newest;
+        if (at) {
+          out.backupAge = age(at);
+          out.withinRpo = Date.now() - at.getTime() <= rpoMs;
+        }
+      } finally {
+        store.destroy();
+      }
+    } catch (e) {
+      out.error = (e as Error).message;
+    }
+    return out;
+  });
+  return { clusters };
 }
 
 function row(name: string, endpoint: string, s: import('@etcd-recover/core').MemberStatus | undefined, error: string | undefined, running?: boolean): MemberRow {

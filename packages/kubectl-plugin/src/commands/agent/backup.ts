@@ -23,7 +23,7 @@ export default class AgentBackup extends BaseCommand {
   async run(): Promise<{ backup: SnapshotRecord; prune: PruneResult }> {
     const { flags } = await this.parse(AgentBackup);
     this.setup(flags);
-    const target = this.openTarget(flags);
+    const target = await this.openTarget(flags);
     const catalog = target.catalog();
     await catalog.store.probe(this.abort.signal);
     const backup = await captureSnapshot({ gateway: target.gateway(), catalog, signal: this.abort.signal, labels: { reason: 'scheduled' }, onProgress: (p) => p.message && this.progress.step(p.message) });

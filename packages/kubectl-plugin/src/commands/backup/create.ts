@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { captureSnapshot, type SnapshotRecord } from '@etcd-recover/core';
+import { EtcdRecoverError, captureSnapshot, type SnapshotRecord } from '@etcd-recover/core';
 import { BaseCommand } from '../../base-command.js';
 import { outputFlag, quietFlag, storeFlags, targetFlags } from '../../flags.js';
 import { bytes, duration, table } from '../../render.js';
@@ -14,6 +14,7 @@ export default class BackupCreate extends BaseCommand {
       command: '<%= config.bin %> backup create --endpoints https://10.0.0.5:2379 --cacert ca.crt --cert client.crt --key client.key --bucket etcd-backups --s3-endpoint https://minio.example:9000 --cluster prod-eu1',
     },
     { description: 'Snapshot one particular member and print the record as JSON', command: '<%= config.bin %> backup create --member http://127.0.0.1:2379 -o json' },
+    { description: 'On Kubernetes: a Job of the declared backup CronJob does it in the cluster', command: '<%= config.bin %> backup create -n hcp-demo' },
   ];
   static override flags = {
     ...targetFlags,
@@ -27,9 +28,25 @@ export default class BackupCreate extends BaseCommand {
   async run(): Promise<SnapshotRecord> {
     const { flags } = await this.parse(BackupCreate);
     this.setup(flags);
-    const target = this.openTarget(flags);
+    const target = await this.openTarget(flags);
     const catalog = target.catalog();
     await catalog.store.probe(this.abort.signal);
+    if (target.kind === 'kubernetes') {
+      // In the cluster, by a Job of the declared backup CronJob: etcd is reachable there, and no snapshot
+      // data passes through this machine.
+      const { runJobFromCronJob } = await import('@etcd-recover/core/kubernetes');
+      const before = new Set((await catalog.list(this.abort.signal)).snapshots.map((s) => s.name));
+      const args = ['backup', 'create', '--quiet', ...(flags.member ? ['--member', flags.member] : []), ...(flags.label ?? ['reason=manual']).flatMap((l) => ['--label', l])];
+      this.progress.step(`running a backup Job from cronjob ${target.kube!.namespace}/${target.contract!.cluster}-backup`);
+      const r = await runJobFromCronJob(target.kube!.kc, target.contract!, `${target.contract!.cluster}-backup`, args, 600_000, this.abort.signal);
+      if (!r.succeeded) {
+        throw new EtcdRecoverError('STEP_FAILED', `backup job ${target.kube!.namespace}/${r.job} failed`, { hint: `kubectl -n ${target.kube!.namespace} logs job/${r.job}` });
+      }
+      const record = (await catalog.list(this.abort.signal)).snapshots.find((s) => !before.has(s.name));
+      if (!record) throw new EtcdRecoverError('INTERNAL', `backup job ${r.job} succeeded but no new backup is in ${catalog.store.description}`);
+      this.render(record, () => describeRecord(record));
+      return record;
+    }
     const labels = Object.fromEntries((flags.label ?? []).map((l) => {
       const i = l.indexOf('=');
       return i < 0 ? [l, ''] : [l.slice(0, i), l.slice(i + 1)];
@@ -45,8 +62,13 @@ export default class BackupCreate extends BaseCommand {
         else if (p.message) this.progress.step(p.message);
       },
     });
-    this.render(record, () =>
-      table([record], [
+    this.render(record, () => describeRecord(record));
+    return record;
+  }
+}
+
+function describeRecord(record: SnapshotRecord): string {
+  return table([record], [
         { header: 'Name', get: (r) => r.name },
         { header: 'Revision', get: (r) => r.revision, align: 'right' },
         { header: 'Keys', get: (r) => r.totalKeys, align: 'right' },
@@ -54,8 +76,5 @@ export default class BackupCreate extends BaseCommand {
         { header: 'Member', get: (r) => r.sourceMember.name ?? r.sourceMember.endpoint },
         { header: 'Took', get: (r) => duration(r.durationMs) },
         { header: 'Verified', get: () => 'yes' },
-      ]),
-    );
-    return record;
-  }
+      ]);
 }

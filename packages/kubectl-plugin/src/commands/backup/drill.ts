@@ -27,7 +27,7 @@ Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup r
   async run(): Promise<DrillReport> {
     const { args, flags } = await this.parse(BackupDrill);
     this.setup(flags);
-    const catalog = this.openTarget(flags).catalog();
+    const catalog = (await this.openTarget(flags)).catalog();
     const report = await drillRestore({
       catalog,
       ...(args.name ? { name: args.name } : {}),

@@ -23,7 +23,7 @@ export default class BackupList extends BaseCommand {
   async run(): Promise<CatalogListing> {
     const { flags } = await this.parse(BackupList);
     this.setup({ ...flags, quiet: true });
-    const target = this.openTarget(flags);
+    const target = await this.openTarget(flags);
     const listing = await target.catalog().list(this.abort.signal);
     const result: CatalogListing = {
       snapshots: flags.limit ? listing.snapshots.slice(0, flags.limit) : listing.snapshots,

@@ -39,7 +39,7 @@ export default class BackupPrune extends BaseCommand {
       weeklyWithin: flags.weekly !== undefined ? parseDuration(flags.weekly) : DEFAULT_RETENTION.weeklyWithin,
       ...(flags['max-count'] !== undefined ? { maxCount: flags['max-count'] } : {}),
     };
-    const target = this.openTarget(flags);
+    const target = await this.openTarget(flags);
     const catalog = target.catalog();
     // Decide first (a dry run), confirm, then delete exactly what was shown.
     const plan = await pruneSnapshots(catalog, { policy, dryRun: true, signal: this.abort.signal });

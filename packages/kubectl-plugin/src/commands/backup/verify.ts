@@ -55,7 +55,7 @@ Exit code 0 when every snapshot checked is intact, 3 when any is corrupt (docs/e
       const report = await verifyLocalFile(flags.file, { requireTrailer: flags['require-trailer'] });
       results.push(row(flags.file, report, report.ok ? [] : [describeDefects(report)]));
     } else {
-      const target = this.openTarget(flags);
+      const target = await this.openTarget(flags);
       const catalog = target.catalog();
       let names: string[];
       if (args.name) names = [args.name];

@@ -27,7 +27,7 @@ Journaled and resumable like \`quorum\`. Exit codes: 0 replaced; 9 no quorum wit
   async run(): Promise<RecoveryPlan | RecoveryReport> {
     const { args, flags } = await this.parse(MemberReplace);
     this.setup(flags);
-    const target = this.openTarget(flags);
+    const target = await this.openTarget(flags);
     const rt = target.recoveryTarget();
     const catalog = target.catalog();
     const prepared = await prepareMemberReplace({ target: rt, catalog, member: args.member, ...(flags.restart ? { restart: true } : {}), signal: this.abort.signal });

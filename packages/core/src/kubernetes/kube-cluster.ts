@@ -1,0 +1,232 @@
+import { BatchV1Api, CoreV1Api, KubeConfig, type V1Job } from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EtcdRecoverError } from '../errors.js';
+import { CONTRACT_KEY, CONTRACT_LABEL, CLUSTER_LABEL, parseContract, type RecoveryContract } from '../contract/recovery-contract.js';
+
+export interface KubeTargetOptions {
+  kubeconfig?: string;
+  context?: string;
+  namespace?: string;
+}
+
+/** kubectl's rules: --kubeconfig, else KUBECONFIG / ~/.kube/config; --context; -n, else the context's namespace, else "default". */
+export function loadKubeConfig(o: KubeTargetOptions): { kc: KubeConfig; namespace: string } {
+  const kc = new KubeConfig();
+  try {
+    if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
+    else kc.loadFromDefault();
+  } catch (e) {
+    throw new EtcdRecoverError('CONFIG', `cannot load kubeconfig${o.kubeconfig ? ` ${o.kubeconfig}` : ''}: ${(e as Error).message}`, { cause: e });
+  }
+  if (o.context) {
+    if (!kc.getContexts().some((c) => c.name === o.context)) {
+      throw new EtcdRecoverError('CONFIG', `context "${o.context}" does not exist in the kubeconfig`, {
+        hint: `contexts: ${kc.getContexts().map((c) => c.name).join(', ') || 'none'}`,
+      });
+    }
+    kc.setCurrentContext(o.context);
+  }
+  if (!kc.getCurrentCluster()) throw new EtcdRecoverError('CONFIG', 'the kubeconfig has no current cluster', { hint: 'pass --kubeconfig or --context' });
+  const ctx = kc.getContextObject(kc.getCurrentContext());
+  return { kc, namespace: o.namespace ?? ctx?.namespace ?? 'default' };
+}
+
+export interface DeclaredCluster {
+  namespace: string;
+  configMap: string;
+  contract: RecoveryContract;
+}
+
+function apiError(what: string, e: unknown): EtcdRecoverError {
+  const code = (e as { code?: number }).code;
+  const body = (e as { body?: unknown }).body;
+  let msg = (e as Error).message;
+  if (typeof body === 'string') {
+    try {
+      msg = (JSON.parse(body) as { message?: string }).message ?? msg;
+    } catch {
+      /* keep */
+    }
+  }
+  if (code === 403) return new EtcdRecoverError('FORBIDDEN', `Kubernetes denied ${what}: ${msg}`, { cause: e, hint: 'ask for the permission named (docs/recovery-contract.md lists what each command needs)' });
+  if (code === 401) return new EtcdRecoverError('ACCESS_DENIED', `Kubernetes rejected the credentials for ${what}`, { cause: e, hint: 'check --kubeconfig / --context' });
+  if (/ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH/.test(msg)) return new EtcdRecoverError('KUBERNETES_ERROR', `the Kubernetes API is unreachable (${what}): ${msg}`, { cause: e, retryable: true });
+  return new EtcdRecoverError('KUBERNETES_ERROR', `Kubernetes: ${what} failed: ${msg}`, { cause: e });
+}
+
+/** The clusters the component declared (recovery-contract ConfigMaps), in one namespace or all. */
+export async function findDeclaredClusters(kc: KubeConfig, namespace: string | undefined, cluster?: string): Promise<DeclaredCluster[]> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const labelSelector = cluster ? `${CONTRACT_LABEL},${CLUSTER_LABEL}=${cluster}` : CONTRACT_LABEL;
+  let items;
+  try {
+    items = namespace ? (await core.listNamespacedConfigMap({ namespace, labelSelector })).items : (await core.listConfigMapForAllNamespaces({ labelSelector })).items;
+  } catch (e) {
+    throw apiError(`list configmaps${namespace ? ` in ${namespace}` : ' in all namespaces'}`, e);
+  }
+  return items.map((cm) => ({
+    namespace: cm.metadata!.namespace!,
+    configMap: cm.metadata!.name!,
+    contract: parseContract(cm.data?.[CONTRACT_KEY] ?? '', `configmap ${cm.metadata!.namespace}/${cm.metadata!.name}`),
+  }));
+}
+
+/** Exactly one declared cluster: by name, or the only one in the namespace. */
+export async function resolveDeclaredCluster(kc: KubeConfig, namespace: string, cluster?: string): Promise<DeclaredCluster> {
+  const found = await findDeclaredClusters(kc, namespace, cluster);
+  if (found.length === 1) return found[0]!;
+  if (!found.length) {
+    throw new EtcdRecoverError('CONFIG', cluster ? `no etcd cluster "${cluster}" is declared in namespace ${namespace}` : `no etcd cluster is declared in namespace ${namespace} (no ConfigMap labelled ${CONTRACT_LABEL})`, {
+      hint: 'pass -n NAMESPACE (or --all-namespaces with status); clusters are declared by the EtcdCluster Pulumi component',
+    });
+  }
+  throw new EtcdRecoverError('USAGE', `namespace ${namespace} declares ${found.length} etcd clusters (${found.map((f) => f.contract.cluster).join(', ')})`, { hint: 'pick one with --cluster NAME' });
+}
+
+/** S3 credentials from the contract's Secret, when the operator may read it. */
+export async function readBackupCredentials(kc: KubeConfig, c: RecoveryContract): Promise<{ accessKeyId: string; secretAccessKey: string } | undefined> {
+  if (!c.backup.credentialsSecret) return undefined;
+  try {
+    const s = await kc.makeApiClient(CoreV1Api).readNamespacedSecret({ namespace: c.namespace, name: c.backup.credentialsSecret });
+    const d = (k: string) => (s.data?.[k] ? Buffer.from(s.data[k]!, 'base64').toString('utf8') : undefined);
+    const id = d('AWS_ACCESS_KEY_ID');
+    const key = d('AWS_SECRET_ACCESS_KEY');
+    return id && key ? { accessKeyId: id, secretAccessKey: key } : undefined;
+  } catch (e) {
+    if ((e as { code?: number }).code === 403 || (e as { code?: number }).code === 404) return undefined;
+    throw apiError(`get secret ${c.namespace}/${c.backup.credentialsSecret}`, e);
+  }
+}
+
+export interface KubeMemberStatus {
+  name: string;
+  pod: { phase: string; ready: boolean; restarts: number; reason?: string } | undefined;
+  pvc: { phase: string; deleting: boolean } | undefined;
+  etcd?: { hasLeader: boolean; isLeader: boolean; isLearner: boolean; revision: number; raftIndex: number; dbSize: number };
+  error?: string;
+}
+
+/**
+ * Per member: the pod, its PVC, and etcd's own view from the pod's metrics
+ * port through the API server's pod proxy — no port-forward, no exec, no
+ * network path from the operator's machine to the pods.
+ */
+export async function kubeMemberStatus(kc: KubeConfig, c: RecoveryContract): Promise<KubeMemberStatus[]> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const ns = c.namespace;
+  return Promise.all(
+    c.etcd.members.map(async (m): Promise<KubeMemberStatus> => {
+      const out: KubeMemberStatus = { name: m.name, pod: undefined, pvc: undefined };
+      try {
+        const p = await core.readNamespacedPod({ namespace: ns, name: m.name });
+        const waiting = [...(p.status?.initContainerStatuses ?? []), ...(p.status?.containerStatuses ?? [])].find((s) => s.state?.waiting)?.state?.waiting?.reason;
+        out.pod = {
+          phase: p.status?.phase ?? 'Unknown',
+          ready: p.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True') ?? false,
+          restarts: (p.status?.containerStatuses ?? []).reduce((a, s) => a + (s.restartCount ?? 0), 0),
+          ...(waiting ? { reason: waiting } : {}),
+        };
+      } catch (e) {
+        if ((e as { code?: number }).code !== 404) throw apiError(`get pod ${ns}/${m.name}`, e);
+      }
+      try {
+        const v = await core.readNamespacedPersistentVolumeClaim({ namespace: ns, name: m.pvc });
+        out.pvc = { phase: v.status?.phase ?? 'Unknown', deleting: Boolean(v.metadata?.deletionTimestamp) };
+      } catch (e) {
+        if ((e as { code?: number }).code !== 404) throw apiError(`get persistentvolumeclaim ${ns}/${m.pvc}`, e);
+      }
+      if (out.pod?.phase === 'Running') {
+        try {
+          const text = await core.connectGetNamespacedPodProxyWithPath({ namespace: ns, name: `${m.name}:2381`, path: 'metrics' });
+          const metric = (name: string) => {
+            const r = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(String(text));
+            return r ? Number(r[1]) : 0;
+          };
+          out.etcd = {
+            hasLeader: metric('etcd_server_has_leader') === 1,
+            isLeader: metric('etcd_server_is_leader') === 1,
+            isLearner: metric('etcd_server_is_learner') === 1,
+            revision: metric('etcd_debugging_mvcc_current_revision'),
+            raftIndex: metric('etcd_server_proposals_committed_total'),
+            dbSize: metric('etcd_mvcc_db_total_size_in_bytes'),
+          };
+        } catch (e) {
+          out.error = `metrics unreachable: ${(e as Error).message.split('\n')[0]}`;
+        }
+      }
+      return out;
+    }),
+  );
+}
+
+/**
+ * Runs one of the declared CronJobs now (as `kubectl create job --from=cronjob/…`), optionally with
+ * other arguments, and waits for it. Returns the Job's name and whether it succeeded.
+ */
+export async function runJobFromCronJob(
+  kc: KubeConfig,
+  c: RecoveryContract,
+  cronJob: string,
+  args: string[] | undefined,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<{ job: string; succeeded: boolean }> {
+  const batch = kc.makeApiClient(BatchV1Api);
+  const ns = c.namespace;
+  let cron;
+  try {
+    cron = await batch.readNamespacedCronJob({ namespace: ns, name: cronJob });
+  } catch (e) {
+    throw apiError(`get cronjob ${ns}/${cronJob}`, e);
+  }
+  const spec = cron.spec!.jobTemplate.spec!;
+  if (args) spec.template.spec!.containers[0]!.args = args;
+  const name = `${cronJob}-manual-${Date.now().toString(36)}`;
+  const body: V1Job = { metadata: { name, namespace: ns, labels: { 'etcd-recover.io/manual': 'true' }, annotations: { 'cronjob.kubernetes.io/instantiate': 'manual' } }, spec };
+  try {
+    await batch.createNamespacedJob({ namespace: ns, body });
+  } catch (e) {
+    throw apiError(`create job in ${ns}`, e);
+  }
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    signal?.throwIfAborted();
+    const j = await batch.readNamespacedJob({ namespace: ns, name });
+    if ((j.status?.succeeded ?? 0) > 0) return { job: name, succeeded: true };
+    if (j.status?.conditions?.some((x) => x.type === 'Failed' && x.status === 'True')) return { job: name, succeeded: false };
+    if (Date.now() > deadline) throw new EtcdRecoverError('TIMEOUT', `job ${ns}/${name} did not finish within ${Math.round(timeoutMs / 1000)} s`, { hint: `kubectl -n ${ns} describe job ${name}` });
+    await sleep(1_000, undefined, signal ? { signal } : undefined);
+  }
+}
+
+export interface ClusterOverview {
+  namespace: string;
+  cluster: string;
+  members: number;
+  ready: number;
+  pods: { name: string; ready: boolean; phase: string }[];
+}
+
+/**
+ * Every declared cluster with its members' readiness, in two API calls however many clusters
+ * there are (one list of contracts, one list of etcd pods): fast for a management cluster that
+ * hosts hundreds of control planes.
+ */
+export async function overviewAllNamespaces(kc: KubeConfig): Promise<{ declared: DeclaredCluster[]; rows: ClusterOverview[] }> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const [declared, pods] = await Promise.all([
+    findDeclaredClusters(kc, undefined),
+    core.listPodForAllNamespaces({ labelSelector: 'app.kubernetes.io/managed-by=etcd-recover,app.kubernetes.io/name=etcd' }).catch((e) => {
+      throw apiError('list pods in all namespaces', e);
+    }),
+  ]);
+  const rows = declared.map((d) => {
+    const mine = pods.items.filter((p) => p.metadata?.namespace === d.namespace && p.metadata?.labels?.['app.kubernetes.io/instance'] === d.contract.cluster);
+    const list = d.contract.etcd.members.map((m) => {
+      const p = mine.find((x) => x.metadata?.name === m.name);
+      return { name: m.name, phase: p?.status?.phase ?? 'Missing', ready: Boolean(p?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) };
+    });
+    return { namespace: d.namespace, cluster: d.contract.cluster, members: list.length, ready: list.filter((x) => x.ready).length, pods: list };
+  });
+  return { declared, rows };
+}
