@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isEtcdRecoverError } from '../errors.js';
+import { EtcdRecoverError, isEtcdRecoverError } from '../errors.js';
 import type { EtcdGateway, EtcdMember } from '../etcd/etcd-gateway.js';
 import type { RecoveryContract } from '../contract/recovery-contract.js';
 import type { KubeGateway } from '../kubernetes/kube-gateway.js';
@@ -24,6 +24,8 @@ export interface HealOptions {
   intervalMs?: number;
   /** How long to wait for the replacement to join and be promoted. Default 240 s. */
   joinTimeoutMs?: number;
+  /** Replace this member (member replace), healthy or not — still only while the others hold quorum. */
+  member?: string;
   log?: (m: string) => void;
   signal?: AbortSignal;
 }
@@ -54,6 +56,14 @@ export async function healOnce(o: HealOptions): Promise<HealResult> {
     failing = new Set([...failing].filter((n) => !now.includes(n)));
     if (!failing.size) break;
   }
+  if (o.member) {
+    if (!members.some((m) => m.name === o.member)) throw new EtcdRecoverError('USAGE', `no member named ${o.member} (members: ${members.map((m) => m.name).join(', ')})`);
+    const others = healthy.filter((n) => n !== o.member);
+    if (others.length < quorumSize(members.length)) {
+      return { action: 'refused', healthy, unhealthy: [...failing], promoted, message: `replacing ${o.member} needs a quorum of ${quorumSize(members.length)} other healthy members; only ${others.length} are healthy: restore with \`kubectl etcd-recover quorum\`` };
+    }
+    failing = new Set([o.member]);
+  }
   const unhealthy = [...failing];
   if (!unhealthy.length) {
     return { action: promoted.length ? 'promoted' : 'none', healthy, unhealthy, promoted, message: `all ${members.length} members healthy` };
@@ -72,7 +82,7 @@ export async function healOnce(o: HealOptions): Promise<HealResult> {
   }
   const name = unhealthy[0]!;
   const m = members.find((x) => x.name === name)!;
-  log(`${name} failed ${checks} consecutive health checks; replacing it`);
+  log(o.member ? `replacing ${name} as asked` : `${name} failed ${checks} consecutive health checks; replacing it`);
   const list = await o.etcd.list(o.signal);
   const entry = list.members.find((x) => x.peerURLs.includes(m.peerURL));
   if (entry && !entry.isLearner) {

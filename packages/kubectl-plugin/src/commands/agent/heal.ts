@@ -13,6 +13,7 @@ export default class AgentHeal extends BaseCommand {
     ...quietFlag,
     checks: Flags.integer({ default: 3, min: 1, description: 'Consecutive failed checks before a member counts as failing.' }),
     interval: Flags.integer({ default: 10, min: 1, description: 'Seconds between checks.' }),
+    member: Flags.string({ description: 'Replace this member (what `member replace` runs in the cluster).' }),
   };
 
   async run(): Promise<HealResult> {
@@ -27,6 +28,7 @@ export default class AgentHeal extends BaseCommand {
       kube: ClientNodeGateway.inCluster(),
       checks: flags.checks,
       intervalMs: flags.interval * 1000,
+      ...(flags.member ? { member: flags.member } : {}),
       log: (m) => this.progress.step(m),
       signal: this.abort.signal,
     });
