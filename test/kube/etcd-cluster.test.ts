@@ -205,7 +205,7 @@ describe('EtcdCluster on a real control plane', function () {
       }, 120_000);
       const dry = json(await runCli(['member', 'replace', 'etcd-0', ...kube, '--dry-run', '-o', 'json']));
       assert.equal(dry.member, 'etcd-0');
-      const r = await runCli(['member', 'replace', 'etcd-0', ...kube, '--yes', '-o', 'json']);
+      const r = await runCli(['member', 'replace', 'etcd-0', ...kube, '--yes', '-o', 'json'], { timeoutMs: 420_000 });
       assert.equal(r.code, 0, r.stderr);
       await waitFor('etcd-0 back with every key', async () => {
         const ip = await cp.podIP(NS, 'etcd-0');
@@ -223,6 +223,25 @@ describe('EtcdCluster on a real control plane', function () {
     } finally {
       client.close();
     }
+  });
+
+  it('an operator without the rights a command needs gets the missing permissions named, before any change', async () => {
+    const kc = cp.kubeConfig();
+    await applyManifests(kc, [
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'operator-readonly', namespace: NS } },
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'operator-readonly', namespace: NS }, rules: [{ apiGroups: [''], resources: ['configmaps', 'pods', 'persistentvolumeclaims'], verbs: ['get', 'list'] }] },
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'operator-readonly', namespace: NS }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'operator-readonly' }, subjects: [{ kind: 'ServiceAccount', name: 'operator-readonly', namespace: NS }] },
+    ]);
+    const saKubeconfig = await cp.kubeconfigForServiceAccount(NS, 'operator-readonly');
+    const batch = kc.makeApiClient(BatchV1Api);
+    const jobsBefore = (await batch.listNamespacedJob({ namespace: NS })).items.length;
+    const r = await runCli(['member', 'replace', 'etcd-1', '--kubeconfig', saKubeconfig, '-n', NS, '--yes']);
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /member replace etcd-1 needs permissions you do not have: create jobs\.batch in namespace hcp-it; get cronjobs\.batch "etcd-heal" in namespace hcp-it; get jobs\.batch in namespace hcp-it\. Nothing was changed\./);
+    assert.equal((await batch.listNamespacedJob({ namespace: NS })).items.length, jobsBefore, 'no Job was created');
+    // What it may do, it does: status reads pods, PVCs and the contract (not the metrics proxy).
+    const st = await runCli(['status', '--kubeconfig', saKubeconfig, '-n', NS, '-o', 'json', '--bucket', 'x-unused-bucket']);
+    assert.equal(json(st).members.length, 3, st.stderr);
   });
 
   it('each job\'s ServiceAccount is allowed what its job needs and denied the rest by the API server', async () => {

@@ -230,3 +230,45 @@ export async function overviewAllNamespaces(kc: KubeConfig): Promise<{ declared:
   });
   return { declared, rows };
 }
+
+export interface Permission {
+  verb: string;
+  resource: string;
+  group?: string;
+  namespace: string;
+  name?: string;
+  subresource?: string;
+}
+
+/**
+ * Asks the API server (SelfSubjectAccessReview) whether the current user may do each thing a command
+ * is about to do, BEFORE it changes anything; throws FORBIDDEN naming every missing permission.
+ */
+export async function requirePermissions(kc: KubeConfig, what: string, perms: Permission[]): Promise<void> {
+  const { AuthorizationV1Api } = await import('@kubernetes/client-node');
+  const authz = kc.makeApiClient(AuthorizationV1Api);
+  const missing: string[] = [];
+  await Promise.all(
+    perms.map(async (p) => {
+      try {
+        const r = await authz.createSelfSubjectAccessReview({
+          body: { spec: { resourceAttributes: { verb: p.verb, resource: p.resource, group: p.group ?? '', namespace: p.namespace, ...(p.name ? { name: p.name } : {}), ...(p.subresource ? { subresource: p.subresource } : {}) } } },
+        });
+        if (!r.status?.allowed) missing.push(describePermission(p));
+      } catch (e) {
+        throw apiError('create selfsubjectaccessreview', e);
+      }
+    }),
+  );
+  if (missing.length) {
+    missing.sort();
+    throw new EtcdRecoverError('FORBIDDEN', `${what} needs permissions you do not have: ${missing.join('; ')}. Nothing was changed.`, {
+      hint: 'ask a cluster admin for a Role with these verbs in the namespace (docs/recovery-contract.md lists what each command needs)',
+    });
+  }
+}
+
+function describePermission(p: Permission): string {
+  const res = `${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.group ? `.${p.group}` : ''}`;
+  return `${p.verb} ${res}${p.name ? ` "${p.name}"` : ''} in namespace ${p.namespace}`;
+}

@@ -34,7 +34,13 @@ export default class BackupCreate extends BaseCommand {
     if (target.kind === 'kubernetes') {
       // In the cluster, by a Job of the declared backup CronJob: etcd is reachable there, and no snapshot
       // data passes through this machine.
-      const { runJobFromCronJob } = await import('@etcd-recover/core/kubernetes');
+      const { runJobFromCronJob, requirePermissions } = await import('@etcd-recover/core/kubernetes');
+      const ns = target.kube!.namespace;
+      await requirePermissions(target.kube!.kc, 'backup create', [
+        { verb: 'get', resource: 'cronjobs', group: 'batch', namespace: ns, name: `${target.contract!.cluster}-backup` },
+        { verb: 'create', resource: 'jobs', group: 'batch', namespace: ns },
+        { verb: 'get', resource: 'jobs', group: 'batch', namespace: ns },
+      ]);
       const before = new Set((await catalog.list(this.abort.signal)).snapshots.map((s) => s.name));
       const args = ['backup', 'create', '--quiet', ...(flags.member ? ['--member', flags.member] : []), ...(flags.label ?? ['reason=manual']).flatMap((l) => ['--label', l])];
       this.progress.step(`running a backup Job from cronjob ${target.kube!.namespace}/${target.contract!.cluster}-backup`);

@@ -63,8 +63,13 @@ Journaled and resumable like \`quorum\`. Exit codes: 0 replaced; 9 no quorum wit
       this.render(plan, () => [`Replace member ${member} of ${ns}/${c.cluster} (in the cluster, as a Job of cronjob ${c.cluster}-heal):`, ...steps.map((s, i) => `  ${i + 1}. ${s}`)].join('\n'));
       return plan as unknown as RecoveryReport;
     }
+    const { runJobFromCronJob, requirePermissions } = await import('@etcd-recover/core/kubernetes');
+    await requirePermissions(target.kube!.kc, `member replace ${member}`, [
+      { verb: 'get', resource: 'cronjobs', group: 'batch', namespace: ns, name: `${c.cluster}-heal` },
+      { verb: 'create', resource: 'jobs', group: 'batch', namespace: ns },
+      { verb: 'get', resource: 'jobs', group: 'batch', namespace: ns },
+    ]);
     await this.confirm(`This removes ${member} from ${ns}/${c.cluster}, deletes its pod and PVC and rebuilds it empty.`, member, flags.yes);
-    const { runJobFromCronJob } = await import('@etcd-recover/core/kubernetes');
     const t0 = Date.now();
     this.progress.step(`running the replacement as a Job of cronjob ${ns}/${c.cluster}-heal`);
     const r = await runJobFromCronJob(target.kube!.kc, c, `${c.cluster}-heal`, ['agent', 'heal', '--member', member, '--checks', '1', '-o', 'json'], flags.timeout * 1000 + 300_000, this.abort.signal);
