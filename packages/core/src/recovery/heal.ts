@@ -34,9 +34,10 @@ export interface HealOptions {
  * One pass of member auto-heal, as HyperShift and kube-aws do it: promote any
  * learner that has caught up; when exactly one member fails several
  * consecutive health checks while the others hold quorum, remove it from the
- * membership, add it back as a learner, delete its pod and PVC (the
- * StatefulSet recreates both; member-init joins it to the existing cluster)
- * and promote it once caught up. Never acts without quorum.
+ * membership, add it back as a learner, delete its pod (the StatefulSet
+ * recreates it; member-init sets the old data aside in the volume and joins
+ * the existing cluster empty) and promote it once caught up. Never acts
+ * without quorum.
  */
 export async function healOnce(o: HealOptions): Promise<HealResult> {
   const log = o.log ?? (() => undefined);
@@ -94,16 +95,15 @@ export async function healOnce(o: HealOptions): Promise<HealResult> {
     const added = await retry(() => o.etcd.add([m.peerURL], { learner: true }, o.signal), 60_000, o.signal);
     log(`added ${name} back as learner ${added.id}`);
   }
-  // PVC first: protection keeps it until the pod is gone; then the pod.
-  await o.kube.deletePvc(ns, m.pvc);
+  // The pod restarts; its member-init finds itself re-added as a learner, sets the old data aside
+  // inside the volume and joins empty. The PVC is deleted only when it is unusable (gone already,
+  // or not bound): a recreated pod would otherwise pin a terminating PVC (pvc-protection) for long.
+  const pvc = await o.kube.getPvc(ns, m.pvc);
+  if (pvc && pvc.phase !== 'Bound' && !pvc.deleting) await o.kube.deletePvc(ns, m.pvc);
   await o.kube.deletePod(ns, name);
-  log(`deleted pod ${name} and PVC ${m.pvc}; the StatefulSet recreates them`);
+  log(`deleted pod ${name}; the StatefulSet recreates it and it rejoins empty (old data kept in ${m.pvc})`);
   const deadline = Date.now() + (o.joinTimeoutMs ?? 240_000);
   for (;;) {
-    const pvc = await o.kube.getPvc(ns, m.pvc);
-    const pod = await o.kube.getPod(ns, name);
-    // A pod recreated before the old PVC was gone would bind to it: delete it again.
-    if (pvc?.deleting && pod && !pod.deleting) await o.kube.deletePod(ns, name);
     const entry2 = (await o.etcd.list(o.signal)).members.find((x) => x.peerURLs.includes(m.peerURL));
     if (entry2?.isLearner) {
       try {

@@ -49,9 +49,21 @@ export default class MemberInit extends BaseCommand {
     const hasData = existsSync(join(flags['data-dir'], 'member'));
     const peers = pairs(flags['client-urls']).filter(([n]) => n !== flags.name).map(([, u]) => u);
     const tls = flags['client-tls-dir'] ? readTls(flags['client-tls-dir']) : undefined;
-    const decision = hasData
-      ? { state: 'new' as const, initialCluster: flags['initial-cluster'], reason: 'data present: etcd starts on it' }
-      : await decide(flags.name, flags['peer-url'], flags['initial-cluster'], peers, tls, flags.wait, (m) => this.progress.step(m));
+    let decision: Decision | undefined;
+    if (hasData) {
+      // Data from a member that was removed and re-added as a learner (member replace, auto-heal):
+      // it must not start on it. Set it aside inside the volume (never deleted) and join empty.
+      const list = await clusterMembers(peers, tls);
+      const me = list?.find((m) => m.peerURLs.includes(flags['peer-url']));
+      if (me?.isLearner && !me.clientURLs.length) {
+        const aside = `${flags['data-dir']}.before-${new Date().toISOString().replace(/[-:.]/g, '')}`;
+        renameSync(flags['data-dir'], aside);
+        this.progress.step(`member-init ${flags.name}: re-added as learner ${me.id}; old data moved to ${aside}`);
+      } else {
+        decision = { state: 'new', initialCluster: flags['initial-cluster'], reason: 'data present: etcd starts on it' };
+      }
+    }
+    decision ??= await decide(flags.name, flags['peer-url'], flags['initial-cluster'], peers, tls, flags.wait, (m) => this.progress.step(m));
     const scheme = (u: string) => new URL(u).protocol.replace(':', '');
     const config: Record<string, unknown> = {
       name: flags.name,
