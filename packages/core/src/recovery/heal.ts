@@ -47,6 +47,17 @@ export async function healOnce(o: HealOptions): Promise<HealResult> {
   const interval = o.intervalMs ?? 10_000;
 
   const promoted = await promoteLearners(o.etcd, log, o.signal);
+  // A learner still catching up is a replacement in progress, not a failure: never start another.
+  const learners = await o.etcd.list(o.signal).then((l) => l.members.filter((m) => m.isLearner), () => []);
+  if (learners.length && !o.member) {
+    return {
+      action: promoted.length ? 'promoted' : 'none',
+      healthy: [],
+      unhealthy: [],
+      promoted,
+      message: `a replacement is in progress: learner ${learners.map((l) => l.name || l.id).join(', ')} is catching up; the next run promotes it`,
+    };
+  }
 
   let failing = new Set(members.map((m) => m.name));
   let healthy: string[] = [];
