@@ -47,6 +47,33 @@ async function openSession(endpoint: string, tls: EtcdTls | undefined, timeoutMs
   }
 }
 
+/**
+ * Sends one gRPC request (a single length-prefixed message) and collects the
+ * grpc-status / grpc-message, which arrive in the response headers (trailers-only
+ * answers) or in the trailers.
+ */
+function grpcCall(session: ClientHttp2Session, path: string, message: Buffer) {
+  const req = session.request({
+    [constants.HTTP2_HEADER_METHOD]: 'POST',
+    [constants.HTTP2_HEADER_PATH]: path,
+    [constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
+    te: 'trailers',
+  });
+  let status: string | undefined;
+  let text: string | undefined;
+  const take = (h: Record<string, unknown>) => {
+    if (h['grpc-status'] !== undefined) status = String(h['grpc-status']);
+    if (h['grpc-message'] !== undefined) text = decodeURIComponent(String(h['grpc-message']));
+  };
+  req.on('response', take);
+  req.on('trailers', take);
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, 5);
+  req.end(frame);
+  return { req, result: () => ({ status, message: text }) };
+}
+
 /** Per-stream and connection receive window: bounds what etcd may send ahead of the consumer (2 MiB). */
 const WINDOW = 2 * 1024 * 1024;
 
@@ -69,23 +96,9 @@ export function grpcSnapshot(endpoint: string, tls: EtcdTls | undefined, signal?
       session = await openSession(endpoint, tls, connectTimeoutMs).catch((e) => {
         throw fail('failed to connect', e);
       });
-      const req = session.request({
-        [constants.HTTP2_HEADER_METHOD]: 'POST',
-        [constants.HTTP2_HEADER_PATH]: '/etcdserverpb.Maintenance/Snapshot',
-        [constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
-        te: 'trailers',
-      });
+      const { req, result } = grpcCall(session, '/etcdserverpb.Maintenance/Snapshot', Buffer.alloc(0));
       const onAbort = () => req.close(constants.NGHTTP2_CANCEL);
       signal?.addEventListener('abort', onAbort, { once: true });
-      let status: string | undefined;
-      let message: string | undefined;
-      const takeStatus = (h: Record<string, unknown>) => {
-        if (h['grpc-status'] !== undefined) status = String(h['grpc-status']);
-        if (h['grpc-message'] !== undefined) message = decodeURIComponent(String(h['grpc-message']));
-      };
-      req.on('response', takeStatus);
-      req.on('trailers', takeStatus);
-      req.end(Buffer.from([0, 0, 0, 0, 0])); // an empty SnapshotRequest
 
       let pending: Buffer | undefined;
       let first = true;
@@ -113,6 +126,7 @@ export function grpcSnapshot(endpoint: string, tls: EtcdTls | undefined, signal?
         signal?.removeEventListener('abort', onAbort);
       }
       signal?.throwIfAborted();
+      const { status, message } = result();
       if (status !== undefined && status !== '0') {
         throw new EtcdRecoverError(status === '14' ? 'ETCD_UNREACHABLE' : 'ETCD_ERROR', `snapshot from ${endpoint} failed: ${message ?? `gRPC status ${status}`}`);
       }
@@ -143,26 +157,10 @@ export async function grpcUnary(endpoint: string, tls: EtcdTls | undefined, path
   const onAbort = () => session.destroy(new Error('aborted'));
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    const req = session.request({
-      [constants.HTTP2_HEADER_METHOD]: 'POST',
-      [constants.HTTP2_HEADER_PATH]: path,
-      [constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
-      te: 'trailers',
-    });
-    const frame = Buffer.alloc(5 + request.length);
-    frame.writeUInt32BE(request.length, 1);
-    request.copy(frame, 5);
-    let status: string | undefined;
-    let message: string | undefined;
-    const takeStatus = (h: Record<string, unknown>) => {
-      if (h['grpc-status'] !== undefined) status = String(h['grpc-status']);
-      if (h['grpc-message'] !== undefined) message = decodeURIComponent(String(h['grpc-message']));
-    };
-    req.on('response', takeStatus);
-    req.on('trailers', takeStatus);
-    req.end(frame);
+    const { req, result } = grpcCall(session, path, request);
     const parts: Buffer[] = [];
     for await (const c of req as AsyncIterable<Buffer>) parts.push(c);
+    const { status, message } = result();
     if (status !== '0') throw new Error(message ?? `gRPC status ${status ?? 'missing'}`);
     const body = Buffer.concat(parts);
     if (body.length < 5) throw new Error('empty gRPC response');

@@ -11,6 +11,7 @@ import { Journal } from './journal.js';
 import { RecoveryLock } from './lock.js';
 import { newRecoveryId, planQuorumRestore } from './plan.js';
 import { computeRevisionBump } from './revision-bump.js';
+import { backupRestorePoint } from './restore-point.js';
 
 export interface DrillOptions {
   catalog: Catalog;
@@ -59,17 +60,7 @@ export async function drillRestore(o: DrillOptions): Promise<DrillReport> {
       now,
       members: target.members(),
       observation,
-      restorePoint: {
-        kind: 'backup',
-        name: record.name,
-        revision: record.revision,
-        createdAt: record.createdAt,
-        sha256: record.sha256,
-        clusterId: record.clusterId,
-        totalKeys: record.totalKeys,
-        verified: isVerified(record),
-        reason: 'drill',
-      },
+      restorePoint: backupRestorePoint(record, 'drill'),
       bump: computeRevisionBump({ snapshotRevision: record.revision, snapshotCreatedAt: new Date(record.createdAt), now, override: 1000 }),
       token: `drill-${now.getTime()}`,
       quiesce: false,

@@ -75,22 +75,24 @@ export async function resolveRestorePoint(opts: {
       });
     }
   }
+  const reason =
+    (typeof request === 'object' ? 'requested' : live.length ? 'requested latest' : 'newest verified backup (no member survives with data)') +
+    (skipped.length ? `; skipped backups of another cluster: ${skipped.join(', ')}` : '');
+  return { point: backupRestorePoint(record, reason), record, backups };
+}
+
+/** A backup as a restore point (what the plan records of it). */
+export function backupRestorePoint(record: SnapshotRecord, reason: string): RestorePoint {
   return {
-    point: {
-      kind: 'backup',
-      name: record.name,
-      revision: record.revision,
-      createdAt: record.createdAt,
-      sha256: record.sha256,
-      clusterId: record.clusterId,
-      totalKeys: record.totalKeys,
-      verified: isVerified(record),
-      reason:
-        (typeof request === 'object' ? 'requested' : live.length ? 'requested latest' : 'newest verified backup (no member survives with data)') +
-        (skipped.length ? `; skipped backups of another cluster: ${skipped.join(', ')}` : ''),
-    },
-    record,
-    backups,
+    kind: 'backup',
+    name: record.name,
+    revision: record.revision,
+    createdAt: record.createdAt,
+    sha256: record.sha256,
+    clusterId: record.clusterId,
+    totalKeys: record.totalKeys,
+    verified: isVerified(record),
+    reason,
   };
 }
 
