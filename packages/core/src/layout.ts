@@ -6,6 +6,7 @@
  *   clusters/<cluster>/snapshots/<snapshot>.json   its catalog record, written last
  *   clusters/<cluster>/recoveries/<id>.json        the journal of one recovery run
  *   clusters/<cluster>/lock.json                   the recovery lock (created with If-None-Match)
+ *   clusters/<cluster>/recovery-work/<id>/<what>.json  results the in-cluster Jobs of a recovery report back
  */
 const CLUSTER_RE = /^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$/;
 
@@ -21,4 +22,5 @@ export const layout = {
   recoveriesPrefix: (cluster: string) => `clusters/${cluster}/recoveries/`,
   recoveryJournal: (cluster: string, id: string) => `clusters/${cluster}/recoveries/${id}.json`,
   lock: (cluster: string) => `clusters/${cluster}/lock.json`,
+  recoveryWork: (cluster: string, id: string, what: string) => `clusters/${cluster}/recovery-work/${id}/${what}.json`,
 };

@@ -53,6 +53,7 @@ export class Target {
   private gw: EtcdGateway | undefined;
   private st: S3ObjectStore | undefined;
   private rt: SandboxTarget | undefined;
+  private krt: RecoveryTarget | undefined;
   private readonly etcd: EtcdConnection | undefined;
   private readonly s3: S3Config | undefined;
 
@@ -144,7 +145,7 @@ export class Target {
   gateway(): EtcdGateway {
     if (this.kind === 'kubernetes') {
       throw new EtcdRecoverError('CONFIG', 'this command does not reach etcd members directly on Kubernetes yet', {
-        hint: 'status, backup create, list, verify, prune and drill work on Kubernetes; member replace and quorum do not yet',
+        hint: 'on Kubernetes the commands that need etcd run Jobs in the cluster',
       });
     }
     if (!this.etcd) {
@@ -166,14 +167,19 @@ export class Target {
     return this.st;
   }
 
-  /** The place a recovery runs against (the sandbox today; Kubernetes through the recovery contract). */
-  recoveryTarget(): RecoveryTarget {
+  /** The place a recovery runs against: the sandbox, or a declared cluster on Kubernetes. */
+  async recoveryTarget(): Promise<RecoveryTarget> {
+    if (this.kind === 'kubernetes') {
+      const { KubernetesRecoveryTarget } = await import('@etcd-recover/core/kubernetes');
+      this.krt ??= new KubernetesRecoveryTarget(this.kube!.kc, this.contract!);
+      return this.krt;
+    }
     if (this.sandbox) {
       this.rt ??= new SandboxTarget(this.sandbox);
       return this.rt;
     }
     throw new EtcdRecoverError('CONFIG', 'recoveries need a target that can stop, restore and start members: the sandbox or a Kubernetes cluster', {
-      hint: 'start the sandbox with `kubectl etcd-recover sandbox up`, or point at a declared cluster with --cluster on Kubernetes',
+      hint: 'start the sandbox with `kubectl etcd-recover sandbox up`, or point at a declared cluster with -n NAMESPACE [--cluster NAME] on Kubernetes',
     });
   }
 

@@ -39,7 +39,9 @@ interface Deps {
 
 export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulumi.CustomResourceOptions) {
   const n = namesFor(name);
-  const labels = podLabels(r);
+  // Not the etcd pods' labels: a Job pod carrying them would match etcd's Services, its
+  // PodDisruptionBudget and its StatefulSet's selector.
+  const labels = { ...podLabels(r), 'app.kubernetes.io/name': 'etcd-recover-agent' };
   const rules = jobRules(r);
   const serviceAccounts: Record<string, k8s.core.v1.ServiceAccount> = {};
   for (const job of ['backup', 'verify', 'heal', 'defrag', 'restore'] as const) {

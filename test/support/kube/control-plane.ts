@@ -33,6 +33,13 @@ export interface ControlPlane {
   kubeconfigForServiceAccount(namespace: string, name: string, opts?: { expirationSeconds?: number; audiences?: string[] }): Promise<string>;
   logsOf(namespace: string, pod: string, container?: string, opts?: { previous?: boolean }): string;
   podIP(namespace: string, pod: string): Promise<string>;
+  /**
+   * What a person debugging a failed test wants to see about the pods a selector matches:
+   * phase, reason, each container's state, its log tail, and the kubelet's own lines about them.
+   */
+  describePods(namespace: string, labelSelector: string): Promise<string>;
+  /** Waits for a Job's Complete or Failed condition (retries per backoffLimit happen in between). */
+  waitForJob(namespace: string, name: string, timeoutMs?: number): Promise<{ succeeded: boolean; job: any; diagnostics: string }>;
   /** The process kubelet, when started. */
   kubelet: ProcessKubelet | undefined;
   stop(): Promise<void>;
@@ -393,6 +400,34 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       logsOf(namespace, pod, container, o = {}) {
         if (!kubelet) throw new Error('logsOf: no kubelet in this control plane');
         return kubelet.logsOf(namespace, pod, container, o.previous);
+      },
+      async describePods(namespace, labelSelector) {
+        const list = await adminRest.get(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(labelSelector)}`);
+        const out: string[] = [];
+        for (const p of list.items ?? []) {
+          const name = p.metadata.name as string;
+          out.push(`pod ${namespace}/${name}: phase ${p.status?.phase}${p.status?.reason ? `, ${p.status.reason}: ${p.status.message ?? ''}` : ''}`);
+          for (const c of [...(p.status?.initContainerStatuses ?? []), ...(p.status?.containerStatuses ?? [])]) {
+            out.push(`  container ${c.name}: restarts ${c.restartCount ?? 0}, state ${JSON.stringify(c.state)}`);
+            let log = '';
+            try { log = kubelet?.logsOf(namespace, name, c.name) ?? ''; } catch { /* no log yet */ }
+            if (log) out.push(...log.trimEnd().split('\n').slice(-30).map((l) => `    | ${l}`));
+          }
+          const kubeletLines = tail(join(dir, 'kubelet', 'kubelet.log'), 2000).split('\n').filter((l) => l.includes(name));
+          if (kubeletLines.length) out.push('  kubelet:', ...kubeletLines.slice(-15).map((l) => `    | ${l}`));
+        }
+        return out.join('\n') || `no pods match ${labelSelector} in ${namespace}`;
+      },
+      async waitForJob(namespace, name, timeoutMs = 180_000) {
+        const job = await waitFor(`Job ${namespace}/${name} Complete or Failed`, async () => {
+          const j = await adminRest.get(`/apis/batch/v1/namespaces/${namespace}/jobs/${name}`);
+          const done = (j.status?.conditions ?? []).some((c: any) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True');
+          return done ? j : undefined;
+        }, timeoutMs, 500);
+        const succeeded = (job.status?.conditions ?? []).some((c: any) => c.type === 'Complete' && c.status === 'True');
+        const diagnostics = `Job ${namespace}/${name}: ${JSON.stringify(job.status?.conditions?.map((c: any) => `${c.type}=${c.status} ${c.reason ?? ''} ${c.message ?? ''}`.trim()))}\n`
+          + await this.describePods(namespace, `job-name=${name}`);
+        return { succeeded, job, diagnostics };
       },
       async podIP(namespace, pod) {
         return waitFor(`IP of pod ${namespace}/${pod}`, async () => {

@@ -1,3 +1,4 @@
 export * from './kube-gateway.js';
 export { ClientNodeGateway } from './client-node-gateway.js';
 export * from './kube-cluster.js';
+export * from './kube-target.js';

@@ -37,7 +37,7 @@ export interface DeclaredCluster {
   contract: RecoveryContract;
 }
 
-function apiError(what: string, e: unknown): EtcdRecoverError {
+export function apiError(what: string, e: unknown): EtcdRecoverError {
   const code = (e as { code?: number }).code;
   const body = (e as { body?: unknown }).body;
   let msg = (e as Error).message;

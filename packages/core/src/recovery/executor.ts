@@ -3,10 +3,11 @@ import { EtcdRecoverError, isEtcdRecoverError } from '../errors.js';
 import { captureSnapshot } from '../snapshot/capture.js';
 import type { Catalog, SnapshotRecord } from '../snapshot/catalog.js';
 import { Journal } from './journal.js';
+import { measureKeyspace } from './keyspace.js';
 import type { RecoveryLock } from './lock.js';
 import type { ClusterObservation } from './observation.js';
 import type { PlanStep, RecoveryPlan } from './plan.js';
-import type { RecoveryTarget, StepContext } from './target.js';
+import type { Keyspace, RecoveryTarget, StepContext } from './target.js';
 
 export interface StepEvent {
   step: PlanStep;
@@ -54,7 +55,7 @@ interface StepImpl {
 }
 
 /** Step kinds whose consecutive steps are independent (one per member) and run concurrently. */
-const PARALLEL_KINDS: ReadonlySet<PlanStep['kind']> = new Set(['restore-member']);
+const PARALLEL_KINDS: ReadonlySet<PlanStep['kind']> = new Set(['set-aside', 'restore-member']);
 
 /** Test-only fault injection: die right after a step's effect, before the journal records it. */
 const FAULT_ENV = 'ETCD_RECOVER_FAULT_AFTER_STEP';
@@ -172,13 +173,21 @@ function stepImpls(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog,
         return {
           holds: async (ctx) => typeof ctx.facts['restoreFrom'] === 'string',
           run: async (ctx) => {
+            const labels = { reason: 'pre-restore', recovery: plan.id };
+            if (target.captureLive) {
+              const name = await target.captureLive(plan.restorePoint!.member!, labels, ctx);
+              const rec = await catalog.get(name, ctx.signal);
+              ctx.facts['restoreFrom'] = rec.name;
+              ctx.progress(`captured ${rec.name} at revision ${rec.revision} (${rec.totalKeys} keys)`);
+              return;
+            }
             const member = spec(plan.restorePoint!.member!);
             const rec = await captureSnapshot({
               gateway: target.gateway(),
               catalog,
               member: member.clientURL,
               allowNoLeader: true,
-              labels: { reason: 'pre-restore', recovery: plan.id },
+              labels,
               ...(ctx.signal ? { signal: ctx.signal } : {}),
               onProgress: (p) => p.message && ctx.progress(p.message),
             });
@@ -330,39 +339,41 @@ async function waitHealthy(target: RecoveryTarget, names: string[], timeoutMs: n
   }
 }
 
+/** Key count and per-member HashKV, through the target (Kubernetes: a Job) or the gateway. */
+async function keyspace(target: RecoveryTarget, ctx: StepContext): Promise<Keyspace> {
+  return target.keyspace ? target.keyspace(ctx) : measureKeyspace(target.gateway(), target.members(), ctx.signal);
+}
+
 async function verifyRestored(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog, ctx: StepContext): Promise<void> {
-  const o = await target.observe(ctx.signal);
-  const gw = target.gateway();
+  const ks = await keyspace(target, ctx);
   if (plan.kind === 'quorum') {
     const rec = await restoreRecord(plan, catalog, ctx);
     const floor = rec.revision + plan.bump!.bump;
-    for (const m of o.members) {
-      if (!m.status) throw new EtcdRecoverError('STEP_FAILED', `restored member ${m.name} does not answer: ${m.error}`);
-      if (m.status.revision < floor) {
-        throw new EtcdRecoverError('STEP_FAILED', `restored member ${m.name} is at revision ${m.status.revision}, below the expected ${floor} (snapshot ${rec.revision} + bump ${plan.bump!.bump})`);
+    for (const m of ks.members) {
+      if (m.revision < floor) {
+        throw new EtcdRecoverError('STEP_FAILED', `restored member ${m.name} is at revision ${m.revision}, below the expected ${floor} (snapshot ${rec.revision} + bump ${plan.bump!.bump})`);
       }
     }
-    const keys = await gw.kv.count('', ctx.signal);
     const expected = rec.userKeys ?? rec.totalKeys;
-    if (keys !== expected) {
-      throw new EtcdRecoverError('STEP_FAILED', `the restored cluster holds ${keys} keys but snapshot ${rec.name} has ${expected}`);
+    if (ks.keys !== expected) {
+      throw new EtcdRecoverError('STEP_FAILED', `the restored cluster holds ${ks.keys} keys but snapshot ${rec.name} has ${expected}`);
     }
-    ctx.facts['restoredKeys'] = keys;
+    ctx.facts['restoredKeys'] = ks.keys;
   }
   // Every member must hold the same keyspace: compare HashKV at one revision.
-  const rev = Math.min(...o.members.map((m) => m.status!.revision));
-  const hashes = await Promise.all(o.members.map(async (m) => ({ name: m.name, hash: await gw.hashKV(m.clientURL, rev, ctx.signal) })));
+  const hashes = ks.members;
   if (new Set(hashes.map((h) => h.hash)).size !== 1) {
-    throw new EtcdRecoverError('STEP_FAILED', `members disagree on the keyspace at revision ${rev}: ${hashes.map((h) => `${h.name}=${h.hash}`).join(', ')}`);
+    throw new EtcdRecoverError('STEP_FAILED', `members disagree on the keyspace at revision ${ks.revision}: ${hashes.map((h) => `${h.name}=${h.hash}`).join(', ')}`);
   }
-  ctx.facts['hashKV'] = { revision: rev, hash: hashes[0]!.hash };
-  ctx.progress(`all ${o.members.length} members hold the same keyspace (hashKV ${hashes[0]!.hash} at revision ${rev})`);
+  ctx.facts['hashKV'] = { revision: ks.revision, hash: hashes[0]!.hash };
+  ctx.facts['keys'] = ks.keys;
+  if (ks.clusterId) ctx.facts['clusterId'] = ks.clusterId;
+  ctx.progress(`all ${hashes.length} members hold the same keyspace (hashKV ${hashes[0]!.hash} at revision ${ks.revision})`);
 }
 
 async function finalReport(plan: RecoveryPlan, journal: Journal, target: RecoveryTarget, resumed: boolean): Promise<RecoveryReport> {
   const o = await target.observe();
-  const gw = target.gateway();
-  const keys = (journal.doc.facts['restoredKeys'] as number | undefined) ?? (await gw.kv.count(''));
+  const keys = (journal.doc.facts['restoredKeys'] as number | undefined) ?? (journal.doc.facts['keys'] as number | undefined) ?? (await target.gateway().kv.count(''));
   const hk = journal.doc.facts['hashKV'] as { hash: number } | undefined;
   const rp = plan.restorePoint;
   const name = (journal.doc.facts['restoreFrom'] as string | undefined) ?? rp?.name;
@@ -384,7 +395,7 @@ async function finalReport(plan: RecoveryPlan, journal: Journal, target: Recover
       : {}),
     ...(plan.observed.maxRevision !== undefined ? { revisionBefore: plan.observed.maxRevision } : {}),
     revisionAfter: o.maxRevision ?? 0,
-    ...(o.clusterId ? { clusterId: o.clusterId } : {}),
+    ...((o.clusterId ?? journal.doc.facts['clusterId']) ? { clusterId: (o.clusterId ?? journal.doc.facts['clusterId']) as string } : {}),
     ...(plan.bump ? { bump: plan.bump.bump } : {}),
     keys,
     members: o.members.map((m) => ({ name: m.name, revision: m.status?.revision ?? 0, ...(hk ? { hashKV: hk.hash } : {}), isLeader: m.name === o.leader })),

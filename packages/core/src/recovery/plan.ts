@@ -101,7 +101,7 @@ export interface QuorumPlanInput {
  * Order matters and is the safety argument: the restore source is captured
  * and verified before anything is stopped; every member's old data is set
  * aside before any new data is written; dependents are resumed only after
- * etcd is healthy.
+ * etcd is healthy and its keyspace verified.
  */
 export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
   const steps: PlanStep[] = [];
@@ -118,8 +118,9 @@ export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
   }
   steps.push({ id: 'start-members', kind: 'start-members', title: 'start every etcd member', destructive: false });
   steps.push({ id: 'wait-healthy', kind: 'wait-healthy', title: 'wait until every member is healthy with one leader', destructive: false });
-  if (i.quiesce) steps.push({ id: 'resume', kind: 'resume', title: 'scale dependent workloads back and resume reconciliation', destructive: false });
+  // Proven before any client writes again: dependents come back only to a verified keyspace.
   steps.push({ id: 'verify-restored', kind: 'verify-restored', title: 'verify revision and key count on every member', destructive: false });
+  if (i.quiesce) steps.push({ id: 'resume', kind: 'resume', title: 'scale dependent workloads back and resume reconciliation', destructive: false });
 
   const warnings: string[] = [];
   const observed = observedSummary(i.observation);

@@ -17,6 +17,17 @@ export interface RestoreParams {
   bump: number;
 }
 
+/** What every member holds, compared at one revision. */
+export interface Keyspace {
+  /** Keys in the cluster (a linearizable count). */
+  keys: number;
+  /** The revision the hashes were taken at (the lowest current revision of the members). */
+  revision: number;
+  members: { name: string; revision: number; hash: number }[];
+  /** The etcd cluster ID the members report. */
+  clusterId?: string;
+}
+
 /**
  * What a recovery needs from the place etcd runs: the local sandbox
  * (processes and folders) or Kubernetes (a StatefulSet, PVCs and Jobs). Every
@@ -56,6 +67,15 @@ export interface RecoveryTarget {
   /** Starts members; `existing` joins a running cluster with the given initial-cluster. */
   startMembers(names: string[], mode: { initialState: 'new' | 'existing'; initialCluster?: string }, ctx: StepContext): Promise<void>;
   areStarted(names: string[], ctx: StepContext): Promise<boolean>;
+
+  /**
+   * Snapshots one member into the catalog where etcd runs (on Kubernetes: a Job in the cluster);
+   * returns the new backup's name. Without it the executor streams the snapshot through gateway().
+   */
+  captureLive?(member: string, labels: Record<string, string>, ctx: StepContext): Promise<string>;
+
+  /** Key count and per-member HashKV. Without it the executor asks through gateway(). */
+  keyspace?(ctx: StepContext): Promise<Keyspace>;
 
   /** Why a member is not running, if the target can tell (e.g. the fatal line of its log). */
   diagnose?(name: string): string | undefined;

@@ -7,6 +7,7 @@ import { describePlan } from '../plan-view.js';
 export default class Quorum extends BaseCommand {
   static override summary = 'Restore a cluster that lost quorum: verified restore point, every member rebuilt, revisions never go backwards.';
   static override description = `Observes what is lost and what survives, picks a restore point (a live snapshot from a surviving member with data when there is one, else the newest verified backup; or --snapshot NAME), verifies it natively, and only then stops members, moves their old data aside (never deletes it), restores every member with etcdutl (new cluster token, revision bumped and marked compacted), starts them and proves they hold the same keyspace.
+On Kubernetes (-n/--context/--kubeconfig) it follows the declared recovery contract: pause reconciliation, scale the dependent workloads and the etcd StatefulSet to zero, and run Jobs that mount each member's PVC, set its old data aside inside the volume and restore it from the bucket; then scale back up and check the keyspace from a Job. Nothing is streamed through this machine and nothing needs exec or port-forward.
 Each step is journaled beside the backups: if the command dies, run it again and it resumes where it stopped. A lock keeps two recoveries of one cluster apart.
 Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 7 another recovery holds the lock; 8 not confirmed; 9 quorum still holds (use --force or member replace); 10 a step failed (rerun to resume).`;
   static override examples = [
@@ -15,6 +16,7 @@ Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 
     { description: 'Restore, confirming by typing the cluster name', command: '<%= config.bin %> quorum' },
     { description: 'Restore a named backup without a prompt (automation)', command: '<%= config.bin %> quorum --snapshot full-20261121T073355123Z --yes' },
     { description: 'Resume after the command was interrupted', command: '<%= config.bin %> quorum --yes' },
+    { description: 'On Kubernetes: the cluster the EtcdCluster component declared in a namespace (Jobs in the cluster do the etcd work)', command: '<%= config.bin %> quorum -n hcp-demo --dry-run' },
   ];
   static override flags = {
     ...targetFlags,
@@ -36,7 +38,7 @@ Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 
     const { flags } = await this.parse(Quorum);
     this.setup(flags);
     const target = await this.openTarget(flags);
-    const rt = target.recoveryTarget();
+    const rt = await target.recoveryTarget();
     const catalog = target.catalog();
     await catalog.store.probe(this.abort.signal);
     const request: RestorePointRequest = flags.snapshot ? { name: flags.snapshot } : flags['restore-point'];
@@ -50,6 +52,14 @@ Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 
       signal: this.abort.signal,
     });
     const { plan } = prepared;
+    if (target.kind === 'kubernetes') {
+      // Ask the API server before anything changes: a recovery that stops half-way for a missing
+      // permission is worse than one that never starts.
+      const { requirePermissions, KubernetesRecoveryTarget } = await import('@etcd-recover/core/kubernetes');
+      const check = requirePermissions(target.kube!.kc, 'quorum', (rt as InstanceType<typeof KubernetesRecoveryTarget>).permissions());
+      if (flags['dry-run']) await check.catch((e: Error) => plan.warnings.push(e.message));
+      else await check;
+    }
     if (flags['dry-run']) {
       this.render(plan, () => describePlan(plan, Boolean(prepared.resume)));
       return plan;

@@ -70,7 +70,7 @@ export default class Status extends BaseCommand {
       }));
       quorum = members.filter((m) => m.healthy).length > members.length / 2;
     } else if (target.sandbox) {
-      const o = await target.recoveryTarget().observe(this.abort.signal);
+      const o = await (await target.recoveryTarget()).observe(this.abort.signal);
       quorum = o.quorum;
       members = o.members.map((m) => row(m.name, m.clientURL, m.status, m.error, m.running));
     } else {

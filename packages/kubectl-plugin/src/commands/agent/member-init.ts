@@ -53,7 +53,7 @@ export default class MemberInit extends BaseCommand {
     if (hasData) {
       // Data from a member that was removed and re-added as a learner (member replace, auto-heal):
       // it must not start on it. Set it aside inside the volume (never deleted) and join empty.
-      const list = await clusterMembers(peers, tls);
+      const { list } = await clusterMembers(peers, tls);
       const me = list?.find((m) => m.peerURLs.includes(flags['peer-url']));
       if (me?.isLearner && !me.clientURLs.length) {
         const aside = `${flags['data-dir']}.before-${new Date().toISOString().replace(/[-:.]/g, '')}`;
@@ -112,7 +112,14 @@ function tlsBlock(dir: string): Record<string, unknown> {
 async function decide(name: string, peerURL: string, staticCluster: string, peers: string[], tls: EtcdTls | undefined, waitSeconds: number, log: (m: string) => void): Promise<Decision> {
   const deadline = Date.now() + waitSeconds * 1000;
   for (let attempt = 0; ; attempt++) {
-    const list = await clusterMembers(peers, tls);
+    const { list, leaderless } = await clusterMembers(peers, tls);
+    if (!list && leaderless) {
+      // A peer holds data but has no leader: the cluster lost quorum. Bootstrapping empty here would
+      // form a new cluster with the same member IDs beside that data (and take its writes away).
+      throw new EtcdRecoverError('QUORUM_LOST', `${name} is empty and peer ${leaderless.endpoint} holds data (revision ${leaderless.revision}) without a leader: the cluster lost quorum, so ${name} must not bootstrap a new one`, {
+        hint: 'restore the cluster: kubectl etcd-recover quorum',
+      });
+    }
     if (!list) {
       return { state: 'new', initialCluster: staticCluster, reason: 'no peer has a quorum: bootstrapping' };
     }
@@ -140,18 +147,26 @@ async function decide(name: string, peerURL: string, staticCluster: string, peer
   }
 }
 
+/**
+ * The membership as a peer with a leader sees it; else, a peer that answers without a leader but
+ * holds data (revision > 1: it served writes, unlike a member still bootstrapping a new cluster).
+ */
 async function clusterMembers(peers: string[], tls: EtcdTls | undefined) {
+  let leaderless: { endpoint: string; revision: number } | undefined;
   for (const p of peers) {
     const gw = new Etcd3Gateway({ endpoints: [p], timeoutMs: 2_000, ...(tls ? { tls } : {}) });
     try {
       const s = await gw.status(p);
-      if (s.leaderId === '0') continue;
-      return (await gw.list()).members;
+      if (s.leaderId === '0') {
+        if (s.revision > 1) leaderless ??= { endpoint: p, revision: s.revision };
+        continue;
+      }
+      return { list: (await gw.list()).members };
     } catch {
       /* not reachable */
     } finally {
       gw.close();
     }
   }
-  return undefined;
+  return { leaderless };
 }

@@ -23,6 +23,7 @@ export default class BackupCreate extends BaseCommand {
     ...quietFlag,
     member: Flags.string({ description: 'Member to snapshot (client URL or hex member ID); default: chosen automatically.' }),
     label: Flags.string({ description: 'Label KEY=VALUE recorded with the backup (repeatable).', multiple: true }),
+    'allow-no-leader': Flags.boolean({ description: 'Snapshot a member that sees no leader (quorum lost: save what a survivor holds).' }),
   };
 
   async run(): Promise<SnapshotRecord> {
@@ -42,7 +43,7 @@ export default class BackupCreate extends BaseCommand {
         { verb: 'get', resource: 'jobs', group: 'batch', namespace: ns },
       ]);
       const before = new Set((await catalog.list(this.abort.signal)).snapshots.map((s) => s.name));
-      const args = ['backup', 'create', '--quiet', ...(flags.member ? ['--member', flags.member] : []), ...(flags.label ?? ['reason=manual']).flatMap((l) => ['--label', l])];
+      const args = ['backup', 'create', '--quiet', ...(flags.member ? ['--member', flags.member] : []), ...(flags['allow-no-leader'] ? ['--allow-no-leader'] : []), ...(flags.label ?? ['reason=manual']).flatMap((l) => ['--label', l])];
       this.progress.step(`running a backup Job from cronjob ${target.kube!.namespace}/${target.contract!.cluster}-backup`);
       const r = await runJobFromCronJob(target.kube!.kc, target.contract!, `${target.contract!.cluster}-backup`, args, 600_000, this.abort.signal);
       if (!r.succeeded) {
@@ -62,6 +63,7 @@ export default class BackupCreate extends BaseCommand {
       catalog,
       ...(flags.member ? { member: flags.member } : {}),
       ...(flags.label ? { labels } : {}),
+      ...(flags['allow-no-leader'] ? { allowNoLeader: true } : {}),
       signal: this.abort.signal,
       onProgress: (p) => {
         if (p.phase === 'stream') this.progress.transfer('uploading snapshot', p.bytes ?? 0, p.totalBytes);

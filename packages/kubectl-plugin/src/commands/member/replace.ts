@@ -31,7 +31,7 @@ Journaled and resumable like \`quorum\`. Exit codes: 0 replaced; 9 no quorum wit
     this.setup(flags);
     const target = await this.openTarget(flags);
     if (target.kind === 'kubernetes') return this.onKubernetes(target, args.member, flags);
-    const rt = target.recoveryTarget();
+    const rt = await target.recoveryTarget();
     const catalog = target.catalog();
     const prepared = await prepareMemberReplace({ target: rt, catalog, member: args.member, ...(flags.restart ? { restart: true } : {}), signal: this.abort.signal });
     const { plan } = prepared;

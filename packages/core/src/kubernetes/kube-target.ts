@@ -1,0 +1,564 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BatchV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject, type V1Job } from '@kubernetes/client-node';
+import { EtcdRecoverError } from '../errors.js';
+import type { EtcdGateway, MemberStatus } from '../etcd/etcd-gateway.js';
+import type { RecoveryContract } from '../contract/recovery-contract.js';
+import { asidePath, volumeStepKey } from '../recovery/member-data.js';
+import { summarize, type ClusterObservation, type MemberObservation, type MemberSpec } from '../recovery/observation.js';
+import type { Keyspace, RecoveryTarget, RestoreParams, StepContext } from '../recovery/target.js';
+import type { SnapshotRecord } from '../snapshot/catalog.js';
+import { readJson } from '../store/object-store.js';
+import { layout } from '../layout.js';
+import { apiError, kubeMemberStatus, type Permission } from './kube-cluster.js';
+
+/** Annotation remembering a workload's replicas while a recovery holds it at zero. */
+export const REPLICAS_ANNOTATION = 'etcd-recover.io/replicas-before';
+export const RECOVERY_LABEL = 'etcd-recover.io/recovery';
+
+export interface KubeTargetTimeouts {
+  /** Pods to terminate after a scale to zero. Default 300 s. */
+  stopMs?: number;
+  /** One recovery Job (verify, snapshot, set-aside, restore, keyspace). Default 900 s. */
+  jobMs?: number;
+}
+
+/**
+ * A declared cluster on Kubernetes as a recovery target. The operator's machine talks only to the
+ * API server: workloads are paused and scaled through it, etcd's health is read from each pod's
+ * metrics port through the API server's pod proxy, and everything that touches etcd or its data runs
+ * in the cluster as Jobs built from the component's own CronJob templates (image, bucket
+ * credentials, contract): a live snapshot, verification, per-member set-aside and restore Jobs that
+ * mount the member's PVC and pull the snapshot from the bucket themselves, and the final keyspace
+ * check. Jobs report back through the bucket, so every step can tell whether its effect holds.
+ */
+export class KubernetesRecoveryTarget implements RecoveryTarget {
+  readonly kind = 'kubernetes' as const;
+  private readonly core: CoreV1Api;
+  private readonly batch: BatchV1Api;
+  private readonly objects: KubernetesObjectApi;
+  private readonly stopMs: number;
+  private readonly jobMs: number;
+
+  constructor(
+    readonly kc: KubeConfig,
+    readonly contract: RecoveryContract,
+    timeouts: KubeTargetTimeouts = {},
+  ) {
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.batch = kc.makeApiClient(BatchV1Api);
+    this.objects = KubernetesObjectApi.makeApiClient(kc);
+    this.stopMs = timeouts.stopMs ?? 300_000;
+    this.jobMs = timeouts.jobMs ?? 900_000;
+  }
+
+  get cluster(): string {
+    return this.contract.cluster;
+  }
+
+  get quiesces(): boolean {
+    return this.contract.dependents.length > 0 || Boolean(this.contract.pause);
+  }
+
+  private get ns(): string {
+    return this.contract.namespace;
+  }
+
+  describe(): string {
+    return `kubernetes ${this.ns}/${this.contract.etcd.statefulSet}`;
+  }
+
+  members(): MemberSpec[] {
+    return this.contract.etcd.members.map((m) => ({ name: m.name, peerURL: m.peerURL, clientURL: m.clientURL }));
+  }
+
+  gateway(): EtcdGateway {
+    throw new EtcdRecoverError('INTERNAL', 'on Kubernetes etcd is reached through Jobs in the cluster, not from this machine');
+  }
+
+  /** What the operator must be allowed to do for a quorum restore (checked before any change). */
+  permissions(): Permission[] {
+    const ns = this.ns;
+    const c = this.contract;
+    const perms: Permission[] = [
+      { verb: 'get', resource: 'statefulsets', group: 'apps', namespace: ns, name: c.etcd.statefulSet },
+      { verb: 'patch', resource: 'statefulsets', group: 'apps', namespace: ns, name: c.etcd.statefulSet },
+      { verb: 'list', resource: 'pods', namespace: ns },
+      { verb: 'get', resource: 'pods', subresource: 'proxy', namespace: ns },
+      { verb: 'get', resource: 'persistentvolumeclaims', namespace: ns },
+      { verb: 'create', resource: 'persistentvolumeclaims', namespace: ns },
+      { verb: 'get', resource: 'cronjobs', group: 'batch', namespace: ns, name: `${c.cluster}-backup` },
+      { verb: 'create', resource: 'jobs', group: 'batch', namespace: ns },
+      { verb: 'get', resource: 'jobs', group: 'batch', namespace: ns },
+      { verb: 'delete', resource: 'jobs', group: 'batch', namespace: ns },
+    ];
+    for (const d of c.dependents) {
+      const resource = d.kind === 'Deployment' ? 'deployments' : 'statefulsets';
+      perms.push({ verb: 'get', resource, group: 'apps', namespace: d.namespace, name: d.name }, { verb: 'patch', resource, group: 'apps', namespace: d.namespace, name: d.name });
+    }
+    if (c.pause) {
+      const group = c.pause.apiVersion.includes('/') ? c.pause.apiVersion.split('/')[0]! : '';
+      const pns = c.pause.namespace ?? ns;
+      perms.push({ verb: 'get', resource: c.pause.resource, group, namespace: pns, name: c.pause.name }, { verb: 'patch', resource: c.pause.resource, group, namespace: pns, name: c.pause.name });
+    }
+    return perms;
+  }
+
+  // ------------------------------------------------------------------ observation
+
+  async observe(): Promise<ClusterObservation> {
+    const statuses = await kubeMemberStatus(this.kc, this.contract);
+    const leader = statuses.find((s) => s.etcd?.isLeader)?.name;
+    const members = statuses.map((s, i): MemberObservation => {
+      const spec = this.members()[i]!;
+      const hasData = !s.pvc ? false : s.etcd ? s.etcd.revision > 0 : undefined;
+      const base: MemberObservation = { ...spec, running: s.pod?.phase === 'Running', hasData };
+      if (!s.etcd) return { ...base, error: s.error ?? (s.pod ? `pod ${s.pod.phase}${s.pod.reason ? ` (${s.pod.reason})` : ''}` : 'no pod') };
+      const status: MemberStatus = {
+        endpoint: spec.clientURL,
+        memberId: spec.name,
+        clusterId: '',
+        leaderId: s.etcd.hasLeader ? (leader ?? 'unknown') : '0',
+        isLeader: s.etcd.isLeader,
+        isLearner: s.etcd.isLearner,
+        revision: s.etcd.revision,
+        raftIndex: s.etcd.raftIndex,
+        raftAppliedIndex: s.etcd.raftIndex,
+        raftTerm: 0,
+        dbSize: s.etcd.dbSize,
+        dbSizeInUse: s.etcd.dbSize,
+        version: '',
+        errors: [],
+      };
+      return { ...base, status };
+    });
+    return summarize(members);
+  }
+
+  // ------------------------------------------------------------------ Jobs
+
+  /** A Job name unique to this recovery and step (reruns find the same Job). */
+  private jobName(recoveryId: string, what: string): string {
+    const id = recoveryId.toLowerCase().replace(/^rec-/, '').replace(/[^a-z0-9]+/g, '');
+    const tail = `-${id}-${what}`.replace(/[^a-z0-9-]+/g, '-');
+    return `${this.cluster.slice(0, 63 - tail.length)}${tail}`.replace(/^-+|-+$/g, '');
+  }
+
+  /**
+   * Runs (or, on a rerun, finds) one recovery Job built from the backup CronJob's template, waits for
+   * it, and fails with the pod's log tail. A failed Job from an earlier run is replaced.
+   */
+  private async runJob(
+    recoveryId: string,
+    what: string,
+    args: string[],
+    ctx: StepContext,
+    mutate?: (spec: NonNullable<V1Job['spec']>) => void,
+    opts: { removeWhenDone?: boolean } = {},
+  ): Promise<void> {
+    const ns = this.ns;
+    const name = this.jobName(recoveryId, what);
+    let existing = await this.readJob(name);
+    if (existing && jobFailed(existing)) {
+      ctx.progress(`job ${name} failed in an earlier run; replacing it`);
+      await this.batch.deleteNamespacedJob({ namespace: ns, name, propagationPolicy: 'Background' }).catch((e) => {
+        if ((e as { code?: number }).code !== 404) throw apiError(`delete job ${ns}/${name}`, e);
+      });
+      const deadline = Date.now() + 60_000;
+      while ((existing = await this.readJob(name)) && Date.now() < deadline) await sleep(500, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
+    }
+    if (!existing) {
+      const cronName = `${this.cluster}-backup`;
+      let cron;
+      try {
+        cron = await this.batch.readNamespacedCronJob({ namespace: ns, name: cronName });
+      } catch (e) {
+        throw apiError(`get cronjob ${ns}/${cronName} (the template of recovery Jobs)`, e);
+      }
+      const spec = structuredClone(cron.spec!.jobTemplate.spec!);
+      const pod = spec.template.spec!;
+      pod.containers[0]!.name = 'recover';
+      pod.containers[0]!.args = args;
+      spec.backoffLimit = 1;
+      spec.activeDeadlineSeconds = Math.ceil(this.jobMs / 1000);
+      const labels = { ...(spec.template.metadata?.labels ?? {}), 'etcd-recover.io/job': 'recovery', [RECOVERY_LABEL]: recoveryId };
+      spec.template.metadata = { ...(spec.template.metadata ?? {}), labels };
+      mutate?.(spec);
+      const body: V1Job = { metadata: { name, namespace: ns, labels: { ...labels, 'etcd-recover.io/step': what } }, spec };
+      try {
+        await this.batch.createNamespacedJob({ namespace: ns, body });
+      } catch (e) {
+        if ((e as { code?: number }).code !== 409) throw apiError(`create job ${ns}/${name}`, e);
+      }
+      ctx.progress(`job ${ns}/${name} started`);
+    } else {
+      ctx.progress(`job ${ns}/${name} from an earlier run is still there; waiting for it`);
+    }
+    const deadline = Date.now() + this.jobMs + 60_000;
+    for (;;) {
+      const j = await this.readJob(name);
+      if (!j) throw new EtcdRecoverError('STEP_FAILED', `job ${ns}/${name} disappeared while it ran`, { hint: 'rerun the command' });
+      if ((j.status?.succeeded ?? 0) > 0) {
+        // A finished pod that mounts a PVC still counts as using it for the PVC protection
+        // finalizer: delete the Job (its result is in the bucket) so it never pins a member's volume.
+        if (opts.removeWhenDone) {
+          await this.batch.deleteNamespacedJob({ namespace: ns, name, propagationPolicy: 'Background' }).catch((e) => {
+            if ((e as { code?: number }).code !== 404) throw apiError(`delete job ${ns}/${name}`, e);
+          });
+        }
+        return;
+      }
+      if (jobFailed(j)) {
+        const log = await this.jobLog(name);
+        throw new EtcdRecoverError('STEP_FAILED', `job ${ns}/${name} failed${log ? `: ${log}` : ''}`, { hint: `kubectl -n ${ns} logs job/${name}` });
+      }
+      if (Date.now() > deadline) throw new EtcdRecoverError('TIMEOUT', `job ${ns}/${name} did not finish within ${Math.round(this.jobMs / 1000)} s`, { hint: `kubectl -n ${ns} describe job ${name}` });
+      await sleep(500, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
+    }
+  }
+
+  private async readJob(name: string): Promise<V1Job | undefined> {
+    try {
+      return await this.batch.readNamespacedJob({ namespace: this.ns, name });
+    } catch (e) {
+      if ((e as { code?: number }).code === 404) return undefined;
+      throw apiError(`get job ${this.ns}/${name}`, e);
+    }
+  }
+
+  /** The last lines of the newest pod of a Job (best effort: needs pods/log). */
+  private async jobLog(job: string): Promise<string | undefined> {
+    try {
+      const pods = await this.core.listNamespacedPod({ namespace: this.ns, labelSelector: `job-name=${job}` });
+      const newest = pods.items.sort((a, b) => String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')))[0];
+      if (!newest) return undefined;
+      const log = await this.core.readNamespacedPodLog({ namespace: this.ns, name: newest.metadata!.name!, tailLines: 5 });
+      const lines = String(log).trim().split('\n').filter(Boolean);
+      return lines.slice(-3).join(' | ') || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A Job spec that mounts one member's PVC where etcd mounts it, as etcd's own user. */
+  private async volumeJobMutation(member: string): Promise<(spec: NonNullable<V1Job['spec']>) => void> {
+    const sts = await this.readStatefulSet();
+    const podSpec = sts.spec?.template.spec;
+    const etcdContainer = podSpec?.containers.find((c) => c.name === this.contract.etcd.containerName) ?? podSpec?.containers[0];
+    const pvc = this.contract.etcd.members.find((m) => m.name === member)!.pvc;
+    const mountPath = this.contract.etcd.mountPath;
+    return (spec) => {
+      const pod = spec.template.spec!;
+      pod.serviceAccountName = this.contract.agent.restoreServiceAccount;
+      pod.automountServiceAccountToken = false;
+      // The data belongs to etcd's user: run as it (the template's non-root agent user may not write it).
+      pod.securityContext = podSpec?.securityContext ?? {};
+      const c = pod.containers[0]!;
+      c.securityContext = {
+        ...(etcdContainer?.securityContext?.runAsUser !== undefined ? { runAsUser: etcdContainer.securityContext.runAsUser } : {}),
+        ...(etcdContainer?.securityContext?.runAsGroup !== undefined ? { runAsGroup: etcdContainer.securityContext.runAsGroup } : {}),
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ['ALL'] },
+      };
+      pod.volumes = [...(pod.volumes ?? []), { name: 'etcd-data', persistentVolumeClaim: { claimName: pvc } }];
+      c.volumeMounts = [...(c.volumeMounts ?? []), { name: 'etcd-data', mountPath }];
+      // Keep the Job beside etcd's data: the scheduler places it where the volume can be attached.
+      if (podSpec?.tolerations) pod.tolerations = podSpec.tolerations;
+      if (podSpec?.nodeSelector) pod.nodeSelector = podSpec.nodeSelector;
+    };
+  }
+
+  // ------------------------------------------------------------------ restore source
+
+  async captureLive(member: string, labels: Record<string, string>, ctx: StepContext): Promise<string> {
+    const found = async () => (await ctx.catalog.list(ctx.signal)).snapshots.find((s) => s.labels?.['recovery'] === ctx.recoveryId && s.labels?.['reason'] === labels['reason']);
+    const earlier = await found();
+    if (earlier) return earlier.name;
+    const spec = this.members().find((m) => m.name === member)!;
+    const args = ['backup', 'create', '--quiet', '--member', spec.clientURL, '--allow-no-leader', ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`])];
+    await this.runJob(ctx.recoveryId, `snapshot-${member}`, args, ctx);
+    const rec = await found();
+    if (!rec) throw new EtcdRecoverError('INTERNAL', `the snapshot job for ${member} succeeded but no backup labelled recovery=${ctx.recoveryId} is in the bucket`);
+    return rec.name;
+  }
+
+  private verifiedKey(recoveryId: string): string {
+    return layout.recoveryWork(this.cluster, recoveryId, 'restore-point.verified');
+  }
+
+  async isStaged(record: SnapshotRecord, ctx: StepContext): Promise<boolean> {
+    const v = await readJson<{ name: string; sha256: string }>(ctx.catalog.store, this.verifiedKey(ctx.recoveryId), ctx.signal);
+    return v?.value.name === record.name && v.value.sha256 === record.sha256;
+  }
+
+  /** Verifies the restore point in the cluster (a Job reads it from the bucket); no data crosses this machine. */
+  async stageSnapshot(record: SnapshotRecord, ctx: StepContext): Promise<void> {
+    await this.runJob(ctx.recoveryId, 'verify', ['backup', 'verify', record.name, '--quiet'], ctx);
+    const rec = await ctx.catalog.get(record.name, ctx.signal);
+    if (!rec.verification?.ok || rec.verification.sha256 !== record.sha256) {
+      throw new EtcdRecoverError('SNAPSHOT_CORRUPT', `restore point ${record.name} did not verify in the cluster`, { hint: 'nothing was changed; choose another backup with --snapshot' });
+    }
+    await ctx.catalog.store.put(this.verifiedKey(ctx.recoveryId), JSON.stringify({ name: record.name, sha256: record.sha256, at: new Date().toISOString() }), { contentType: 'application/json' });
+    ctx.progress(`verified ${record.name} in the cluster: revision ${rec.verification.revision}, ${rec.verification.totalKeys} keys`);
+  }
+
+  // ------------------------------------------------------------------ workloads
+
+  private async readStatefulSet() {
+    const ref = { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: this.contract.etcd.statefulSet, namespace: this.ns } };
+    try {
+      return (await this.objects.read(ref)) as import('@kubernetes/client-node').V1StatefulSet;
+    } catch (e) {
+      throw apiError(`get statefulset ${this.ns}/${ref.metadata.name}`, e);
+    }
+  }
+
+  private async readObject(apiVersion: string, kind: string, name: string, namespace: string): Promise<KubernetesObject & { spec?: any; status?: any }> {
+    try {
+      return (await this.objects.read({ apiVersion, kind, metadata: { name, namespace } })) as KubernetesObject & { spec?: any };
+    } catch (e) {
+      throw apiError(`get ${kind.toLowerCase()} ${namespace}/${name}`, e);
+    }
+  }
+
+  private async mergePatch(apiVersion: string, kind: string, name: string, namespace: string, patch: Record<string, unknown>): Promise<void> {
+    try {
+      await this.objects.patch({ apiVersion, kind, metadata: { name, namespace }, ...patch } as KubernetesObject, undefined, undefined, 'etcd-recover', undefined, PatchStrategy.MergePatch);
+    } catch (e) {
+      throw apiError(`patch ${kind.toLowerCase()} ${namespace}/${name}`, e);
+    }
+  }
+
+  /** Scales a workload to zero, remembering its replicas in an annotation (idempotent). */
+  private async scaleDown(apiVersion: string, kind: string, name: string, namespace: string): Promise<void> {
+    const o = await this.readObject(apiVersion, kind, name, namespace);
+    const replicas = o.spec?.replicas ?? 1;
+    if (replicas === 0) return;
+    await this.mergePatch(apiVersion, kind, name, namespace, { metadata: { name, namespace, annotations: { [REPLICAS_ANNOTATION]: String(replicas) } }, spec: { replicas: 0 } });
+  }
+
+  /** Scales a workload back to what the annotation remembers (or `fallback`), and forgets it. */
+  private async scaleUp(apiVersion: string, kind: string, name: string, namespace: string, fallback: number): Promise<number> {
+    const o = await this.readObject(apiVersion, kind, name, namespace);
+    const remembered = Number(o.metadata?.annotations?.[REPLICAS_ANNOTATION]);
+    const replicas = Number.isInteger(remembered) && remembered > 0 ? remembered : (o.spec?.replicas || fallback);
+    await this.mergePatch(apiVersion, kind, name, namespace, { metadata: { name, namespace, annotations: { [REPLICAS_ANNOTATION]: null } }, spec: { replicas } });
+    return replicas;
+  }
+
+  private async podsOf(o: { spec?: any }, namespace: string): Promise<string[]> {
+    const match = o.spec?.selector?.matchLabels as Record<string, string> | undefined;
+    if (!match) return [];
+    const labelSelector = Object.entries(match).map(([k, v]) => `${k}=${v}`).join(',');
+    try {
+      return (await this.core.listNamespacedPod({ namespace, labelSelector })).items
+        .filter((p) => !p.metadata?.labels?.['job-name'])
+        .map((p) => p.metadata!.name!);
+    } catch (e) {
+      throw apiError(`list pods in ${namespace}`, e);
+    }
+  }
+
+  private async waitNoPods(what: string, o: { spec?: any }, namespace: string, ctx: StepContext): Promise<void> {
+    const deadline = Date.now() + this.stopMs;
+    for (;;) {
+      const left = await this.podsOf(o, namespace);
+      if (!left.length) return;
+      if (Date.now() > deadline) {
+        throw new EtcdRecoverError('TIMEOUT', `${what}: pods ${left.join(', ')} still exist ${Math.round(this.stopMs / 1000)} s after scaling to zero`, {
+          hint: `kubectl -n ${namespace} get pods ${left.join(' ')}; rerun to resume`,
+        });
+      }
+      await sleep(500, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
+    }
+  }
+
+  private pauseTarget() {
+    const p = this.contract.pause!;
+    return { apiVersion: p.apiVersion, kind: p.kind, name: p.name, namespace: p.namespace ?? this.ns };
+  }
+
+  async quiesce(ctx: StepContext): Promise<void> {
+    if (this.contract.pause) {
+      const p = this.pauseTarget();
+      await this.mergePatch(p.apiVersion, p.kind, p.name, p.namespace, this.contract.pause.pausePatch);
+      ctx.progress(`paused reconciliation of ${p.kind} ${p.namespace}/${p.name}`);
+    }
+    for (const d of this.contract.dependents) {
+      await this.scaleDown(d.apiVersion, d.kind, d.name, d.namespace);
+      ctx.progress(`scaled ${d.kind} ${d.namespace}/${d.name} to 0`);
+    }
+    for (const d of this.contract.dependents) {
+      await this.waitNoPods(`${d.kind} ${d.namespace}/${d.name}`, await this.readObject(d.apiVersion, d.kind, d.name, d.namespace), d.namespace, ctx);
+    }
+  }
+
+  async isQuiesced(): Promise<boolean> {
+    if (this.contract.pause) {
+      const p = this.pauseTarget();
+      if (!contains(await this.readObject(p.apiVersion, p.kind, p.name, p.namespace), this.contract.pause.pausePatch)) return false;
+    }
+    for (const d of this.contract.dependents) {
+      const o = await this.readObject(d.apiVersion, d.kind, d.name, d.namespace);
+      if (o.spec?.replicas !== 0 || (await this.podsOf(o, d.namespace)).length) return false;
+    }
+    return true;
+  }
+
+  async resume(ctx: StepContext): Promise<void> {
+    for (const d of this.contract.dependents) {
+      const n = await this.scaleUp(d.apiVersion, d.kind, d.name, d.namespace, d.replicas);
+      ctx.progress(`scaled ${d.kind} ${d.namespace}/${d.name} back to ${n}`);
+    }
+    if (this.contract.pause) {
+      const p = this.pauseTarget();
+      await this.mergePatch(p.apiVersion, p.kind, p.name, p.namespace, this.contract.pause.resumePatch);
+      ctx.progress(`resumed reconciliation of ${p.kind} ${p.namespace}/${p.name}`);
+    }
+  }
+
+  async isResumed(): Promise<boolean> {
+    for (const d of this.contract.dependents) {
+      const o = await this.readObject(d.apiVersion, d.kind, d.name, d.namespace);
+      if (!o.spec?.replicas || o.metadata?.annotations?.[REPLICAS_ANNOTATION]) return false;
+    }
+    if (this.contract.pause) {
+      const p = this.pauseTarget();
+      if (!contains(await this.readObject(p.apiVersion, p.kind, p.name, p.namespace), this.contract.pause.resumePatch)) return false;
+    }
+    return true;
+  }
+
+  // ------------------------------------------------------------------ members
+
+  private requireAll(names: string[]): void {
+    if (names.length !== this.contract.etcd.members.length) {
+      throw new EtcdRecoverError('INTERNAL', 'on Kubernetes members stop and start together (the StatefulSet scales); single members are replaced in the cluster by `member replace`');
+    }
+  }
+
+  async stopMembers(names: string[], ctx: StepContext): Promise<void> {
+    this.requireAll(names);
+    await this.scaleDown('apps/v1', 'StatefulSet', this.contract.etcd.statefulSet, this.ns);
+    ctx.progress(`scaled statefulset ${this.ns}/${this.contract.etcd.statefulSet} to 0; waiting for its pods to terminate`);
+    await this.waitNoPods(`statefulset ${this.ns}/${this.contract.etcd.statefulSet}`, await this.readStatefulSet(), this.ns, ctx);
+  }
+
+  async areStopped(names: string[]): Promise<boolean> {
+    this.requireAll(names);
+    const sts = await this.readStatefulSet();
+    return sts.spec?.replicas === 0 && !(await this.podsOf(sts, this.ns)).length;
+  }
+
+  async startMembers(names: string[], mode: { initialState: 'new' | 'existing' }, ctx: StepContext): Promise<void> {
+    this.requireAll(names);
+    if (mode.initialState !== 'new') throw new EtcdRecoverError('INTERNAL', 'joining members start through member-init on Kubernetes');
+    const n = await this.scaleUp('apps/v1', 'StatefulSet', this.contract.etcd.statefulSet, this.ns, this.contract.etcd.replicas);
+    ctx.progress(`scaled statefulset ${this.ns}/${this.contract.etcd.statefulSet} back to ${n}`);
+  }
+
+  async areStarted(names: string[]): Promise<boolean> {
+    const sts = await this.readStatefulSet();
+    if (!sts.spec?.replicas) return false;
+    const pods = new Set(await this.podsOf(sts, this.ns));
+    return names.every((n) => pods.has(n));
+  }
+
+  asideLocation(name: string, recoveryId: string): string {
+    const m = this.contract.etcd.members.find((x) => x.name === name);
+    return `PVC ${this.ns}/${m?.pvc ?? name}: ${asidePath(this.contract.etcd.dataDir, recoveryId)}`;
+  }
+
+  /** The member's PVC; recreated from the StatefulSet's claim template when it was lost. */
+  private async ensurePvc(member: string, ctx: StepContext): Promise<void> {
+    const m = this.contract.etcd.members.find((x) => x.name === member)!;
+    const deadline = Date.now() + this.stopMs;
+    for (;;) {
+      let pvc;
+      try {
+        pvc = await this.core.readNamespacedPersistentVolumeClaim({ namespace: this.ns, name: m.pvc });
+      } catch (e) {
+        if ((e as { code?: number }).code !== 404) throw apiError(`get persistentvolumeclaim ${this.ns}/${m.pvc}`, e);
+        break;
+      }
+      if (!pvc.metadata?.deletionTimestamp) return;
+      // Being deleted (the protection finalizer lets go once no pod uses it): wait, then recreate.
+      if (Date.now() > deadline) {
+        const users = (await this.core.listNamespacedPod({ namespace: this.ns }).catch(() => ({ items: [] as import('@kubernetes/client-node').V1Pod[] }))).items
+          .filter((p) => p.spec?.volumes?.some((v) => v.persistentVolumeClaim?.claimName === m.pvc))
+          .map((p) => `${p.metadata?.name} (${p.status?.phase}${p.metadata?.deletionTimestamp ? ', terminating' : ''})`);
+        throw new EtcdRecoverError('TIMEOUT', `PVC ${this.ns}/${m.pvc} is still being deleted after ${Math.round(this.stopMs / 1000)} s${users.length ? `; pods using it: ${users.join(', ')}` : ''}`, {
+          hint: `kubectl -n ${this.ns} describe pvc ${m.pvc} (a pod may still use it); rerun to resume`,
+        });
+      }
+      await sleep(500, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
+    }
+    const sts = await this.readStatefulSet();
+    const tpl = sts.spec?.volumeClaimTemplates?.find((t) => t.metadata?.name === this.contract.etcd.volumeClaimTemplate);
+    if (!tpl) throw new EtcdRecoverError('CONFIG', `statefulset ${this.ns}/${sts.metadata?.name} has no volumeClaimTemplate ${this.contract.etcd.volumeClaimTemplate}`);
+    try {
+      await this.core.createNamespacedPersistentVolumeClaim({
+        namespace: this.ns,
+        body: {
+          metadata: { name: m.pvc, namespace: this.ns, labels: { ...(sts.spec?.selector?.matchLabels ?? {}), ...(tpl.metadata?.labels ?? {}) } },
+          spec: tpl.spec!,
+        },
+      });
+      ctx.progress(`recreated lost PVC ${this.ns}/${m.pvc} from the StatefulSet's claim template`);
+    } catch (e) {
+      if ((e as { code?: number }).code !== 409) throw apiError(`create persistentvolumeclaim ${this.ns}/${m.pvc}`, e);
+    }
+  }
+
+  private async stepDone(name: string, phase: 'set-aside' | 'restore', ctx: StepContext): Promise<boolean> {
+    return Boolean(await readJson(ctx.catalog.store, volumeStepKey(this.cluster, ctx.recoveryId, name, phase), ctx.signal));
+  }
+
+  async isSetAside(name: string, ctx: StepContext): Promise<boolean> {
+    return this.stepDone(name, 'set-aside', ctx);
+  }
+
+  async setAside(name: string, ctx: StepContext): Promise<void> {
+    await this.ensurePvc(name, ctx);
+    const args = ['agent', 'restore-member', '--phase', 'set-aside', '--recovery-id', ctx.recoveryId, '--member', name, '--quiet'];
+    await this.runJob(ctx.recoveryId, `aside-${name}`, args, ctx, await this.volumeJobMutation(name), { removeWhenDone: true });
+    ctx.progress(`${name}: old data set aside at ${this.asideLocation(name, ctx.recoveryId)}`);
+  }
+
+  async isRestored(name: string, ctx: StepContext): Promise<boolean> {
+    return this.stepDone(name, 'restore', ctx);
+  }
+
+  async restoreMember(name: string, record: SnapshotRecord, p: RestoreParams, ctx: StepContext): Promise<void> {
+    await this.ensurePvc(name, ctx);
+    const args = [
+      'agent', 'restore-member', '--phase', 'restore', '--recovery-id', ctx.recoveryId, '--member', name,
+      '--snapshot', record.name, '--token', p.token, '--bump', String(p.bump), '--quiet',
+    ];
+    await this.runJob(ctx.recoveryId, `restore-${name}`, args, ctx, await this.volumeJobMutation(name), { removeWhenDone: true });
+    ctx.progress(`${name}: restored ${record.name} (revision ${record.revision} + ${p.bump}) in the cluster`);
+  }
+
+  /** Key count and HashKV of every member, measured by a Job in the cluster and reported through the bucket. */
+  async keyspace(ctx: StepContext): Promise<Keyspace> {
+    const key = layout.recoveryWork(this.cluster, ctx.recoveryId, 'keyspace');
+    await ctx.catalog.store.delete(key, ctx.signal).catch(() => undefined);
+    // A new Job each time: the keyspace is measured now, not when an earlier run measured it.
+    await this.runJob(ctx.recoveryId, `keyspace-${Date.now().toString(36)}`, ['agent', 'keyspace', '--recovery-id', ctx.recoveryId, '--quiet'], ctx);
+    const got = await readJson<Keyspace>(ctx.catalog.store, key, ctx.signal);
+    if (!got) throw new EtcdRecoverError('INTERNAL', `the keyspace job succeeded but wrote no ${key}`);
+    return got.value;
+  }
+}
+
+function jobFailed(j: V1Job): boolean {
+  return Boolean(j.status?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True'));
+}
+
+/** Whether `o` already holds every field of a merge patch (null = absent). */
+function contains(o: unknown, patch: unknown): boolean {
+  if (patch === null) return o === undefined || o === null;
+  if (typeof patch !== 'object' || Array.isArray(patch)) return JSON.stringify(o) === JSON.stringify(patch);
+  if (typeof o !== 'object' || o === null) return false;
+  return Object.entries(patch as Record<string, unknown>).every(([k, v]) => contains((o as Record<string, unknown>)[k], v));
+}

@@ -1,0 +1,25 @@
+import { EtcdRecoverError } from '../errors.js';
+import type { EtcdGateway } from '../etcd/etcd-gateway.js';
+import type { MemberSpec } from './observation.js';
+import type { Keyspace } from './target.js';
+
+/**
+ * Key count (linearizable) and every member's HashKV at the lowest current revision: equal hashes
+ * mean the members hold the same keyspace. Used by the executor, and by the in-cluster Job that
+ * answers for a Kubernetes target.
+ */
+export async function measureKeyspace(gateway: EtcdGateway, members: MemberSpec[], signal?: AbortSignal): Promise<Keyspace> {
+  const statuses = await Promise.all(
+    members.map(async (m) => {
+      try {
+        return { m, status: await gateway.status(m.clientURL, signal) };
+      } catch (e) {
+        throw new EtcdRecoverError('STEP_FAILED', `member ${m.name} does not answer: ${(e as Error).message}`, { cause: e });
+      }
+    }),
+  );
+  const revision = Math.min(...statuses.map((s) => s.status.revision));
+  const hashed = await Promise.all(statuses.map(async ({ m, status }) => ({ name: m.name, revision: status.revision, hash: await gateway.hashKV(m.clientURL, revision, signal) })));
+  const clusterId = statuses[0]?.status.clusterId;
+  return { keys: await gateway.kv.count('', signal), revision, members: hashed, ...(clusterId ? { clusterId } : {}) };
+}
