@@ -178,7 +178,13 @@ export class Etcd3Gateway implements EtcdGateway {
         return;
       } catch (e) {
         const m = describeGrpc(e);
-        if (/not in sync|learner/i.test(m)) throw new EtcdRecoverError('ETCD_ERROR', m, { retryable: true, cause: e });
+        // "rpc not supported for learner": this endpoint IS a learner (often the one being promoted,
+        // first in the list): ask the next member. "…in sync with leader": retry later.
+        if (/not supported for learner/i.test(m)) {
+          errors.push(`${ep}: ${m}`);
+          continue;
+        }
+        if (/not in sync|in sync with leader|learner/i.test(m)) throw new EtcdRecoverError('ETCD_ERROR', m, { retryable: true, cause: e });
         errors.push(`${ep}: ${m}`);
       }
     }

@@ -14,6 +14,10 @@ interface ProcRow {
 
 export default class SandboxStatus extends BaseCommand {
   static override summary = 'Show the sandbox processes (for etcd health use `status`).';
+  static override examples = [
+    { description: 'Which sandbox processes run, their URLs and logs', command: '<%= config.bin %> sandbox status' },
+    { description: 'With the log paths, as JSON', command: '<%= config.bin %> sandbox status -o json' },
+  ];
   static override flags = {
     ...outputFlag,
     'sandbox-dir': Flags.string({ description: 'State folder.', env: 'ETCD_RECOVER_SANDBOX' }),
