@@ -112,6 +112,19 @@ describe('snapshot verifier', function () {
       await fx?.cleanup();
     });
 
+    it('tells a snapshot taken with a compaction pending (as a --mark-compacted restore leaves it) from a compacted one', async function () {
+      this.timeout(60_000);
+      assert.equal(base.compactionPending, false);
+      const { execFile } = await import('node:child_process');
+      const { promisify } = await import('node:util');
+      const { etcdBinDir } = await import('../../support/snapshot-fixtures.js');
+      const dataDir = join(fx.dir, 'restored-pending');
+      await promisify(execFile)(join(etcdBinDir(), 'etcdutl'), ['snapshot', 'restore', fx.snapshot, '--data-dir', dataDir, '--bump-revision', '1000', '--mark-compacted']);
+      const restored = await verifySnapshotFile(join(dataDir, 'member', 'snap', 'db'));
+      assert.equal(restored.ok, true, describeDefects(restored));
+      assert.equal(restored.compactionPending, true, 'scheduledCompactRev is past finishedCompactRev until etcd runs the compaction');
+    });
+
     it('reports what `etcdutl snapshot status` reports, and a matching sha256 trailer', () => {
       assert.equal(base.ok, true, describeDefects(base));
       assert.deepEqual(base.defects, []);

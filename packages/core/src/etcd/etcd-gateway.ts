@@ -89,7 +89,8 @@ export interface EtcdMembership {
 export interface EtcdKv {
   get(key: string, signal?: AbortSignal): Promise<string | undefined>;
   /** Number of keys under a prefix ("" = the whole keyspace), linearizable. */
-  count(prefix: string, signal?: AbortSignal): Promise<number>;
+  /** Keys under the prefix; at `revision` when given (the keyspace as it was then). */
+  count(prefix: string, signal?: AbortSignal, revision?: number): Promise<number>;
 }
 
 export interface EtcdGateway extends EtcdMaintenance, EtcdMembership {

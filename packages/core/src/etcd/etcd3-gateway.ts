@@ -194,8 +194,11 @@ export class Etcd3Gateway implements EtcdGateway {
   readonly kv: EtcdKv = {
     get: (key, signal) =>
       this.any('get', async (c) => (await c.get(key).string()) ?? undefined, signal),
-    count: (prefix, signal) =>
-      this.any('count', async (c) => (prefix ? c.getAll().prefix(prefix).count() : c.getAll().count()), signal),
+    count: (prefix, signal, revision) =>
+      this.any('count', async (c) => {
+        const q = prefix ? c.getAll().prefix(prefix) : c.getAll();
+        return (revision !== undefined ? q.revision(revision) : q).count();
+      }, signal),
   };
 
   close(): void {

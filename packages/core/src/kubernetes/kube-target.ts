@@ -540,11 +540,11 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
   }
 
   /** Key count and HashKV of every member, measured by a Job in the cluster and reported through the bucket. */
-  async keyspace(ctx: StepContext): Promise<Keyspace> {
+  async keyspace(ctx: StepContext, countAt?: number): Promise<Keyspace> {
     const key = layout.recoveryWork(this.cluster, ctx.recoveryId, 'keyspace');
     await ctx.catalog.store.delete(key, ctx.signal).catch(() => undefined);
     // A new Job each time: the keyspace is measured now, not when an earlier run measured it.
-    await this.runJob(ctx.recoveryId, `keyspace-${Date.now().toString(36)}`, ['agent', 'keyspace', '--recovery-id', ctx.recoveryId, '--quiet'], ctx);
+    await this.runJob(ctx.recoveryId, `keyspace-${Date.now().toString(36)}`, ['agent', 'keyspace', '--recovery-id', ctx.recoveryId, ...(countAt !== undefined ? ['--count-at', String(countAt)] : []), '--quiet'], ctx);
     const got = await readJson<Keyspace>(ctx.catalog.store, key, ctx.signal);
     if (!got) throw new EtcdRecoverError('INTERNAL', `the keyspace job succeeded but wrote no ${key}`);
     return got.value;

@@ -74,8 +74,8 @@ export interface RecoveryTarget {
    */
   captureLive?(member: string, labels: Record<string, string>, ctx: StepContext): Promise<string>;
 
-  /** Key count and per-member HashKV. Without it the executor asks through gateway(). */
-  keyspace?(ctx: StepContext): Promise<Keyspace>;
+  /** Key count (at `countAt` when given) and per-member HashKV. Without it the executor asks through gateway(). */
+  keyspace?(ctx: StepContext, countAt?: number): Promise<Keyspace>;
 
   /** Why a member is not running, if the target can tell (e.g. the fatal line of its log). */
   diagnose?(name: string): string | undefined;

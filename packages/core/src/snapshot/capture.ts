@@ -137,6 +137,7 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
     objectSize: uploaded.size,
     totalKeys: report.totalKeys,
     userKeys: report.userKeys,
+    ...(report.compactionPending ? { compactionPending: true } : {}),
     hash: report.hash,
     sha256: report.sha256,
     createdAt: started.toISOString(),

@@ -40,6 +40,8 @@ export interface SnapshotRecord {
   totalKeys: number;
   /** Keys etcd serves (totalKeys without revision-bump markers); absent in records of older tools. */
   userKeys?: number;
+  /** Taken while a compaction was pending: the key counts are approximate (see the verifier). */
+  compactionPending?: boolean;
   /** etcdutl-compatible CRC-32C of the keyspace. */
   hash: number;
   /** sha256 of the db bytes (equals etcd's trailer). */

@@ -97,6 +97,11 @@ export interface SnapshotReport {
   userKeys: number;
   /** Revision-bump markers (etcdutl restore --bump-revision) in the key bucket. */
   bumpMarkers: number;
+  /**
+   * The snapshot was taken while a compaction was pending (meta/scheduledCompactRev >
+   * finishedCompactRev): old records are still there and the live-key counts are approximate.
+   */
+  compactionPending: boolean;
   /** High-water mark × page size, as etcdutl. */
   totalSize: number;
   /** Storage version (meta/storageVersion), e.g. "3.6.0", when present. */
@@ -248,17 +253,21 @@ interface LeafScan {
   /** Value of key "finishedCompactRev" (meta bucket), -1 when absent. */
   fcrOff: number;
   fcrLen: number;
+  /** Value of key "scheduledCompactRev" (meta bucket), -1 when absent. */
+  scrOff: number;
+  scrLen: number;
 }
 
 function newScan(): LeafScan {
   return {
     code: null, reason: '', crc: 0, len: 0, firstOff: 0, firstLen: 0, lastOff: 0, lastLen: 0, hasBucket: false,
-    svOff: -1, svLen: 0, fcrOff: -1, fcrLen: 0,
+    svOff: -1, svLen: 0, fcrOff: -1, fcrLen: 0, scrOff: -1, scrLen: 0,
   };
 }
 
 const SV_KEY = Buffer.from('storageVersion', 'latin1');
 const FCR_KEY = Buffer.from('finishedCompactRev', 'latin1');
+const SCR_KEY = Buffer.from('scheduledCompactRev', 'latin1');
 
 function keyIs(b: Uint8Array, o: number, key: Buffer): boolean {
   for (let i = 0; i < key.length; i++) if (b[o + i] !== key[i]) return false;
@@ -280,6 +289,7 @@ function scanLeaf(b: Uint8Array, p: number, end: number, count: number, s: LeafS
   s.hasBucket = false;
   s.svOff = -1;
   s.fcrOff = -1;
+  s.scrOff = -1;
   s.crc = 0;
   s.len = 0;
   s.firstOff = s.lastOff = 0;
@@ -340,6 +350,9 @@ function scanLeaf(b: Uint8Array, p: number, end: number, count: number, s: LeafS
     } else if (ks === 18 && keyIs(b, k0, FCR_KEY)) {
       s.fcrOff = ke;
       s.fcrLen = vs;
+    } else if (ks === 19 && keyIs(b, k0, SCR_KEY)) {
+      s.scrOff = ke;
+      s.scrLen = vs;
     }
   }
   s.lastOff = pk;
@@ -386,6 +399,8 @@ interface InlineBucket {
   sv: Buffer | undefined;
   /** meta/finishedCompactRev when this is the meta bucket. */
   fcr: number | undefined;
+  /** meta/scheduledCompactRev when this is the meta bucket. */
+  scr: number | undefined;
   nested: BucketRef[];
   /** Copy of the inline page when its keys look like revisions (a `key` bucket), analysed at walk time. */
   page: Buffer | undefined;
@@ -395,6 +410,7 @@ interface InlineBucket {
 interface MetaVals {
   sv?: Buffer;
   fcr?: number;
+  scr?: number;
 }
 
 interface ParseError {
@@ -445,6 +461,7 @@ function parseInline(b: Uint8Array, p: number, end: number, depth: number): Inli
     last: count > 0 ? Buffer.from(b.subarray(s.lastOff, s.lastOff + s.lastLen)) : null,
     sv: s.svOff >= 0 ? Buffer.from(b.subarray(s.svOff, s.svOff + s.svLen)) : undefined,
     fcr: s.fcrOff >= 0 ? compactRevOf(b, s.fcrOff, s.fcrLen) : undefined,
+    scr: s.scrOff >= 0 ? compactRevOf(b, s.scrOff, s.scrLen) : undefined,
     nested,
     page: count > 0 && looksLikeRevision(b, s.firstOff, s.firstLen) ? Buffer.from(b.subarray(p, end)) : undefined,
   };
@@ -691,6 +708,7 @@ export class SnapshotVerifier {
   private h = 0;
   private liveKeys = 0;
   private bumpMarkers = 0;
+  private compactionPending = false;
   private userKeys = 0;
   private revision = 0;
   private totalKeys = 0;
@@ -1033,10 +1051,11 @@ export class SnapshotVerifier {
       a.append(b, s.lastOff, ll);
       t.klen[pgid] = lenByte(s.firstLen) | (lenByte(s.lastLen) << 8);
     }
-    if (s.svOff >= 0 || s.fcrOff >= 0) {
+    if (s.svOff >= 0 || s.fcrOff >= 0 || s.scrOff >= 0) {
       const mv: MetaVals = {};
       if (s.svOff >= 0) mv.sv = Buffer.from(b.subarray(s.svOff, s.svOff + s.svLen));
       if (s.fcrOff >= 0) mv.fcr = compactRevOf(b, s.fcrOff, s.fcrLen);
+      if (s.scrOff >= 0) mv.scr = compactRevOf(b, s.scrOff, s.scrLen);
       this.metaVals.set(pgid, mv);
     }
     if (count > 0 && looksLikeRevision(b, s.firstOff, s.firstLen)) {
@@ -1241,6 +1260,7 @@ export class SnapshotVerifier {
       totalKeys: this.totalKeys,
       userKeys: this.userKeys,
       bumpMarkers: this.bumpMarkers,
+      compactionPending: this.compactionPending,
       totalSize: this.active ? this.hwm * this.ps : 0,
       pageSize: this.ps,
       txid: this.active?.txid ?? 0,
@@ -1315,6 +1335,9 @@ export class SnapshotVerifier {
 
     // The compacted revision, needed to count live keys (unless the root page already gave it).
     if (this.compactRev < 0) this.setCompactRev(this.findCompactRev());
+    // A compaction scheduled past the finished one was still running (or, after
+    // `--mark-compacted`, not yet run): old records are still in the bucket.
+    this.compactionPending = this.findCompactRev('scr') > this.compactRev;
 
     // The tree, from the root bucket.
     const root = this.active!.root;
@@ -1370,7 +1393,7 @@ export class SnapshotVerifier {
    * meta/finishedCompactRev of the live tree (0 when absent), looked up before
    * the walk because bucket "key" sorts before "meta". Read-only, cycle-safe.
    */
-  private findCompactRev(): number {
+  private findCompactRev(which: 'fcr' | 'scr' = 'fcr'): number {
     const t = this.table;
     const seen = new Set<number>();
     const usable = (pgid: number, depth: number): boolean =>
@@ -1390,7 +1413,7 @@ export class SnapshotVerifier {
     };
     const meta = findMeta(this.active!.root, 0);
     if (!meta) return 0;
-    if (meta.inline) return meta.inline.fcr ?? 0;
+    if (meta.inline) return meta.inline[which] ?? 0;
     let fcr = 0;
     const visit = (pgid: number, depth: number): void => {
       if (!usable(pgid, depth)) return;
@@ -1398,7 +1421,7 @@ export class SnapshotVerifier {
         const start = t.off[pgid]!;
         for (let i = 0; i < t.count[pgid]!; i++) visit(this.branches.child[start + i]!, depth + 1);
       } else if (t.kind[pgid] === K_LEAF) {
-        const v = this.metaVals.get(pgid)?.fcr;
+        const v = this.metaVals.get(pgid)?.[which];
         if (v !== undefined) fcr = v;
       }
     };

@@ -13,6 +13,7 @@ export default class AgentKeyspace extends BaseCommand {
     ...outputFlag,
     ...quietFlag,
     'recovery-id': Flags.string({ description: 'Write the result to the recovery\'s folder in the bucket.' }),
+    'count-at': Flags.integer({ min: 1, description: 'Count the keys as of this revision.' }),
   };
 
   async run(): Promise<Keyspace> {
@@ -20,7 +21,7 @@ export default class AgentKeyspace extends BaseCommand {
     this.setup(flags);
     const target = await this.openTarget(flags);
     if (!target.contract) throw new EtcdRecoverError('CONFIG', 'agent keyspace needs the recovery contract (--contract-file / ETCD_RECOVER_CONTRACT)');
-    const ks = await measureKeyspace(target.gateway(), target.contract.etcd.members, this.abort.signal);
+    const ks = await measureKeyspace(target.gateway(), target.contract.etcd.members, this.abort.signal, flags['count-at']);
     if (flags['recovery-id']) {
       const catalog = target.catalog();
       await catalog.store.put(layout.recoveryWork(catalog.cluster, flags['recovery-id'], 'keyspace'), JSON.stringify(ks, null, 2), { contentType: 'application/json' });
