@@ -2,10 +2,9 @@ import { strict as assert } from 'node:assert';
 import { BatchV1Api, CoreV1Api, AppsV1Api, AuthorizationV1Api, type V1Job } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import { Catalog, S3ObjectStore, isVerified, type Sandbox } from '@etcd-recover/core';
-import { startControlPlane, applyManifests, waitFor, type ControlPlane } from '../support/kube/index.js';
-import { setupMocks } from '../support/pulumi-mocks.js';
-import { kubernetesManifests } from '../support/manifests.js';
-import { startSandbox, stopSandbox } from '../support/sandbox.js';
+import { applyManifests, waitFor, type ControlPlane } from '../support/kube/index.js';
+import { declaredCluster } from '../support/declared-cluster.js';
+import { stopSandbox } from '../support/sandbox.js';
 import { json, runCli } from '../support/cli.js';
 
 const NS = 'hcp-it';
@@ -33,27 +32,7 @@ describe('EtcdCluster on a real control plane', function () {
   let manifests: Record<string, any>[];
 
   before(async () => {
-    cp = await startControlPlane();
-    // MinIO listens on the node's bridge address, so pods can reach it.
-    store = await startSandbox({ members: 1, cluster: 'store-only', storeHost: cp.network.hostIP });
-    const s3 = store.s3Config();
-    const mocks = await setupMocks();
-    const { EtcdCluster } = await import('@etcd-recover/pulumi');
-    new EtcdCluster('etcd', {
-      namespace: NS,
-      agentImage: 'ghcr.io/etcd-recover/agent:0.1.0',
-      storage: { size: '1Gi' },
-      backup: {
-        bucket: { existing: s3.bucket },
-        endpoint: s3.endpoint!,
-        credentials: { accessKeyId: s3.credentials!.accessKeyId, secretAccessKey: s3.credentials!.secretAccessKey },
-      },
-    });
-    await new Promise((r) => setTimeout(r, 300));
-    manifests = kubernetesManifests(mocks.resources);
-    const kc = cp.kubeConfig();
-    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
-    await applyManifests(kc, manifests);
+    ({ cp, store, manifests } = await declaredCluster(NS));
   });
   after(async () => {
     await cp?.stop();

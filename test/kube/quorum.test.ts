@@ -4,10 +4,9 @@ import { request } from 'node:https';
 import { AppsV1Api, CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import { Journal, S3ObjectStore, layout, type Sandbox } from '@etcd-recover/core';
-import { startControlPlane, applyManifests, waitFor, KUBE_VERSION, type ControlPlane } from '../support/kube/index.js';
-import { setupMocks } from '../support/pulumi-mocks.js';
-import { kubernetesManifests } from '../support/manifests.js';
-import { startSandbox, stopSandbox } from '../support/sandbox.js';
+import { applyManifests, waitFor, KUBE_VERSION, type ControlPlane } from '../support/kube/index.js';
+import { declaredCluster } from '../support/declared-cluster.js';
+import { stopSandbox } from '../support/sandbox.js';
 import { json, runCli, type CliResult } from '../support/cli.js';
 
 const NS = 'hcp-q';
@@ -30,30 +29,12 @@ describe('quorum on Kubernetes (real control plane)', function () {
   const cli = (args: string[], env?: NodeJS.ProcessEnv): Promise<CliResult> => runCli([...args, ...kube], { timeoutMs: 900_000, ...(env ? { env } : {}) });
 
   before(async () => {
-    cp = await startControlPlane();
-    store = await startSandbox({ members: 1, cluster: 'store-only', storeHost: cp.network.hostIP });
-    const s3 = store.s3Config();
-    const mocks = await setupMocks();
-    const { EtcdCluster } = await import('@etcd-recover/pulumi');
-    new EtcdCluster('etcd', {
-      namespace: NS,
-      agentImage: 'ghcr.io/etcd-recover/agent:0.1.0',
-      storage: { size: '1Gi' },
+    ({ cp, store } = await declaredCluster(NS, {
       autoHeal: { enabled: false },
       dependents: [{ kind: 'Deployment', name: 'kube-apiserver', replicas: 1 }],
       pause: { apiVersion: 'v1', kind: 'ConfigMap', resource: 'configmaps', name: 'hosted-cluster', pausePatch: { data: { paused: 'true' } }, resumePatch: { data: { paused: null } } },
-      backup: {
-        bucket: { existing: s3.bucket },
-        endpoint: s3.endpoint!,
-        credentials: { accessKeyId: s3.credentials!.accessKeyId, secretAccessKey: s3.credentials!.secretAccessKey },
-      },
-    });
-    await new Promise((r) => setTimeout(r, 300));
-    const kc = cp.kubeConfig();
-    const core = kc.makeApiClient(CoreV1Api);
-    await core.createNamespace({ body: { metadata: { name: NS } } });
-    await applyManifests(kc, kubernetesManifests(mocks.resources));
-    await applyManifests(kc, hostedControlPlane());
+    }));
+    await applyManifests(cp.kubeConfig(), hostedControlPlane());
     kube = ['--kubeconfig', cp.kubeconfigPath, '-n', NS];
     await waitReady(cp);
   });

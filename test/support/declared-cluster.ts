@@ -1,0 +1,52 @@
+import { CoreV1Api } from '@kubernetes/client-node';
+import type { EtcdClusterArgs } from '@etcd-recover/pulumi';
+import type { Sandbox } from '@etcd-recover/core';
+import { applyManifests, startControlPlane, type ControlPlane } from './kube/index.js';
+import { kubernetesManifests } from './manifests.js';
+import { setupMocks } from './pulumi-mocks.js';
+import { startSandbox, stopSandbox } from './sandbox.js';
+
+export interface DeclaredCluster {
+  cp: ControlPlane;
+  /** MinIO (a one-member sandbox used for its bucket), listening where pods reach it. */
+  store: Sandbox;
+  /** The manifests `pulumi up` would have sent (captured from the Pulumi mocks). */
+  manifests: Record<string, any>[];
+}
+
+/**
+ * A real control plane with the EtcdCluster component's resources applied to it (as `pulumi up`
+ * would send them), backed by a real MinIO bucket: the starting point of every Kubernetes scenario.
+ */
+export async function declaredCluster(namespace: string, args: Partial<EtcdClusterArgs> = {}): Promise<DeclaredCluster> {
+  const cp = await startControlPlane();
+  let store: Sandbox | undefined;
+  try {
+    // MinIO listens on the node's bridge address, so pods can reach it.
+    store = await startSandbox({ members: 1, cluster: 'store-only', storeHost: cp.network.hostIP });
+    const s3 = store.s3Config();
+    const mocks = await setupMocks();
+    const { EtcdCluster } = await import('@etcd-recover/pulumi');
+    new EtcdCluster('etcd', {
+      namespace,
+      agentImage: 'ghcr.io/etcd-recover/agent:0.1.0',
+      storage: { size: '1Gi' },
+      backup: {
+        bucket: { existing: s3.bucket },
+        endpoint: s3.endpoint!,
+        credentials: { accessKeyId: s3.credentials!.accessKeyId, secretAccessKey: s3.credentials!.secretAccessKey },
+      },
+      ...args,
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const manifests = kubernetesManifests(mocks.resources);
+    const kc = cp.kubeConfig();
+    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+    await applyManifests(kc, manifests);
+    return { cp, store, manifests };
+  } catch (e) {
+    await cp.stop();
+    if (store) await stopSandbox(store);
+    throw e;
+  }
+}
