@@ -9,6 +9,13 @@ import { json, runCli } from '../support/cli.js';
 
 const NS = 'hcp-it';
 
+/** Where a member's PVC lives on the node (the harness provisions hostPath PVs): to damage a disk for real. */
+async function hostPathOf(core: CoreV1Api, pvcName: string): Promise<string> {
+  const pvc = await core.readNamespacedPersistentVolumeClaim({ namespace: NS, name: pvcName });
+  const pv = await core.readPersistentVolume({ name: pvc.spec!.volumeName! });
+  return pv.spec!.hostPath!.path;
+}
+
 /** The member-init log of the pod's current or previous run (the init container restarts). */
 function logsOfPod(cp: ControlPlane, pod: string, container: string): string {
   try {
@@ -119,11 +126,10 @@ describe('EtcdCluster on a real control plane', function () {
     try {
       for (let i = 0; i < 50; i++) await client.put(`heal/${i}`).value(String(i));
       // etcd-2's disk is wiped: its PV folder emptied, its pod restarted.
-      const pvc = await core.readNamespacedPersistentVolumeClaim({ namespace: NS, name: 'data-etcd-2' });
-      const pv = await core.readPersistentVolume({ name: pvc.spec!.volumeName! });
+      const volume = await hostPathOf(core, 'data-etcd-2');
       const { rmSync } = await import('node:fs');
       await core.deleteNamespacedPod({ namespace: NS, name: 'etcd-2', gracePeriodSeconds: 0 });
-      rmSync(`${pv.spec!.hostPath!.path}/data`, { recursive: true, force: true });
+      rmSync(`${volume}/data`, { recursive: true, force: true });
       // member-init refuses to start it empty under its old identity: the pod does not become ready.
       await waitFor('etcd-2 refused by member-init', async () => /still registered as started member/.test(logsOfPod(cp, 'etcd-2', 'member-init')), 60_000);
       // The heal CronJob's Job (checks 2 s apart to keep the test short).
@@ -175,11 +181,10 @@ describe('EtcdCluster on a real control plane', function () {
     const client = new Etcd3({ hosts: ips.map((ip) => `http://${ip}:2379`) });
     try {
       for (let i = 0; i < 30; i++) await client.put(`replace/${i}`).value(String(i));
-      const pvc = await core.readNamespacedPersistentVolumeClaim({ namespace: NS, name: 'data-etcd-0' });
-      const pv = await core.readPersistentVolume({ name: pvc.spec!.volumeName! });
+      const volume = await hostPathOf(core, 'data-etcd-0');
       const { writeFileSync } = await import('node:fs');
       await core.deleteNamespacedPod({ namespace: NS, name: 'etcd-0', gracePeriodSeconds: 0 });
-      writeFileSync(`${pv.spec!.hostPath!.path}/data/member/snap/db`, Buffer.alloc(64 * 1024, 0x5a));
+      writeFileSync(`${volume}/data/member/snap/db`, Buffer.alloc(64 * 1024, 0x5a));
       await waitFor('etcd-0 crash-looping', async () => {
         const p = await core.readNamespacedPod({ namespace: NS, name: 'etcd-0' }).catch(() => undefined);
         return Boolean(p && (p.status?.containerStatuses?.[0]?.restartCount ?? 0) >= 1);

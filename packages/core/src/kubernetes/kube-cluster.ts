@@ -160,6 +160,42 @@ export async function kubeMemberStatus(kc: KubeConfig, c: RecoveryContract): Pro
 }
 
 /**
+ * A Job spec from one of the declared CronJobs' templates (as `kubectl create job --from=cronjob/…`),
+ * a copy the caller may change; `args` replace the first container's arguments.
+ */
+export async function jobSpecFromCronJob(kc: KubeConfig, namespace: string, cronJob: string, args?: string[]): Promise<NonNullable<V1Job['spec']>> {
+  let cron;
+  try {
+    cron = await kc.makeApiClient(BatchV1Api).readNamespacedCronJob({ namespace, name: cronJob });
+  } catch (e) {
+    throw apiError(`get cronjob ${namespace}/${cronJob}`, e);
+  }
+  const spec = structuredClone(cron.spec!.jobTemplate.spec!);
+  if (args) spec.template.spec!.containers[0]!.args = args;
+  return spec;
+}
+
+/** Waits until a Job succeeds or fails (its Failed condition: retries per backoffLimit come first). */
+export async function awaitJob(kc: KubeConfig, namespace: string, name: string, timeoutMs: number, signal?: AbortSignal): Promise<{ succeeded: boolean }> {
+  const batch = kc.makeApiClient(BatchV1Api);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    signal?.throwIfAborted();
+    let j;
+    try {
+      j = await batch.readNamespacedJob({ namespace, name });
+    } catch (e) {
+      if ((e as { code?: number }).code === 404) throw new EtcdRecoverError('STEP_FAILED', `job ${namespace}/${name} disappeared while it ran`, { hint: 'rerun the command' });
+      throw apiError(`get job ${namespace}/${name}`, e);
+    }
+    if ((j.status?.succeeded ?? 0) > 0) return { succeeded: true };
+    if (j.status?.conditions?.some((x) => x.type === 'Failed' && x.status === 'True')) return { succeeded: false };
+    if (Date.now() > deadline) throw new EtcdRecoverError('TIMEOUT', `job ${namespace}/${name} did not finish within ${Math.round(timeoutMs / 1000)} s`, { hint: `kubectl -n ${namespace} describe job ${name}` });
+    await sleep(500, undefined, signal ? { signal } : undefined);
+  }
+}
+
+/**
  * Runs one of the declared CronJobs now (as `kubectl create job --from=cronjob/…`), optionally with
  * other arguments, and waits for it. Returns the Job's name and whether it succeeded.
  */
@@ -171,32 +207,16 @@ export async function runJobFromCronJob(
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<{ job: string; succeeded: boolean }> {
-  const batch = kc.makeApiClient(BatchV1Api);
   const ns = c.namespace;
-  let cron;
-  try {
-    cron = await batch.readNamespacedCronJob({ namespace: ns, name: cronJob });
-  } catch (e) {
-    throw apiError(`get cronjob ${ns}/${cronJob}`, e);
-  }
-  const spec = cron.spec!.jobTemplate.spec!;
-  if (args) spec.template.spec!.containers[0]!.args = args;
+  const spec = await jobSpecFromCronJob(kc, ns, cronJob, args);
   const name = `${cronJob}-manual-${Date.now().toString(36)}`;
   const body: V1Job = { metadata: { name, namespace: ns, labels: { 'etcd-recover.io/manual': 'true' }, annotations: { 'cronjob.kubernetes.io/instantiate': 'manual' } }, spec };
   try {
-    await batch.createNamespacedJob({ namespace: ns, body });
+    await kc.makeApiClient(BatchV1Api).createNamespacedJob({ namespace: ns, body });
   } catch (e) {
     throw apiError(`create job in ${ns}`, e);
   }
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    signal?.throwIfAborted();
-    const j = await batch.readNamespacedJob({ namespace: ns, name });
-    if ((j.status?.succeeded ?? 0) > 0) return { job: name, succeeded: true };
-    if (j.status?.conditions?.some((x) => x.type === 'Failed' && x.status === 'True')) return { job: name, succeeded: false };
-    if (Date.now() > deadline) throw new EtcdRecoverError('TIMEOUT', `job ${ns}/${name} did not finish within ${Math.round(timeoutMs / 1000)} s`, { hint: `kubectl -n ${ns} describe job ${name}` });
-    await sleep(1_000, undefined, signal ? { signal } : undefined);
-  }
+  return { job: name, ...(await awaitJob(kc, ns, name, timeoutMs, signal)) };
 }
 
 export interface ClusterOverview {

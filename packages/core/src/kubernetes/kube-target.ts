@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BatchV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject, type V1Job } from '@kubernetes/client-node';
+import { BatchV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject, type V1Job, type V1Pod, type V1StatefulSet } from '@kubernetes/client-node';
 import { EtcdRecoverError } from '../errors.js';
 import type { EtcdGateway, MemberStatus } from '../etcd/etcd-gateway.js';
 import type { RecoveryContract } from '../contract/recovery-contract.js';
@@ -9,7 +9,7 @@ import type { Keyspace, RecoveryTarget, RestoreParams, StepContext } from '../re
 import type { SnapshotRecord } from '../snapshot/catalog.js';
 import { readJson } from '../store/object-store.js';
 import { layout } from '../layout.js';
-import { apiError, kubeMemberStatus, type Permission } from './kube-cluster.js';
+import { apiError, awaitJob, jobSpecFromCronJob, kubeMemberStatus, type Permission } from './kube-cluster.js';
 
 /** Annotation remembering a workload's replicas while a recovery holds it at zero. */
 export const REPLICAS_ANNOTATION = 'etcd-recover.io/replicas-before';
@@ -108,8 +108,9 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
   async observe(): Promise<ClusterObservation> {
     const statuses = await kubeMemberStatus(this.kc, this.contract);
     const leader = statuses.find((s) => s.etcd?.isLeader)?.name;
+    const specs = this.members();
     const members = statuses.map((s, i): MemberObservation => {
-      const spec = this.members()[i]!;
+      const spec = specs[i]!;
       const hasData = !s.pvc ? false : s.etcd ? s.etcd.revision > 0 : undefined;
       const base: MemberObservation = { ...spec, running: s.pod?.phase === 'Running', hasData };
       if (!s.etcd) return { ...base, error: s.error ?? (s.pod ? `pod ${s.pod.phase}${s.pod.reason ? ` (${s.pod.reason})` : ''}` : 'no pod') };
@@ -160,24 +161,13 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     let existing = await this.readJob(name);
     if (existing && jobFailed(existing)) {
       ctx.progress(`job ${name} failed in an earlier run; replacing it`);
-      await this.batch.deleteNamespacedJob({ namespace: ns, name, propagationPolicy: 'Background' }).catch((e) => {
-        if ((e as { code?: number }).code !== 404) throw apiError(`delete job ${ns}/${name}`, e);
-      });
+      await this.deleteJob(name);
       const deadline = Date.now() + 60_000;
       while ((existing = await this.readJob(name)) && Date.now() < deadline) await sleep(500, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
     }
     if (!existing) {
-      const cronName = `${this.cluster}-backup`;
-      let cron;
-      try {
-        cron = await this.batch.readNamespacedCronJob({ namespace: ns, name: cronName });
-      } catch (e) {
-        throw apiError(`get cronjob ${ns}/${cronName} (the template of recovery Jobs)`, e);
-      }
-      const spec = structuredClone(cron.spec!.jobTemplate.spec!);
-      const pod = spec.template.spec!;
-      pod.containers[0]!.name = 'recover';
-      pod.containers[0]!.args = args;
+      const spec = await jobSpecFromCronJob(this.kc, ns, `${this.cluster}-backup`, args);
+      spec.template.spec!.containers[0]!.name = 'recover';
       spec.backoffLimit = 1;
       spec.activeDeadlineSeconds = Math.ceil(this.jobMs / 1000);
       const labels = { ...(spec.template.metadata?.labels ?? {}), 'etcd-recover.io/job': 'recovery', [RECOVERY_LABEL]: recoveryId };
@@ -193,27 +183,20 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     } else {
       ctx.progress(`job ${ns}/${name} from an earlier run is still there; waiting for it`);
     }
-    const deadline = Date.now() + this.jobMs + 60_000;
-    for (;;) {
-      const j = await this.readJob(name);
-      if (!j) throw new EtcdRecoverError('STEP_FAILED', `job ${ns}/${name} disappeared while it ran`, { hint: 'rerun the command' });
-      if ((j.status?.succeeded ?? 0) > 0) {
-        // A finished pod that mounts a PVC still counts as using it for the PVC protection
-        // finalizer: delete the Job (its result is in the bucket) so it never pins a member's volume.
-        if (opts.removeWhenDone) {
-          await this.batch.deleteNamespacedJob({ namespace: ns, name, propagationPolicy: 'Background' }).catch((e) => {
-            if ((e as { code?: number }).code !== 404) throw apiError(`delete job ${ns}/${name}`, e);
-          });
-        }
-        return;
-      }
-      if (jobFailed(j)) {
-        const log = await this.jobLog(name);
-        throw new EtcdRecoverError('STEP_FAILED', `job ${ns}/${name} failed${log ? `: ${log}` : ''}`, { hint: `kubectl -n ${ns} logs job/${name}` });
-      }
-      if (Date.now() > deadline) throw new EtcdRecoverError('TIMEOUT', `job ${ns}/${name} did not finish within ${Math.round(this.jobMs / 1000)} s`, { hint: `kubectl -n ${ns} describe job ${name}` });
-      await sleep(500, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
+    const { succeeded } = await awaitJob(this.kc, ns, name, this.jobMs + 60_000, ctx.signal);
+    if (!succeeded) {
+      const log = await this.jobLog(name);
+      throw new EtcdRecoverError('STEP_FAILED', `job ${ns}/${name} failed${log ? `: ${log}` : ''}`, { hint: `kubectl -n ${ns} logs job/${name}` });
     }
+    // A finished pod that mounts a PVC still counts as using it for the PVC protection finalizer:
+    // delete the Job (its result is in the bucket) so it never pins a member's volume.
+    if (opts.removeWhenDone) await this.deleteJob(name);
+  }
+
+  private async deleteJob(name: string): Promise<void> {
+    await this.batch.deleteNamespacedJob({ namespace: this.ns, name, propagationPolicy: 'Background' }).catch((e) => {
+      if ((e as { code?: number }).code !== 404) throw apiError(`delete job ${this.ns}/${name}`, e);
+    });
   }
 
   private async readJob(name: string): Promise<V1Job | undefined> {
@@ -304,13 +287,8 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
 
   // ------------------------------------------------------------------ workloads
 
-  private async readStatefulSet() {
-    const ref = { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: this.contract.etcd.statefulSet, namespace: this.ns } };
-    try {
-      return (await this.objects.read(ref)) as import('@kubernetes/client-node').V1StatefulSet;
-    } catch (e) {
-      throw apiError(`get statefulset ${this.ns}/${ref.metadata.name}`, e);
-    }
+  private async readStatefulSet(): Promise<V1StatefulSet> {
+    return (await this.readObject('apps/v1', 'StatefulSet', this.contract.etcd.statefulSet, this.ns)) as V1StatefulSet;
   }
 
   private async readObject(apiVersion: string, kind: string, name: string, namespace: string): Promise<KubernetesObject & { spec?: any; status?: any }> {
@@ -329,12 +307,14 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     }
   }
 
-  /** Scales a workload to zero, remembering its replicas in an annotation (idempotent). */
-  private async scaleDown(apiVersion: string, kind: string, name: string, namespace: string): Promise<void> {
+  /** Scales a workload to zero, remembering its replicas in an annotation (idempotent). Returns it as read. */
+  private async scaleDown(apiVersion: string, kind: string, name: string, namespace: string): Promise<KubernetesObject & { spec?: any }> {
     const o = await this.readObject(apiVersion, kind, name, namespace);
     const replicas = o.spec?.replicas ?? 1;
-    if (replicas === 0) return;
-    await this.mergePatch(apiVersion, kind, name, namespace, { metadata: { name, namespace, annotations: { [REPLICAS_ANNOTATION]: String(replicas) } }, spec: { replicas: 0 } });
+    if (replicas > 0) {
+      await this.mergePatch(apiVersion, kind, name, namespace, { metadata: { name, namespace, annotations: { [REPLICAS_ANNOTATION]: String(replicas) } }, spec: { replicas: 0 } });
+    }
+    return o;
   }
 
   /** Scales a workload back to what the annotation remembers (or `fallback`), and forgets it. */
@@ -384,13 +364,12 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       await this.mergePatch(p.apiVersion, p.kind, p.name, p.namespace, this.contract.pause.pausePatch);
       ctx.progress(`paused reconciliation of ${p.kind} ${p.namespace}/${p.name}`);
     }
+    const scaled = [];
     for (const d of this.contract.dependents) {
-      await this.scaleDown(d.apiVersion, d.kind, d.name, d.namespace);
+      scaled.push({ d, o: await this.scaleDown(d.apiVersion, d.kind, d.name, d.namespace) });
       ctx.progress(`scaled ${d.kind} ${d.namespace}/${d.name} to 0`);
     }
-    for (const d of this.contract.dependents) {
-      await this.waitNoPods(`${d.kind} ${d.namespace}/${d.name}`, await this.readObject(d.apiVersion, d.kind, d.name, d.namespace), d.namespace, ctx);
-    }
+    for (const { d, o } of scaled) await this.waitNoPods(`${d.kind} ${d.namespace}/${d.name}`, o, d.namespace, ctx);
   }
 
   async isQuiesced(): Promise<boolean> {
@@ -439,9 +418,9 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
 
   async stopMembers(names: string[], ctx: StepContext): Promise<void> {
     this.requireAll(names);
-    await this.scaleDown('apps/v1', 'StatefulSet', this.contract.etcd.statefulSet, this.ns);
+    const sts = await this.scaleDown('apps/v1', 'StatefulSet', this.contract.etcd.statefulSet, this.ns);
     ctx.progress(`scaled statefulset ${this.ns}/${this.contract.etcd.statefulSet} to 0; waiting for its pods to terminate`);
-    await this.waitNoPods(`statefulset ${this.ns}/${this.contract.etcd.statefulSet}`, await this.readStatefulSet(), this.ns, ctx);
+    await this.waitNoPods(`statefulset ${this.ns}/${this.contract.etcd.statefulSet}`, sts, this.ns, ctx);
   }
 
   async areStopped(names: string[]): Promise<boolean> {
@@ -484,7 +463,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       if (!pvc.metadata?.deletionTimestamp) return;
       // Being deleted (the protection finalizer lets go once no pod uses it): wait, then recreate.
       if (Date.now() > deadline) {
-        const users = (await this.core.listNamespacedPod({ namespace: this.ns }).catch(() => ({ items: [] as import('@kubernetes/client-node').V1Pod[] }))).items
+        const users = (await this.core.listNamespacedPod({ namespace: this.ns }).catch(() => ({ items: [] as V1Pod[] }))).items
           .filter((p) => p.spec?.volumes?.some((v) => v.persistentVolumeClaim?.claimName === m.pvc))
           .map((p) => `${p.metadata?.name} (${p.status?.phase}${p.metadata?.deletionTimestamp ? ', terminating' : ''})`);
         throw new EtcdRecoverError('TIMEOUT', `PVC ${this.ns}/${m.pvc} is still being deleted after ${Math.round(this.stopMs / 1000)} s${users.length ? `; pods using it: ${users.join(', ')}` : ''}`, {

@@ -379,6 +379,7 @@ async function verifyRestored(plan: RecoveryPlan, target: RecoveryTarget, catalo
 
 async function finalReport(plan: RecoveryPlan, journal: Journal, target: RecoveryTarget, resumed: boolean): Promise<RecoveryReport> {
   const o = await target.observe();
+  const clusterId = o.clusterId ?? (journal.doc.facts['clusterId'] as string | undefined);
   const keys = (journal.doc.facts['restoredKeys'] as number | undefined) ?? (journal.doc.facts['keys'] as number | undefined) ?? (await target.gateway().kv.count(''));
   const hk = journal.doc.facts['hashKV'] as { hash: number } | undefined;
   const rp = plan.restorePoint;
@@ -401,7 +402,7 @@ async function finalReport(plan: RecoveryPlan, journal: Journal, target: Recover
       : {}),
     ...(plan.observed.maxRevision !== undefined ? { revisionBefore: plan.observed.maxRevision } : {}),
     revisionAfter: o.maxRevision ?? 0,
-    ...((o.clusterId ?? journal.doc.facts['clusterId']) ? { clusterId: (o.clusterId ?? journal.doc.facts['clusterId']) as string } : {}),
+    ...(clusterId ? { clusterId } : {}),
     ...(plan.bump ? { bump: plan.bump.bump } : {}),
     keys,
     members: o.members.map((m) => ({ name: m.name, revision: m.status?.revision ?? 0, ...(hk ? { hashKV: hk.hash } : {}), isLeader: m.name === o.leader })),

@@ -153,7 +153,8 @@ export interface VolumeStep {
   snapshot?: string;
   token?: string;
   bump?: number;
-  etcdutl: string;
+  /** Path of etcdutl (for restore). */
+  etcdutl?: string;
   signal?: AbortSignal;
   progress: (m: string) => void;
 }
@@ -175,7 +176,7 @@ export async function runVolumeStep(s: VolumeStep): Promise<Record<string, unkno
     s.progress(moved ? `${s.member.name}: old data moved to ${aside}` : `${s.member.name}: no old data to move (${existsSync(aside) ? 'already aside' : 'volume empty'})`);
     result = { moved, aside, hadData: moved || existsSync(aside) };
   } else {
-    if (!s.snapshot || !s.token || s.bump === undefined) throw new EtcdRecoverError('USAGE', 'restore needs the snapshot, token and bump');
+    if (!s.snapshot || !s.token || s.bump === undefined || !s.etcdutl) throw new EtcdRecoverError('USAGE', 'restore needs the snapshot, token, bump and etcdutl');
     const record = await s.catalog.get(s.snapshot, s.signal);
     if (restoredBy(s.dataDir) !== s.recoveryId) {
       const file = join(dirname(s.dataDir), `snapshot-${s.recoveryId}.db`);

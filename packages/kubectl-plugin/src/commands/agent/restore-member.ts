@@ -43,7 +43,7 @@ export default class AgentRestoreMember extends BaseCommand {
       ...(flags.snapshot ? { snapshot: flags.snapshot } : {}),
       ...(flags.token ? { token: flags.token } : {}),
       ...(flags.bump !== undefined ? { bump: flags.bump } : {}),
-      etcdutl: flags.phase === 'restore' ? findEtcdBinaries().etcdutl : '',
+      ...(flags.phase === 'restore' ? { etcdutl: findEtcdBinaries().etcdutl } : {}),
       signal: this.abort.signal,
       progress: (m) => this.progress.step(m),
     });
