@@ -332,7 +332,8 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     const labelSelector = Object.entries(match).map(([k, v]) => `${k}=${v}`).join(',');
     try {
       return (await this.core.listNamespacedPod({ namespace, labelSelector })).items
-        .filter((p) => !p.metadata?.labels?.['job-name'])
+        // A terminated pod (Succeeded/Failed, kept until garbage-collected) runs nothing and holds nothing.
+        .filter((p) => !p.metadata?.labels?.['job-name'] && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed')
         .map((p) => p.metadata!.name!);
     } catch (e) {
       throw apiError(`list pods in ${namespace}`, e);
