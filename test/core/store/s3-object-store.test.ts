@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { createServer, connect, type Server } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Sandbox } from '@etcd-recover/core';
@@ -58,6 +59,59 @@ describe('S3 object store on a real MinIO', function () {
       assert.throws(() => new S3ObjectStore({ bucket: 'Bad_Bucket' }), /bucket name "Bad_Bucket" must be/);
       assert.throws(() => new S3ObjectStore({ bucket: 'ok-bucket', endpoint: 'ftp://x' }), /not an http\(s\) URL/);
     });
+  });
+
+  // Parts that carry a CRC-32C go with an unsigned payload (no SHA-256 pass on either side); parts
+  // without one keep the signed payload hash. Either way a byte changed on the wire must be refused.
+  describe('a byte corrupted in transit is refused, never stored', () => {
+    /** A TCP proxy to MinIO that flips one byte ~3 MiB into the first connection carrying that much. */
+    async function corruptingProxy(target: URL): Promise<{ server: Server; url: string; flipped: () => boolean }> {
+      let flipped = false;
+      const server = createServer((client) => {
+        const upstream = connect(Number(target.port), target.hostname);
+        let seen = 0;
+        client.on('data', (chunk: Buffer) => {
+          const at = 3 * 1024 * 1024 - seen;
+          if (!flipped && at >= 0 && at < chunk.length) {
+            chunk[at] = chunk[at]! ^ 0xff;
+            flipped = true;
+          }
+          seen += chunk.length;
+          upstream.write(chunk);
+        });
+        upstream.pipe(client);
+        client.on('error', () => upstream.destroy());
+        upstream.on('error', () => client.destroy());
+        client.on('end', () => upstream.end());
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const port = (server.address() as { port: number }).port;
+      return { server, url: `http://127.0.0.1:${port}`, flipped: () => flipped };
+    }
+
+    for (const checksumMode of ['when_supported', 'when_required'] as const) {
+      it(`checksums ${checksumMode}: the upload fails and leaves no object`, async () => {
+        const proxy = await corruptingProxy(new URL(sb.s3Config().endpoint!));
+        try {
+          const store = storeFor(sb, { checksumMode, endpoint: proxy.url, maxAttempts: 1 });
+          const data = Buffer.alloc(7 * 1024 * 1024);
+          for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i, i);
+          async function* body() {
+            for (let i = 0; i < data.length; i += 64 * 1024) yield data.subarray(i, i + 64 * 1024);
+          }
+          await assert.rejects(store.upload(`corrupt/${checksumMode}`, body()), (e: unknown) => {
+            assert.ok(e instanceof EtcdRecoverError, String(e));
+            // Which check caught it: the part's CRC-32C (unsigned payload) or the signed payload hash.
+            assert.match(e.message, checksumMode === 'when_supported' ? /ChecksumMismatch|BadDigest/ : /SHA256Mismatch/);
+            return true;
+          });
+          assert.ok(proxy.flipped(), 'the proxy changed a byte of the part');
+          assert.equal(await storeFor(sb).head(`corrupt/${checksumMode}`), undefined, 'nothing was stored');
+        } finally {
+          proxy.server.close();
+        }
+      });
+    }
   });
 
   describe('credentials from a file', () => {

@@ -100,28 +100,12 @@ export function grpcSnapshot(endpoint: string, tls: EtcdTls | undefined, signal?
       const onAbort = () => req.close(constants.NGHTTP2_CANCEL);
       signal?.addEventListener('abort', onAbort, { once: true });
 
-      let pending: Buffer | undefined;
-      let first = true;
+      const parser = new SnapshotFrameParser(endpoint, {
+        header: resolveHeader,
+        expected: resolveExpected,
+      });
       try {
-        for await (const chunk of req as AsyncIterable<Buffer>) {
-          let buf = pending ? Buffer.concat([pending, chunk]) : chunk;
-          pending = undefined;
-          let off = 0;
-          while (buf.length - off >= 5) {
-            const len = buf.readUInt32BE(off + 1);
-            if (buf.length - off - 5 < len) break;
-            if (buf[off] !== 0) throw new EtcdRecoverError('ETCD_ERROR', `snapshot from ${endpoint}: compressed gRPC messages are not supported`);
-            const msg = decodeSnapshotResponse(buf.subarray(off + 5, off + 5 + len));
-            off += 5 + len;
-            if (msg.header) resolveHeader(msg.header);
-            if (first) {
-              first = false;
-              resolveExpected(msg.remaining + (msg.blob?.length ?? 0));
-            }
-            if (msg.blob?.length) yield msg.blob;
-          }
-          if (off < buf.length) pending = Buffer.from(buf.subarray(off));
-        }
+        yield* blobsOf(req, parser);
       } finally {
         signal?.removeEventListener('abort', onAbort);
       }
@@ -131,7 +115,7 @@ export function grpcSnapshot(endpoint: string, tls: EtcdTls | undefined, signal?
         throw new EtcdRecoverError(status === '14' ? 'ETCD_UNREACHABLE' : 'ETCD_ERROR', `snapshot from ${endpoint} failed: ${message ?? `gRPC status ${status}`}`);
       }
       if (status === undefined) throw new EtcdRecoverError('ETCD_UNREACHABLE', `snapshot stream from ${endpoint} ended without a status`);
-      if (pending?.length) throw new EtcdRecoverError('ETCD_ERROR', `snapshot stream from ${endpoint} ended inside a message`);
+      if (!parser.atBoundary()) throw new EtcdRecoverError('ETCD_ERROR', `snapshot stream from ${endpoint} ended inside a message`);
     } catch (e) {
       const err = e instanceof EtcdRecoverError ? e : fail('broke', e);
       rejectHeader(err);
@@ -210,10 +194,199 @@ export function decodeStatusResponse(b: Buffer): RawStatus {
   return s;
 }
 
-interface Decoded {
-  header?: SnapshotHeader;
-  remaining: number;
-  blob?: Buffer;
+/**
+ * The blobs of a response stream, chunk by chunk as they arrive. Read through
+ * 'data' events rather than the stream's async iterator: that one calls
+ * read(), which concatenates (copies) whatever chunks are buffered. The
+ * stream is paused while more than QUEUE_HIGH bytes wait for the consumer,
+ * which holds back HTTP/2 window updates: etcd stops sending.
+ */
+async function* blobsOf(req: NodeJS.ReadableStream & { readableEnded?: boolean }, parser: SnapshotFrameParser): AsyncGenerator<Buffer> {
+  const queue: Buffer[] = [];
+  let head = 0;
+  let queued = 0;
+  let ended = false;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const onData = (chunk: Buffer) => {
+    try {
+      for (const b of parser.push(chunk)) {
+        queue.push(b);
+        queued += b.length;
+      }
+    } catch (e) {
+      failure ??= e;
+    }
+    if (queued > QUEUE_HIGH) req.pause();
+    notify();
+  };
+  const onEnd = () => {
+    ended = true;
+    notify();
+  };
+  const onError = (e: unknown) => {
+    failure ??= e;
+    notify();
+  };
+  req.on('data', onData);
+  req.on('end', onEnd);
+  req.on('close', onEnd);
+  req.on('error', onError);
+  try {
+    for (;;) {
+      if (failure) throw failure;
+      if (head < queue.length) {
+        const b = queue[head]!;
+        queue[head++] = EMPTY;
+        queued -= b.length;
+        if (head === queue.length) {
+          queue.length = 0;
+          head = 0;
+        }
+        if (queued <= QUEUE_HIGH && req.isPaused()) req.resume();
+        yield b;
+        continue;
+      }
+      if (ended) return;
+      await new Promise<void>((resolve) => (wake = resolve));
+    }
+  } finally {
+    req.off('data', onData);
+    req.off('end', onEnd);
+    req.off('close', onEnd);
+    req.off('error', onError);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+/** Received bytes that may wait for the consumer before the stream is paused. */
+const QUEUE_HIGH = 1024 * 1024;
+
+/**
+ * Incremental parser of the Snapshot response stream. The blob (field 3) of
+ * each message is handed on as slices of the received chunks, never copied or
+ * reassembled: a 32 KiB message usually spans several HTTP/2 DATA frames, and
+ * concatenating them cost a copy and an allocation per message (measured: a
+ * tenth of a backup's CPU on a 1 GB database). Only the few bytes of gRPC
+ * prefixes, protobuf tags and the small fields (header, remaining_bytes,
+ * version) are gathered across chunk boundaries.
+ */
+export class SnapshotFrameParser {
+  /** Bytes left in the current gRPC message body; -1 while reading the 5-byte prefix. */
+  private msgLeft = -1;
+  /** Gathers a prefix, a tag, a varint or a small field across chunks. */
+  private small: number[] = [];
+  /** What `small` is collecting. */
+  private want: 'prefix' | 'tag' | 'varint' | 'length' | 'field' | 'blob' = 'prefix';
+  private field = 0;
+  /** Bytes of the current length-delimited field still to come. */
+  private fieldLeft = 0;
+  private fieldBytes: Buffer[] = [];
+  private remaining: number | undefined;
+  private firstBlob = true;
+
+  constructor(
+    private readonly endpoint: string,
+    private readonly on: { header: (h: SnapshotHeader) => void; expected: (n: number | undefined) => void },
+  ) {}
+
+  /** True between messages (a stream may only end there). */
+  atBoundary(): boolean {
+    return this.want === 'prefix' && this.small.length === 0;
+  }
+
+  /** Consumes one received chunk; returns the blob bytes it carried, as slices of it. */
+  push(chunk: Buffer): Buffer[] {
+    const out: Buffer[] = [];
+    let off = 0;
+    const n = chunk.length;
+    while (off < n) {
+      if (this.want === 'prefix') {
+        while (off < n && this.small.length < 5) this.small.push(chunk[off++]!);
+        if (this.small.length < 5) break;
+        if (this.small[0] !== 0) throw new EtcdRecoverError('ETCD_ERROR', `snapshot from ${this.endpoint}: compressed gRPC messages are not supported`);
+        this.msgLeft = ((this.small[1]! << 24) >>> 0) + (this.small[2]! << 16) + (this.small[3]! << 8) + this.small[4]!;
+        this.small = [];
+        this.want = this.msgLeft === 0 ? 'prefix' : 'tag';
+        continue;
+      }
+      if (this.want === 'blob' || this.want === 'field') {
+        const take = Math.min(this.fieldLeft, n - off);
+        const piece = chunk.subarray(off, off + take);
+        off += take;
+        this.fieldLeft -= take;
+        this.msgLeft -= take;
+        if (this.want === 'blob') {
+          if (take > 0) out.push(piece);
+        } else this.fieldBytes.push(Buffer.from(piece));
+        if (this.fieldLeft === 0) {
+          if (this.want === 'field') this.smallField(Buffer.concat(this.fieldBytes));
+          this.fieldBytes = [];
+          this.endField();
+        }
+        continue;
+      }
+      // tag, varint value or length: one byte at a time until a byte < 0x80
+      const byte = chunk[off++]!;
+      this.msgLeft--;
+      this.small.push(byte);
+      if (this.small.length > 10) throw new EtcdRecoverError('ETCD_ERROR', `snapshot from ${this.endpoint}: malformed message (varint too long)`);
+      if (byte >= 0x80) continue;
+      const v = varintOf(this.small);
+      this.small = [];
+      if (this.want === 'tag') {
+        this.field = Number(v >> 3n);
+        const wire = Number(v & 7n);
+        if (wire === 0) this.want = 'varint';
+        else if (wire === 2) this.want = 'length';
+        else throw new EtcdRecoverError('ETCD_ERROR', `snapshot from ${this.endpoint}: unexpected protobuf wire type ${wire}`);
+      } else if (this.want === 'varint') {
+        if (this.field === 2) this.remaining = Number(v);
+        this.endField();
+      } else {
+        this.fieldLeft = Number(v);
+        if (this.fieldLeft > this.msgLeft) throw new EtcdRecoverError('ETCD_ERROR', `snapshot from ${this.endpoint}: malformed message (field longer than its message)`);
+        this.want = this.field === 3 ? 'blob' : 'field';
+        if (this.field === 3 && this.firstBlob) {
+          this.firstBlob = false;
+          this.on.expected(this.remaining !== undefined ? this.remaining + this.fieldLeft : undefined);
+        }
+        if (this.fieldLeft === 0) {
+          if (this.want === 'field') this.smallField(Buffer.alloc(0));
+          this.endField();
+        }
+      }
+    }
+    return out;
+  }
+
+  private endField(): void {
+    if (this.msgLeft < 0) throw new EtcdRecoverError('ETCD_ERROR', `snapshot from ${this.endpoint}: malformed message (fields overrun it)`);
+    this.want = this.msgLeft === 0 ? 'prefix' : 'tag';
+  }
+
+  private smallField(bytes: Buffer): void {
+    if (this.field !== 1) return; // version (4) and unknown fields are not needed
+    const h = { clusterId: '0', memberId: '0', revision: 0, raftTerm: 0 };
+    fields(bytes, (hf, _hw, hv) => {
+      if (hf === 1) h.clusterId = idToHex(hv);
+      else if (hf === 2) h.memberId = idToHex(hv);
+      else if (hf === 3) h.revision = Number(hv);
+      else if (hf === 4) h.raftTerm = Number(hv);
+    });
+    this.on.header(h);
+  }
+}
+
+function varintOf(bytes: number[]): bigint {
+  let v = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) v = (v << 7n) | BigInt(bytes[i]! & 0x7f);
+  return v;
 }
 
 function readVarint(b: Buffer, pos: number): [bigint, number] {
@@ -248,22 +421,4 @@ function fields(b: Buffer, visit: (field: number, wire: number, value: bigint, b
     else if (wire === 5) pos += 4;
     else throw new Error(`unsupported protobuf wire type ${wire}`);
   }
-}
-
-export function decodeSnapshotResponse(b: Buffer): Decoded {
-  const out: Decoded = { remaining: 0 };
-  fields(b, (f, _w, v, bytes) => {
-    if (f === 1 && bytes) {
-      const h = { clusterId: '0', memberId: '0', revision: 0, raftTerm: 0 };
-      fields(bytes, (hf, _hw, hv) => {
-        if (hf === 1) h.clusterId = idToHex(hv);
-        else if (hf === 2) h.memberId = idToHex(hv);
-        else if (hf === 3) h.revision = Number(hv);
-        else if (hf === 4) h.raftTerm = Number(hv);
-      });
-      out.header = h;
-    } else if (f === 2) out.remaining = Number(v);
-    else if (f === 3 && bytes) out.blob = bytes;
-  });
-  return out;
 }

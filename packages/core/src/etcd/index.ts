@@ -1,2 +1,3 @@
 export * from './etcd-gateway.js';
 export { Etcd3Gateway } from './etcd3-gateway.js';
+export { SnapshotFrameParser } from './grpc-snapshot.js';

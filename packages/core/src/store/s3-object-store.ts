@@ -3,31 +3,52 @@ import { Agent as HttpAgent } from 'node:http';
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  S3Client,
-  HeadBucketCommand,
-  CreateBucketCommand,
-  PutObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  DeleteObjectCommand,
-  CreateMultipartUploadCommand,
-  UploadPartCommand,
-  CompleteMultipartUploadCommand,
-  AbortMultipartUploadCommand,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { PutObjectCommand, S3Client, S3ClientConfig, UploadPartCommand } from '@aws-sdk/client-s3';
 import { EtcdRecoverError, messageOf } from '../errors.js';
 import { crc32c } from '../snapshot/verifier/crc32c.js';
 import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, UploadOptions } from './object-store.js';
 import { normalizePrefix, readCredentialsFile, validateS3Config, type S3Config } from './s3-config.js';
 
+type Sdk = typeof import('@aws-sdk/client-s3');
+let sdkModules: Promise<[Sdk, typeof import('@smithy/node-http-handler')]> | undefined;
+/**
+ * The AWS SDK is loaded on first use, not with this module: it costs ~30 MB of
+ * memory and ~60 ms of start-up that commands working on local files (verify
+ * --file, agent steps, status) never need.
+ */
+const loadSdk = () => (sdkModules ??= Promise.all([import('@aws-sdk/client-s3'), import('@smithy/node-http-handler')]));
+
+type BuildArgs = { request: unknown };
+type BuildStack = {
+  add(mw: (next: (args: BuildArgs) => Promise<unknown>) => (args: BuildArgs) => Promise<unknown>, opts: { step: 'build'; name: string }): void;
+};
+/**
+ * A part that carries its CRC-32C is sent with an unsigned payload
+ * (`x-amz-content-sha256: UNSIGNED-PAYLOAD`, what the SDK already does over
+ * HTTPS): the store checks the CRC-32C, and neither side spends a SHA-256 pass
+ * over every byte for a digest that only duplicates it. The request itself
+ * stays signed. Without a checksum (checksumMode "when_required") the payload
+ * hash is kept, so plain-HTTP uploads always carry an integrity check.
+ */
+function unsignedWhenChecksummed<C extends UploadPartCommand | PutObjectCommand>(command: C): C {
+  if (!command.input.ChecksumCRC32C) return command;
+  (command.middlewareStack as unknown as BuildStack).add(
+    (next) => async (args) => {
+      const request = args.request as { headers?: Record<string, string> };
+      if (request.headers) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+      return next(args);
+    },
+    { step: 'build', name: 'etcdRecoverUnsignedPayload' },
+  );
+  return command;
+}
+
 /** ObjectStore over any S3-compatible service, through the AWS SDK v3. */
 export class S3ObjectStore implements ObjectStore {
   readonly description: string;
-  private readonly client: S3Client;
+  /** The SDK and a client, made on first use (see loadSdk). */
+  private readonly connect: () => Promise<{ client: S3Client; sdk: Sdk }>;
+  private connected: Promise<{ client: S3Client; sdk: Sdk }> | undefined;
   private readonly bucket: string;
   private readonly prefix: string;
 
@@ -45,17 +66,20 @@ export class S3ObjectStore implements ObjectStore {
       forcePathStyle: config.forcePathStyle ?? Boolean(config.endpoint),
       requestChecksumCalculation: config.checksumMode === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
       responseChecksumValidation: config.checksumMode === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
-      requestHandler: new NodeHttpHandler({
-        connectionTimeout: 5_000,
-        requestTimeout: timeout,
-        httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 16 }),
-        httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 16, ...(ca ? { ca } : {}) }),
-      }),
     };
     if (config.endpoint) cfg.endpoint = config.endpoint;
     if (config.credentials) cfg.credentials = config.credentials;
     else if (config.credentialsFile) cfg.credentials = readCredentialsFile(config.credentialsFile, config.profile);
-    this.client = new S3Client(cfg);
+    this.connect = () =>
+      (this.connected ??= loadSdk().then(([sdk, { NodeHttpHandler }]) => {
+        cfg.requestHandler = new NodeHttpHandler({
+          connectionTimeout: 5_000,
+          requestTimeout: timeout,
+          httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 16 }),
+          httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 16, ...(ca ? { ca } : {}) }),
+        });
+        return { client: new sdk.S3Client(cfg), sdk };
+      }));
   }
 
   private k(key: string): string {
@@ -63,8 +87,9 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async probe(signal?: AbortSignal): Promise<void> {
+    const { client, sdk } = await this.connect();
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: signal });
+      await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: signal });
     } catch (e) {
       throw this.mapError(e, 'checking the bucket');
     }
@@ -72,8 +97,9 @@ export class S3ObjectStore implements ObjectStore {
 
   /** Creates the bucket if it does not exist (sandbox and tests; production buckets come from the Pulumi component). */
   async ensureBucket(signal?: AbortSignal): Promise<void> {
+    const { client, sdk } = await this.connect();
     try {
-      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }), { abortSignal: signal });
+      await client.send(new sdk.CreateBucketCommand({ Bucket: this.bucket }), { abortSignal: signal });
     } catch (e) {
       const name = (e as { name?: string }).name;
       if (name === 'BucketAlreadyOwnedByYou' || name === 'BucketAlreadyExists') return;
@@ -83,7 +109,7 @@ export class S3ObjectStore implements ObjectStore {
 
   /** Closes pooled connections. */
   destroy(): void {
-    this.client.destroy();
+    void this.connected?.then((c) => c.client.destroy(), () => undefined);
   }
 
   /**
@@ -96,6 +122,7 @@ export class S3ObjectStore implements ObjectStore {
    * aborted, so no parts linger.
    */
   async upload(key: string, body: AsyncIterable<Uint8Array>, opts: UploadOptions = {}): Promise<{ size: number; etag?: string }> {
+    const { client, sdk } = await this.connect();
     const partSize = this.config.partSize ?? 5 * 1024 * 1024;
     const queueSize = this.config.queueSize ?? 1;
     const checksums = this.config.checksumMode !== 'when_required';
@@ -124,8 +151,8 @@ export class S3ObjectStore implements ObjectStore {
     const sendPart = (data: Buffer, n: number, owner: Buffer): void => {
       const crc = checksums ? crc32cBase64(data) : undefined;
       const p = (async () => {
-        const r = await this.client.send(
-          new UploadPartCommand({ Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: n, Body: data, ContentLength: data.length, ...(crc ? { ChecksumCRC32C: crc } : {}) }),
+        const r = await client.send(
+          unsignedWhenChecksummed(new sdk.UploadPartCommand({ Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: n, Body: data, ContentLength: data.length, ...(crc ? { ChecksumCRC32C: crc } : {}) })),
           { abortSignal: signal },
         );
         parts[n - 1] = { ETag: r.ETag!, PartNumber: n, ...(crc ? { ChecksumCRC32C: crc } : {}) };
@@ -144,14 +171,16 @@ export class S3ObjectStore implements ObjectStore {
     };
     const flush = async (): Promise<void> => {
       if (!uploadId) {
-        const r = await this.client.send(new CreateMultipartUploadCommand({ ...common, ...(checksums ? { ChecksumAlgorithm: 'CRC32C' } : {}) }), { abortSignal: signal });
+        const r = await client.send(new sdk.CreateMultipartUploadCommand({ ...common, ...(checksums ? { ChecksumAlgorithm: 'CRC32C' } : {}) }), { abortSignal: signal });
         uploadId = r.UploadId;
       }
+      // Wait for a free slot only now that the next part is full: the part before it uploaded
+      // while this one filled.
+      while (inflight.size >= queueSize) await Promise.race(inflight);
+      if (failure) throw failure;
       sendPart(buf.subarray(0, fill), ++partNumber, buf);
       buf = take();
       fill = 0;
-      while (inflight.size >= queueSize) await Promise.race(inflight);
-      if (failure) throw failure;
     };
 
     try {
@@ -169,22 +198,22 @@ export class S3ObjectStore implements ObjectStore {
       if (!uploadId) {
         const data = buf.subarray(0, fill);
         const crc = checksums ? crc32cBase64(data) : undefined;
-        const r = await this.client.send(new PutObjectCommand({ ...common, Body: data, ContentLength: data.length, ...(crc ? { ChecksumCRC32C: crc } : {}) }), { abortSignal: signal });
+        const r = await client.send(unsignedWhenChecksummed(new sdk.PutObjectCommand({ ...common, Body: data, ContentLength: data.length, ...(crc ? { ChecksumCRC32C: crc } : {}) })), { abortSignal: signal });
         opts.onProgress?.({ bytes: size });
         return { size, ...(r.ETag ? { etag: r.ETag } : {}) };
       }
       if (fill > 0) await flush();
       while (inflight.size) await Promise.race(inflight);
       if (failure) throw failure;
-      const r = await this.client.send(
-        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
+      const r = await client.send(
+        new sdk.CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
         { abortSignal: signal },
       );
       return { size, ...(r.ETag ? { etag: r.ETag } : {}) };
     } catch (e) {
       await Promise.allSettled(inflight);
       if (uploadId) {
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId })).catch(() => undefined);
+        await client.send(new sdk.AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId })).catch(() => undefined);
       }
       if (e instanceof EtcdRecoverError) throw e;
       throw this.mapError(e, `uploading ${key}`);
@@ -192,9 +221,10 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async put(key: string, body: Buffer | string, opts: PutOptions = {}): Promise<boolean> {
+    const { client, sdk } = await this.connect();
     try {
-      await this.client.send(
-        new PutObjectCommand({
+      await client.send(
+        new sdk.PutObjectCommand({
           Bucket: this.bucket,
           Key: this.k(key),
           Body: typeof body === 'string' ? Buffer.from(body) : body,
@@ -214,6 +244,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async *get(key: string, opts: GetOptions = {}): AsyncIterable<Buffer> {
+    const { client, sdk } = await this.connect();
     let offset = 0;
     let etag: string | undefined;
     const maxResumes = this.config.maxAttempts ?? 5;
@@ -221,8 +252,8 @@ export class S3ObjectStore implements ObjectStore {
     for (;;) {
       opts.signal?.throwIfAborted();
       try {
-        const r = await this.client.send(
-          new GetObjectCommand({
+        const r = await client.send(
+          new sdk.GetObjectCommand({
             Bucket: this.bucket,
             Key: this.k(key),
             ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
@@ -249,8 +280,9 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async read(key: string, signal?: AbortSignal): Promise<{ body: Buffer; etag?: string } | undefined> {
+    const { client, sdk } = await this.connect();
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: signal });
+      const r = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: signal });
       const body = Buffer.from(await r.Body!.transformToByteArray());
       return { body, ...(r.ETag ? { etag: r.ETag } : {}) };
     } catch (e) {
@@ -260,8 +292,9 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async head(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
+    const { client, sdk } = await this.connect();
     try {
-      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: signal });
+      const r = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: signal });
       return {
         key,
         size: r.ContentLength ?? 0,
@@ -275,12 +308,13 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async *list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo> {
+    const { client, sdk } = await this.connect();
     let token: string | undefined;
     do {
       let r;
       try {
-        r = await this.client.send(
-          new ListObjectsV2Command({
+        r = await client.send(
+          new sdk.ListObjectsV2Command({
             Bucket: this.bucket,
             Prefix: this.k(prefix),
             MaxKeys: this.config.listPageSize ?? 1000,
@@ -305,8 +339,9 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async delete(key: string, signal?: AbortSignal): Promise<void> {
+    const { client, sdk } = await this.connect();
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: signal });
+      await client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: signal });
     } catch (e) {
       throw this.mapError(e, `deleting ${key}`);
     }

@@ -145,7 +145,7 @@ export class WorkerSha implements ShaSink {
   private written = 0;
 
   /** Throws when a worker cannot be started (callers fall back to InlineSha). */
-  constructor(ringSize = 32 * 1024 * 1024) {
+  constructor(ringSize = 8 * 1024 * 1024) {
     this.size = ringSize;
     const ring = new SharedArrayBuffer(ringSize);
     const ctl = new SharedArrayBuffer(4 * 8);
