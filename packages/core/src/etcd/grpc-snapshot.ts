@@ -1,5 +1,6 @@
 import { connect, constants, type ClientHttp2Session, type SecureClientSessionOptions } from 'node:http2';
 import { EtcdRecoverError } from '../errors.js';
+import { chunksOf } from '../streams.js';
 import { idToHex, type EtcdTls, type SnapshotHeader, type SnapshotStream } from './etcd-gateway.js';
 
 /**
@@ -105,7 +106,7 @@ export function grpcSnapshot(endpoint: string, tls: EtcdTls | undefined, signal?
         expected: resolveExpected,
       });
       try {
-        yield* blobsOf(req, parser);
+        yield* chunksOf(req, (chunk) => parser.push(chunk));
       } finally {
         signal?.removeEventListener('abort', onAbort);
       }
@@ -193,79 +194,6 @@ export function decodeStatusResponse(b: Buffer): RawStatus {
   });
   return s;
 }
-
-/**
- * The blobs of a response stream, chunk by chunk as they arrive. Read through
- * 'data' events rather than the stream's async iterator: that one calls
- * read(), which concatenates (copies) whatever chunks are buffered. The
- * stream is paused while more than QUEUE_HIGH bytes wait for the consumer,
- * which holds back HTTP/2 window updates: etcd stops sending.
- */
-async function* blobsOf(req: NodeJS.ReadableStream & { readableEnded?: boolean }, parser: SnapshotFrameParser): AsyncGenerator<Buffer> {
-  const queue: Buffer[] = [];
-  let head = 0;
-  let queued = 0;
-  let ended = false;
-  let failure: unknown;
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
-  const onData = (chunk: Buffer) => {
-    try {
-      for (const b of parser.push(chunk)) {
-        queue.push(b);
-        queued += b.length;
-      }
-    } catch (e) {
-      failure ??= e;
-    }
-    if (queued > QUEUE_HIGH) req.pause();
-    notify();
-  };
-  const onEnd = () => {
-    ended = true;
-    notify();
-  };
-  const onError = (e: unknown) => {
-    failure ??= e;
-    notify();
-  };
-  req.on('data', onData);
-  req.on('end', onEnd);
-  req.on('close', onEnd);
-  req.on('error', onError);
-  try {
-    for (;;) {
-      if (failure) throw failure;
-      if (head < queue.length) {
-        const b = queue[head]!;
-        queue[head++] = EMPTY;
-        queued -= b.length;
-        if (head === queue.length) {
-          queue.length = 0;
-          head = 0;
-        }
-        if (queued <= QUEUE_HIGH && req.isPaused()) req.resume();
-        yield b;
-        continue;
-      }
-      if (ended) return;
-      await new Promise<void>((resolve) => (wake = resolve));
-    }
-  } finally {
-    req.off('data', onData);
-    req.off('end', onEnd);
-    req.off('close', onEnd);
-    req.off('error', onError);
-  }
-}
-
-const EMPTY = Buffer.alloc(0);
-/** Received bytes that may wait for the consumer before the stream is paused. */
-const QUEUE_HIGH = 1024 * 1024;
 
 /**
  * Incremental parser of the Snapshot response stream. The blob (field 3) of
