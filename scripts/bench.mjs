@@ -74,7 +74,7 @@ async function sideBySide(ours, theirs, between = () => {}) {
       await between(i);
     }
   }
-  const agg = (xs) => ({ ms: median(xs.map((x) => x.ms)), rss: Math.max(...xs.map((x) => x.rss)), runs: xs });
+  const agg = (xs) => ({ ms: median(xs.map((x) => x.ms)), rss: Math.max(...xs.map((x) => x.rss)) });
   return [agg(o), theirs ? agg(t) : undefined];
 }
 

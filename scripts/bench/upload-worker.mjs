@@ -8,7 +8,5 @@ const [dir, file] = process.argv.slice(2);
 const store = new S3ObjectStore(Sandbox.load(dir).s3Config());
 const key = `bench/upload-${process.pid}`;
 await store.upload(key, createReadStream(file, { highWaterMark: 1024 * 1024 }));
-const t = performance.now();
 await store.delete(key);
 store.destroy();
-console.log(JSON.stringify({ deleteMs: performance.now() - t }));

@@ -37,8 +37,23 @@ export interface DeclaredCluster {
   contract: RecoveryContract;
 }
 
+/** The HTTP status of a failed API call (client-node puts it in `code`). */
+export function statusOf(e: unknown): number | undefined {
+  return statusOf(e);
+}
+
+/** The pause between two polls of the API server (aborted with the signal). */
+export function pollDelay(signal?: AbortSignal): Promise<void> {
+  return sleep(500, undefined, signal ? { signal } : undefined);
+}
+
+/** Whether a Job has given up (its Failed condition: retries per backoffLimit come first). */
+export function jobFailed(j: V1Job): boolean {
+  return Boolean(j.status?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True'));
+}
+
 export function apiError(what: string, e: unknown): EtcdRecoverError {
-  const code = (e as { code?: number }).code;
+  const code = statusOf(e);
   const body = (e as { body?: unknown }).body;
   let msg = (e as Error).message;
   if (typeof body === 'string') {
@@ -93,7 +108,7 @@ export async function readBackupCredentials(kc: KubeConfig, c: RecoveryContract)
     const key = d('AWS_SECRET_ACCESS_KEY');
     return id && key ? { accessKeyId: id, secretAccessKey: key } : undefined;
   } catch (e) {
-    if ((e as { code?: number }).code === 403 || (e as { code?: number }).code === 404) return undefined;
+    if (statusOf(e) === 403 || statusOf(e) === 404) return undefined;
     throw apiError(`get secret ${c.namespace}/${c.backup.credentialsSecret}`, e);
   }
 }
@@ -127,13 +142,13 @@ export async function kubeMemberStatus(kc: KubeConfig, c: RecoveryContract): Pro
           ...(waiting ? { reason: waiting } : {}),
         };
       } catch (e) {
-        if ((e as { code?: number }).code !== 404) throw apiError(`get pod ${ns}/${m.name}`, e);
+        if (statusOf(e) !== 404) throw apiError(`get pod ${ns}/${m.name}`, e);
       }
       try {
         const v = await core.readNamespacedPersistentVolumeClaim({ namespace: ns, name: m.pvc });
         out.pvc = { phase: v.status?.phase ?? 'Unknown', deleting: Boolean(v.metadata?.deletionTimestamp) };
       } catch (e) {
-        if ((e as { code?: number }).code !== 404) throw apiError(`get persistentvolumeclaim ${ns}/${m.pvc}`, e);
+        if (statusOf(e) !== 404) throw apiError(`get persistentvolumeclaim ${ns}/${m.pvc}`, e);
       }
       if (out.pod?.phase === 'Running') {
         try {
@@ -185,13 +200,13 @@ export async function awaitJob(kc: KubeConfig, namespace: string, name: string, 
     try {
       j = await batch.readNamespacedJob({ namespace, name });
     } catch (e) {
-      if ((e as { code?: number }).code === 404) throw new EtcdRecoverError('STEP_FAILED', `job ${namespace}/${name} disappeared while it ran`, { hint: 'rerun the command' });
+      if (statusOf(e) === 404) throw new EtcdRecoverError('STEP_FAILED', `job ${namespace}/${name} disappeared while it ran`, { hint: 'rerun the command' });
       throw apiError(`get job ${namespace}/${name}`, e);
     }
     if ((j.status?.succeeded ?? 0) > 0) return { succeeded: true };
-    if (j.status?.conditions?.some((x) => x.type === 'Failed' && x.status === 'True')) return { succeeded: false };
+    if (jobFailed(j)) return { succeeded: false };
     if (Date.now() > deadline) throw new EtcdRecoverError('TIMEOUT', `job ${namespace}/${name} did not finish within ${Math.round(timeoutMs / 1000)} s`, { hint: `kubectl -n ${namespace} describe job ${name}` });
-    await sleep(500, undefined, signal ? { signal } : undefined);
+    await pollDelay(signal);
   }
 }
 

@@ -1,15 +1,15 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { BatchV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject, type V1Job, type V1Pod, type V1StatefulSet } from '@kubernetes/client-node';
 import { EtcdRecoverError } from '../errors.js';
 import type { EtcdGateway, MemberStatus } from '../etcd/etcd-gateway.js';
 import type { RecoveryContract } from '../contract/recovery-contract.js';
 import { asidePath, volumeStepKey } from '../recovery/member-data.js';
+import { keyspaceReportKey } from '../recovery/keyspace.js';
 import { summarize, type ClusterObservation, type MemberObservation, type MemberSpec } from '../recovery/observation.js';
 import type { Keyspace, RecoveryTarget, RestoreParams, StepContext } from '../recovery/target.js';
 import type { SnapshotRecord } from '../snapshot/catalog.js';
 import { readJson } from '../store/object-store.js';
 import { layout } from '../layout.js';
-import { apiError, awaitJob, jobSpecFromCronJob, kubeMemberStatus, type Permission } from './kube-cluster.js';
+import { apiError, awaitJob, jobFailed, jobSpecFromCronJob, kubeMemberStatus, pollDelay, statusOf, type Permission } from './kube-cluster.js';
 
 /** Annotation remembering a workload's replicas while a recovery holds it at zero. */
 export const REPLICAS_ANNOTATION = 'etcd-recover.io/replicas-before';
@@ -163,7 +163,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       ctx.progress(`job ${name} failed in an earlier run; replacing it`);
       await this.deleteJob(name);
       const deadline = Date.now() + 60_000;
-      while ((existing = await this.readJob(name)) && Date.now() < deadline) await sleep(500, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
+      while ((existing = await this.readJob(name)) && Date.now() < deadline) await pollDelay(ctx.signal);
     }
     if (!existing) {
       const spec = await jobSpecFromCronJob(this.kc, ns, `${this.cluster}-backup`, args);
@@ -177,7 +177,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       try {
         await this.batch.createNamespacedJob({ namespace: ns, body });
       } catch (e) {
-        if ((e as { code?: number }).code !== 409) throw apiError(`create job ${ns}/${name}`, e);
+        if (statusOf(e) !== 409) throw apiError(`create job ${ns}/${name}`, e);
       }
       ctx.progress(`job ${ns}/${name} started`);
     } else {
@@ -195,7 +195,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
 
   private async deleteJob(name: string): Promise<void> {
     await this.batch.deleteNamespacedJob({ namespace: this.ns, name, propagationPolicy: 'Background' }).catch((e) => {
-      if ((e as { code?: number }).code !== 404) throw apiError(`delete job ${this.ns}/${name}`, e);
+      if (statusOf(e) !== 404) throw apiError(`delete job ${this.ns}/${name}`, e);
     });
   }
 
@@ -203,7 +203,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     try {
       return await this.batch.readNamespacedJob({ namespace: this.ns, name });
     } catch (e) {
-      if ((e as { code?: number }).code === 404) return undefined;
+      if (statusOf(e) === 404) return undefined;
       throw apiError(`get job ${this.ns}/${name}`, e);
     }
   }
@@ -350,7 +350,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
           hint: `kubectl -n ${namespace} get pods ${left.join(' ')}; rerun to resume`,
         });
       }
-      await sleep(500, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
+      await pollDelay(ctx.signal);
     }
   }
 
@@ -458,7 +458,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       try {
         pvc = await this.core.readNamespacedPersistentVolumeClaim({ namespace: this.ns, name: m.pvc });
       } catch (e) {
-        if ((e as { code?: number }).code !== 404) throw apiError(`get persistentvolumeclaim ${this.ns}/${m.pvc}`, e);
+        if (statusOf(e) !== 404) throw apiError(`get persistentvolumeclaim ${this.ns}/${m.pvc}`, e);
         break;
       }
       if (!pvc.metadata?.deletionTimestamp) return;
@@ -471,7 +471,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
           hint: `kubectl -n ${this.ns} describe pvc ${m.pvc} (a pod may still use it); rerun to resume`,
         });
       }
-      await sleep(500, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
+      await pollDelay(ctx.signal);
     }
     const sts = await this.readStatefulSet();
     const tpl = sts.spec?.volumeClaimTemplates?.find((t) => t.metadata?.name === this.contract.etcd.volumeClaimTemplate);
@@ -486,7 +486,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       });
       ctx.progress(`recreated lost PVC ${this.ns}/${m.pvc} from the StatefulSet's claim template`);
     } catch (e) {
-      if ((e as { code?: number }).code !== 409) throw apiError(`create persistentvolumeclaim ${this.ns}/${m.pvc}`, e);
+      if (statusOf(e) !== 409) throw apiError(`create persistentvolumeclaim ${this.ns}/${m.pvc}`, e);
     }
   }
 
@@ -521,7 +521,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
 
   /** Key count and HashKV of every member, measured by a Job in the cluster and reported through the bucket. */
   async keyspace(ctx: StepContext, countAt?: number): Promise<Keyspace> {
-    const key = layout.recoveryWork(this.cluster, ctx.recoveryId, 'keyspace');
+    const key = keyspaceReportKey(this.cluster, ctx.recoveryId);
     await ctx.catalog.store.delete(key, ctx.signal).catch(() => undefined);
     // A new Job each time: the keyspace is measured now, not when an earlier run measured it.
     await this.runJob(ctx.recoveryId, `keyspace-${Date.now().toString(36)}`, ['agent', 'keyspace', '--recovery-id', ctx.recoveryId, ...(countAt !== undefined ? ['--count-at', String(countAt)] : []), '--quiet'], ctx);
@@ -529,10 +529,6 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     if (!got) throw new EtcdRecoverError('INTERNAL', `the keyspace job succeeded but wrote no ${key}`);
     return got.value;
   }
-}
-
-function jobFailed(j: V1Job): boolean {
-  return Boolean(j.status?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True'));
 }
 
 /** Whether `o` already holds every field of a merge patch (null = absent). */

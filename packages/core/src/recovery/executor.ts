@@ -348,9 +348,9 @@ async function verifyRestored(plan: RecoveryPlan, target: RecoveryTarget, catalo
   const rec = plan.kind === 'quorum' ? await restoreRecord(plan, catalog, ctx) : undefined;
   // The keys are counted at the restored revision (snapshot + bump): what the restore wrote, whatever
   // happened since (a lease expiring, a client writing).
-  const ks = await keyspace(target, ctx, rec ? rec.revision + plan.bump!.bump : undefined);
-  if (rec) {
-    const floor = rec.revision + plan.bump!.bump;
+  const floor = rec ? rec.revision + plan.bump!.bump : undefined;
+  const ks = await keyspace(target, ctx, floor);
+  if (rec && floor !== undefined) {
     for (const m of ks.members) {
       if (m.revision < floor) {
         throw new EtcdRecoverError('STEP_FAILED', `restored member ${m.name} is at revision ${m.revision}, below the expected ${floor} (snapshot ${rec.revision} + bump ${plan.bump!.bump})`);

@@ -1,5 +1,6 @@
 import { EtcdRecoverError } from '../errors.js';
 import type { EtcdGateway } from '../etcd/etcd-gateway.js';
+import { layout } from '../layout.js';
 import type { MemberSpec } from './observation.js';
 import type { Keyspace } from './target.js';
 
@@ -24,4 +25,9 @@ export async function measureKeyspace(gateway: EtcdGateway, members: MemberSpec[
   const hashed = await Promise.all(statuses.map(async ({ m, status }) => ({ name: m.name, revision: status.revision, hash: await gateway.hashKV(m.clientURL, revision, signal) })));
   const clusterId = statuses[0]?.status.clusterId;
   return { keys: await gateway.kv.count('', signal, countAt), revision, members: hashed, ...(clusterId ? { clusterId } : {}) };
+}
+
+/** Where the in-cluster keyspace Job of a recovery reports what it measured. */
+export function keyspaceReportKey(cluster: string, recoveryId: string): string {
+  return layout.recoveryWork(cluster, recoveryId, 'keyspace');
 }

@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { EtcdRecoverError, layout, measureKeyspace, type Keyspace } from '@etcd-recover/core';
+import { EtcdRecoverError, keyspaceReportKey, measureKeyspace, type Keyspace } from '@etcd-recover/core';
 import { BaseCommand } from '../../base-command.js';
 import { outputFlag, quietFlag, storeFlags, targetFlags } from '../../flags.js';
 
@@ -24,7 +24,7 @@ export default class AgentKeyspace extends BaseCommand {
     const ks = await measureKeyspace(target.gateway(), target.contract.etcd.members, this.abort.signal, flags['count-at']);
     if (flags['recovery-id']) {
       const catalog = target.catalog();
-      await catalog.store.put(layout.recoveryWork(catalog.cluster, flags['recovery-id'], 'keyspace'), JSON.stringify(ks, null, 2), { contentType: 'application/json' });
+      await catalog.store.put(keyspaceReportKey(catalog.cluster, flags['recovery-id']), JSON.stringify(ks, null, 2), { contentType: 'application/json' });
     }
     this.render(ks, () => `${ks.keys} keys; hashKV at revision ${ks.revision}: ${ks.members.map((m) => `${m.name}=${m.hash}`).join(', ')}`);
     return ks;
