@@ -39,7 +39,7 @@ export interface DeclaredCluster {
 
 /** The HTTP status of a failed API call (client-node puts it in `code`). */
 export function statusOf(e: unknown): number | undefined {
-  return statusOf(e);
+  return (e as { code?: number }).code;
 }
 
 /** The pause between two polls of the API server (aborted with the signal). */
