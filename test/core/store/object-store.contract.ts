@@ -8,6 +8,13 @@ async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
+/** A borrowing reader: each chunk is copied before the next is pulled (its memory may be reused). */
+async function collectBorrowed(it: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of it) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
+}
+
 async function* chunks(buf: Buffer, size: number): AsyncGenerator<Uint8Array> {
   for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
 }
@@ -36,6 +43,7 @@ export function objectStoreContract(name: string, make: () => Promise<{ store: O
       assert.equal(back.length, body.length);
       assert.ok(back.equals(body));
       assert.equal((await store.head(`${ns}big.db`))!.size, body.length);
+      assert.ok((await collectBorrowed(store.get(`${ns}big.db`, { borrow: true }))).equals(body), 'a borrowed read gives the same bytes');
     });
 
     it('puts and reads small objects; head and read of a missing key give undefined', async () => {
@@ -47,6 +55,7 @@ export function objectStoreContract(name: string, make: () => Promise<{ store: O
 
     it('get of a missing key fails with SNAPSHOT_NOT_FOUND', async () => {
       await assert.rejects(collect(store.get(`${ns}nope.db`)), (e: { code?: string }) => e.code === 'SNAPSHOT_NOT_FOUND');
+      await assert.rejects(collectBorrowed(store.get(`${ns}nope.db`, { borrow: true })), (e: { code?: string }) => e.code === 'SNAPSHOT_NOT_FOUND');
     });
 
     it('honours ifNoneMatch (create-only) and ifMatch (compare-and-swap)', async () => {

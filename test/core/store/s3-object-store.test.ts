@@ -1,12 +1,14 @@
 import { strict as assert } from 'node:assert';
 import { createServer, connect, type Server } from 'node:net';
 import { writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Sandbox } from '@etcd-recover/core';
 import { S3ObjectStore, readCredentialsFile, EtcdRecoverError } from '@etcd-recover/core';
 import { startSandbox, stopSandbox, storeFor, tempDir } from '../../support/sandbox.js';
 import { freePort } from '../../support/ports.js';
 import { objectStoreContract } from './object-store.contract.js';
+import { startFlakyS3Proxy } from '../../support/flaky-proxy.js';
 
 describe('S3 object store on a real MinIO', function () {
   let sb: Sandbox;
@@ -112,6 +114,81 @@ describe('S3 object store on a real MinIO', function () {
         }
       });
     }
+  });
+
+  describe('borrowed reads come straight off the socket (direct GET)', () => {
+    const key = `direct-${randomBytes(3).toString('hex')}.db`;
+    const body = randomBytes(13 * 1024 * 1024 + 77);
+    const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+    before(async () => {
+      const store = storeFor(sb);
+      await store.upload(key, (async function* () {
+        for (let i = 0; i < body.length; i += 1 << 20) yield body.subarray(i, i + (1 << 20));
+      })());
+    });
+
+    it('gives the same bytes as the SDK read, from a pool of at most four buffers', async () => {
+      const store = storeFor(sb);
+      const h = createHash('sha256');
+      const memory = new Set<ArrayBufferLike>();
+      let chunks = 0;
+      for await (const c of store.get(key, { borrow: true })) {
+        h.update(c);
+        memory.add(c.buffer);
+        chunks++;
+      }
+      assert.equal(h.digest('hex'), sha(body));
+      assert.ok(chunks >= 13, `${chunks} chunks`);
+      assert.ok(memory.size <= 4, `${chunks} chunks in ${memory.size} distinct buffers: the memory is reused, not allocated per read`);
+      const sdk = createHash('sha256');
+      for await (const c of store.get(key)) sdk.update(c);
+      assert.equal(sdk.digest('hex'), sha(body));
+    });
+
+    it('an error answer gets the same typed error as through the SDK (missing key, wrong secret)', async () => {
+      const drain = async (it: AsyncIterable<Buffer>) => {
+        for await (const _ of it) void _;
+      };
+      await assert.rejects(drain(storeFor(sb).get('no-such.db', { borrow: true })), (e: EtcdRecoverError) => e.code === 'SNAPSHOT_NOT_FOUND');
+      const wrong = storeFor(sb, { credentials: { accessKeyId: sb.state.minio.accessKey, secretAccessKey: 'wrong-secret-1234567890' } });
+      await assert.rejects(drain(wrong.get(key, { borrow: true })), (e: EtcdRecoverError) => e.code === 'ACCESS_DENIED' && !e.message.includes('wrong-secret'));
+    });
+
+    it('a connection cut mid-body resumes from its offset, and the bytes are intact', async () => {
+      const proxy = await startFlakyS3Proxy(sb.s3Config().endpoint!, { cutGetsOfSuffix: key, cutAfterBytes: 3 * 1024 * 1024 + 5, cuts: 2 });
+      try {
+        const store = storeFor(sb, { endpoint: proxy.url });
+        const retries: number[] = [];
+        const h = createHash('sha256');
+        let n = 0;
+        for await (const c of store.get(key, { borrow: true, onRetry: (r) => retries.push(r.offset) })) {
+          h.update(c);
+          n += c.length;
+        }
+        assert.equal(proxy.cutsMade(), 2);
+        assert.equal(retries.length, 2, `resumed twice (${retries.join(', ')})`);
+        assert.ok(retries[0]! > 0 && retries[1]! > retries[0]!, `each resume starts further on: ${retries.join(', ')}`);
+        assert.equal(n, body.length);
+        assert.equal(h.digest('hex'), sha(body));
+      } finally {
+        await proxy.close();
+      }
+    });
+
+    it('an abort stops the download', async () => {
+      const ac = new AbortController();
+      let n = 0;
+      await assert.rejects(
+        (async () => {
+          for await (const c of storeFor(sb).get(key, { borrow: true, signal: ac.signal })) {
+            n += c.length;
+            if (n > 2 * 1024 * 1024) ac.abort();
+          }
+        })(),
+        (e: EtcdRecoverError) => e.code === 'ABORTED',
+      );
+      assert.ok(n < body.length);
+    });
   });
 
   describe('credentials from a file', () => {

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { once } from 'node:events';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { EtcdRecoverError } from '../errors.js';
@@ -58,27 +58,25 @@ export async function fetchVerifiedSnapshot(
 ): Promise<{ bytes: number; revision: number; totalKeys: number }> {
   mkdirSync(dirname(file), { recursive: true });
   const part = `${file}.part`;
-  const out = createWriteStream(part);
+  const out = await open(part, 'w');
   const verifier = new SnapshotVerifier({ requireTrailer: true });
   let bytes = 0;
   try {
+    // Borrowed chunks: each is verified and fully written before the next is pulled.
     for await (const chunk of catalog.store.get(layout.snapshotObject(catalog.cluster, record.name), {
       ...(o.signal ? { signal: o.signal } : {}),
+      borrow: true,
       onRetry: (r) => o.progress?.(`object store hiccup at byte ${r.offset} (${r.error}); resuming, attempt ${r.attempt}`),
     })) {
       verifier.update(chunk);
       bytes += chunk.length;
-      if (!out.write(chunk)) await once(out, 'drain');
+      for (let done = 0; done < chunk.length; ) done += (await out.write(chunk, done, chunk.length - done)).bytesWritten;
     }
+    await out.close();
   } catch (e) {
-    out.destroy();
+    await out.close().catch(() => undefined);
     rmSync(part, { force: true });
     throw e;
-  } finally {
-    if (!out.destroyed) {
-      out.end();
-      await once(out, 'close');
-    }
   }
   const report = verifier.finish();
   const corrupt = (why: string) => {

@@ -30,7 +30,7 @@ export async function verifyInBucket(
   }
   const verifier = new SnapshotVerifier({ requireTrailer: true });
   let bytes = 0;
-  for await (const chunk of catalog.store.get(layout.snapshotObject(catalog.cluster, name), opts.signal ? { signal: opts.signal } : {})) {
+  for await (const chunk of catalog.store.get(layout.snapshotObject(catalog.cluster, name), { borrow: true, ...(opts.signal ? { signal: opts.signal } : {}) })) {
     verifier.update(chunk);
     bytes += chunk.length;
     opts.onProgress?.(bytes, head.size);

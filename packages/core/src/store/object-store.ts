@@ -26,6 +26,13 @@ export interface GetOptions {
   signal?: AbortSignal;
   /** Called when a transient error is retried by resuming from an offset. */
   onRetry?: (info: { offset: number; attempt: number; error: string }) => void;
+  /**
+   * The caller is done with each chunk before it asks for the next one, so the
+   * store may hand out the same memory again (no per-read allocation: see
+   * store/direct-get.ts). Never keep a borrowed chunk, or a view of it, past
+   * the next iteration.
+   */
+  borrow?: boolean;
 }
 
 export interface PutOptions {

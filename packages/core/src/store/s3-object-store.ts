@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { PutObjectCommand, S3Client, S3ClientConfig, UploadPartCommand } from '@aws-sdk/client-s3';
 import { EtcdRecoverError, messageOf } from '../errors.js';
 import { crc32c } from '../snapshot/verifier/crc32c.js';
+import { directGet, DirectGetDeclined, type DirectGetRequest } from './direct-get.js';
 import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, UploadOptions } from './object-store.js';
 import { normalizePrefix, readCredentialsFile, validateS3Config, type S3Config } from './s3-config.js';
 
@@ -51,6 +52,7 @@ export class S3ObjectStore implements ObjectStore {
   private connected: Promise<{ client: S3Client; sdk: Sdk }> | undefined;
   private readonly bucket: string;
   private readonly prefix: string;
+  private readonly ca: Buffer | undefined;
 
   constructor(private readonly config: S3Config) {
     validateS3Config(config);
@@ -58,7 +60,7 @@ export class S3ObjectStore implements ObjectStore {
     this.prefix = normalizePrefix(config.prefix);
     this.description = `s3://${this.bucket}/${this.prefix}` + (config.endpoint ? ` (${config.endpoint})` : '');
     const timeout = config.requestTimeoutMs ?? 60_000;
-    const ca = config.caFile ? readCa(config.caFile) : undefined;
+    const ca = (this.ca = config.caFile ? readCa(config.caFile) : undefined);
     const cfg: S3ClientConfig = {
       region: config.region ?? 'us-east-1',
       maxAttempts: config.maxAttempts ?? 5,
@@ -252,6 +254,21 @@ export class S3ObjectStore implements ObjectStore {
     for (;;) {
       opts.signal?.throwIfAborted();
       try {
+        const direct = opts.borrow ? await this.directGetRequest(key, offset, etag, opts.signal) : undefined;
+        if (direct) {
+          try {
+            for await (const b of directGet({ ...direct, onHead: (h) => (etag ??= h.etag) })) {
+              offset += b.length;
+              attempt = 0;
+              yield b;
+            }
+            return;
+          } catch (e) {
+            // Not the answer the direct path handles (an error status, no
+            // response): this attempt goes through the SDK, for its typed errors.
+            if (!(e instanceof DirectGetDeclined)) throw e;
+          }
+        }
         const r = await client.send(
           new sdk.GetObjectCommand({
             Bucket: this.bucket,
@@ -347,6 +364,52 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
+  /**
+   * The signed request for a direct (borrowed-buffer) GET, for endpoints
+   * addressed by path (MinIO and other in-cluster stores, the sandbox).
+   * Undefined means "use the SDK": AWS's virtual-hosted addressing, or a
+   * signing failure, which the SDK then reports as its usual typed error.
+   */
+  private async directGetRequest(key: string, offset: number, etag: string | undefined, signal?: AbortSignal): Promise<DirectGetRequest | undefined> {
+    if (!this.config.endpoint || this.config.forcePathStyle === false) return undefined;
+    const { client } = await this.connect();
+    try {
+      const base = new URL(this.config.endpoint);
+      const url = new URL(`${base.pathname.replace(/\/$/, '')}/${[this.bucket, ...this.k(key).split('/')].map(encodeS3Segment).join('/')}`, base);
+      const config = client.config as unknown as {
+        signer: () => Promise<{ sign(r: unknown, o: unknown): Promise<{ headers: Record<string, string> }> }>;
+        region: () => Promise<string>;
+      };
+      const signer = await config.signer();
+      const signed = await signer.sign(
+        {
+          method: 'GET',
+          protocol: url.protocol,
+          hostname: url.hostname,
+          ...(url.port ? { port: Number(url.port) } : {}),
+          path: url.pathname,
+          query: {},
+          headers: {
+            host: url.host,
+            'x-amz-content-sha256': 'UNSIGNED-PAYLOAD',
+            ...(offset > 0 ? { range: `bytes=${offset}-` } : {}),
+            ...(etag ? { 'if-match': etag } : {}),
+          },
+        },
+        { signingRegion: await config.region(), signingService: 's3' },
+      );
+      return {
+        url,
+        headers: signed.headers,
+        timeoutMs: this.config.requestTimeoutMs ?? 60_000,
+        ...(this.ca ? { ca: this.ca } : {}),
+        ...(signal ? { signal } : {}),
+      };
+    } catch {
+      return undefined;
+    }
+  }
+
   /** One clear line naming the problem; never includes credentials. */
   mapError(e: unknown, doing: string): EtcdRecoverError {
     if (e instanceof EtcdRecoverError) return e;
@@ -401,6 +464,11 @@ function crc32cBase64(data: Buffer): string {
   const out = Buffer.allocUnsafe(4);
   out.writeUInt32BE(crc32c(data) >>> 0);
   return out.toString('base64');
+}
+
+/** RFC 3986 encoding of one path segment, as S3 signs it (no double encoding). */
+function encodeS3Segment(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 function readCa(path: string): Buffer {
