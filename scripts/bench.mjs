@@ -74,14 +74,17 @@ async function sideBySide(ours, theirs, between = () => {}) {
       await between(i);
     }
   }
-  const agg = (xs) => ({ ms: median(xs.map((x) => x.ms)), rss: Math.max(...xs.map((x) => x.rss)) });
-  return [agg(o), theirs ? agg(t) : undefined];
+  const agg = (xs) => ({ ms: median(xs.map((x) => x.ms)), rss: Math.max(...xs.map((x) => x.rss)), all: xs.map((x) => x.ms) });
+  const a = agg(o);
+  // The ratio of each alternating pair: how far the machine's noise moves the comparison.
+  if (theirs) a.pairRatios = o.map((x, i) => x.ms / t[i].ms);
+  return [a, theirs ? agg(t) : undefined];
 }
 
 const rows = [];
 const refs = [];
 const row = (size, what, ours, theirs, oursLabel, theirsLabel) =>
-  rows.push({ size, what, oursMs: ours.ms, theirsMs: theirs?.ms, ratio: theirs ? ours.ms / theirs.ms : undefined, oursRss: ours.rss, theirsRss: theirs?.rss, oursLabel, theirsLabel });
+  rows.push({ size, what, oursMs: ours.ms, theirsMs: theirs?.ms, oursAll: ours.all, theirsAll: theirs?.all, ratio: theirs ? ours.ms / theirs.ms : undefined, pairRatios: theirs?.all ? ours.pairRatios : undefined, oursRss: ours.rss, theirsRss: theirs?.rss, oursLabel, theirsLabel });
 
 for (const sizeMb of sizes) {
   const dir = mkdtempSync(join(tmpdir(), 'etcd-recover-bench-'));
@@ -170,15 +173,17 @@ for (const sizeMb of sizes) {
 }
 
 const fmt = (ms) => (ms === undefined ? '' : `${(ms / 1000).toFixed(2)} s`);
+/** The range of a side's runs, e.g. " (4.90–5.60)". */
+const spread = (all) => (all && all.length > 1 ? ` (${(Math.min(...all) / 1000).toFixed(2)}–${(Math.max(...all) / 1000).toFixed(2)})` : '');
 const mb = (b) => (b ? `${(b / MB).toFixed(0)} MB` : '');
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 const etcdVersion = execFileSync(join(env.ETCD_BIN_DIR, 'etcd'), ['--version']).toString().split('\n')[0];
 const lines = [
-  `Run ${new Date().toISOString()} on ${cpus().length} × ${cpu}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB RAM, Node ${process.versions.node}, ${etcdVersion}, MinIO on loopback (same cores). Median of ${runs} runs each, alternating, \`sync\` before each.`,
+  `Run ${new Date().toISOString()} on ${cpus().length} × ${cpu}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB RAM, Node ${process.versions.node}, ${etcdVersion}, MinIO on loopback (same cores). Median of ${runs} runs each (their range in brackets), alternating, \`sync\` before each; the ratio is of the medians, and each alternating pair's ratio is listed too.`,
   '',
-  '| DB | operation | etcd-recover | etcd tool | ratio | peak RSS (ours) | peak RSS (etcd tool) |',
-  '|---:|---|---:|---:|---:|---:|---:|',
-  ...rows.map((r) => `| ${r.size} MB | ${r.what} | ${fmt(r.oursMs)} | ${fmt(r.theirsMs)} | ${r.ratio?.toFixed(2) ?? ''}x | ${mb(r.oursRss)} | ${mb(r.theirsRss)} |`),
+  '| DB | operation | etcd-recover | etcd tool | ratio | ratio of each pair | peak RSS (ours) | peak RSS (etcd tool) |',
+  '|---:|---|---:|---:|---:|---:|---:|---:|',
+  ...rows.map((r) => `| ${r.size} MB | ${r.what} | ${fmt(r.oursMs)}${spread(r.oursAll)} | ${fmt(r.theirsMs)}${spread(r.theirsAll)} | ${r.ratio?.toFixed(2) ?? ''}x | ${r.pairRatios ? r.pairRatios.map((x) => x.toFixed(2)).join(' / ') : ''} | ${mb(r.oursRss)} | ${mb(r.theirsRss)} |`),
   '',
   'What each side does:',
   ...[...new Map(rows.map((r) => [r.what, r])).values()].map((r) => `- ${r.what}: etcd-recover = ${r.oursLabel}; etcd tool = ${r.theirsLabel}.`),

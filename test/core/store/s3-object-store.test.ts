@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { createServer, connect, type Server } from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Sandbox } from '@etcd-recover/core';
@@ -9,6 +10,7 @@ import { startSandbox, stopSandbox, storeFor, tempDir } from '../../support/sand
 import { freePort } from '../../support/ports.js';
 import { objectStoreContract } from './object-store.contract.js';
 import { startFlakyS3Proxy } from '../../support/flaky-proxy.js';
+import { Pki } from '../../support/kube/pki.js';
 
 describe('S3 object store on a real MinIO', function () {
   let sb: Sandbox;
@@ -188,6 +190,53 @@ describe('S3 object store on a real MinIO', function () {
         (e: EtcdRecoverError) => e.code === 'ABORTED',
       );
       assert.ok(n < body.length);
+    });
+  });
+
+  describe('over TLS with the endpoint CA (--s3-ca-file)', () => {
+    // A TLS-terminating TCP proxy in front of MinIO, with a certificate from a throwaway CA.
+    const dir = tempDir();
+    let server: TlsServer;
+    let endpoint: string;
+    let ca: string;
+    before(async () => {
+      const pki = await Pki.create(dir.path);
+      const leaf = await pki.issue('s3', { cn: '127.0.0.1', ips: ['127.0.0.1'], usage: 'server' });
+      ca = pki.ca.cert;
+      const target = new URL(sb.s3Config().endpoint!);
+      server = createTlsServer({ key: readFileSync(leaf.key), cert: readFileSync(leaf.cert) }, (c) => {
+        const up = connect(Number(target.port), target.hostname);
+        c.pipe(up).pipe(c);
+        c.on('error', () => up.destroy());
+        up.on('error', () => c.destroy());
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      endpoint = `https://127.0.0.1:${(server.address() as { port: number }).port}`;
+    });
+    after(() => {
+      server.close();
+      dir.remove();
+    });
+
+    it('uploads, and reads back through the direct GET over TLS; without the CA the TLS failure is named', async () => {
+      const store = storeFor(sb, { endpoint, caFile: ca });
+      const body = randomBytes(6 * 1024 * 1024 + 3);
+      await store.upload('tls/obj.db', (async function* () {
+        yield body;
+      })());
+      const h = createHash('sha256');
+      const memory = new Set<ArrayBufferLike>();
+      for await (const c of store.get('tls/obj.db', { borrow: true })) {
+        h.update(c);
+        memory.add(c.buffer);
+      }
+      assert.equal(h.digest('hex'), createHash('sha256').update(body).digest('hex'));
+      assert.ok(memory.size <= 4, `read through the direct GET (${memory.size} buffers)`);
+      await assert.rejects(storeFor(sb, { endpoint, maxAttempts: 1 }).probe(), (e: EtcdRecoverError) => {
+        assert.equal(e.code, 'STORE_UNREACHABLE', e.message);
+        assert.match(`${e.message} ${e.hint}`, /TLS|certificate|--s3-ca-file/);
+        return true;
+      });
     });
   });
 

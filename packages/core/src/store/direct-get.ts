@@ -1,4 +1,4 @@
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 
 /**
@@ -158,7 +158,7 @@ export async function* directGet(req: DirectGetRequest): AsyncGenerator<Buffer, 
   };
   const socket: Socket =
     req.url.protocol === 'https:'
-      ? tlsConnect({ ...opts, servername: opts.host, ...(req.ca ? { ca: req.ca } : {}) })
+      ? tlsConnect({ ...opts, ...(isIP(opts.host) ? {} : { servername: opts.host }), ...(req.ca ? { ca: req.ca } : {}) })
       : netConnect(opts);
   socket.setTimeout(req.timeoutMs, () => fail(withCode(`no data for ${req.timeoutMs} ms`, 'ETIMEDOUT')));
   socket.on('error', (e) => (phase === 'head' ? fail(new DirectGetDeclined(e.message, { cause: e })) : fail(e)));
