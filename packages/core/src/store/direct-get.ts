@@ -63,7 +63,6 @@ export async function* directGet(req: DirectGetRequest): AsyncGenerator<Buffer, 
   let phase = 'head' as 'head' | 'body' | 'done'; // changed by the socket callbacks
   let head = '';
   let remaining = 0;
-  let received = 0;
   let length = 0;
   let failure: Error | undefined;
   let paused = false;
@@ -136,7 +135,6 @@ export async function* directGet(req: DirectGetRequest): AsyncGenerator<Buffer, 
       curLen += k;
       off += k;
       remaining -= k;
-      received += k;
     }
     if (remaining === 0) {
       flush();
@@ -164,7 +162,7 @@ export async function* directGet(req: DirectGetRequest): AsyncGenerator<Buffer, 
   socket.on('error', (e) => (phase === 'head' ? fail(new DirectGetDeclined(e.message, { cause: e })) : fail(e)));
   socket.on('close', () => {
     if (phase === 'head') fail(new DirectGetDeclined('connection closed before the response'));
-    else if (phase === 'body') fail(withCode(`connection closed after ${received} of ${length} bytes`, 'ECONNRESET'));
+    else if (phase === 'body') fail(withCode(`connection closed after ${length - remaining} of ${length} bytes`, 'ECONNRESET'));
   });
   const onAbort = () => fail(Object.assign(new Error('aborted'), { name: 'AbortError' }));
   req.signal?.addEventListener('abort', onAbort, { once: true });

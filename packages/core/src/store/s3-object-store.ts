@@ -246,7 +246,6 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async *get(key: string, opts: GetOptions = {}): AsyncIterable<Buffer> {
-    const { client, sdk } = await this.connect();
     let offset = 0;
     let etag: string | undefined;
     const maxResumes = this.config.maxAttempts ?? 5;
@@ -254,33 +253,7 @@ export class S3ObjectStore implements ObjectStore {
     for (;;) {
       opts.signal?.throwIfAborted();
       try {
-        const direct = opts.borrow ? await this.directGetRequest(key, offset, etag, opts.signal) : undefined;
-        if (direct) {
-          try {
-            for await (const b of directGet({ ...direct, onHead: (h) => (etag ??= h.etag) })) {
-              offset += b.length;
-              attempt = 0;
-              yield b;
-            }
-            return;
-          } catch (e) {
-            // Not the answer the direct path handles (an error status, no
-            // response): this attempt goes through the SDK, for its typed errors.
-            if (!(e instanceof DirectGetDeclined)) throw e;
-          }
-        }
-        const r = await client.send(
-          new sdk.GetObjectCommand({
-            Bucket: this.bucket,
-            Key: this.k(key),
-            ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
-            ...(etag ? { IfMatch: etag } : {}),
-          }),
-          { abortSignal: opts.signal },
-        );
-        etag ??= r.ETag;
-        for await (const chunk of r.Body as Readable) {
-          const b = chunk as Buffer;
+        for await (const b of this.bodyFrom(key, offset, etag, opts, (t) => (etag ??= t))) {
           offset += b.length;
           attempt = 0;
           yield b;
@@ -294,6 +267,35 @@ export class S3ObjectStore implements ObjectStore {
         await sleep(Math.min(200 * 2 ** attempt, 5_000), undefined, opts.signal ? { signal: opts.signal } : undefined);
       }
     }
+  }
+
+  /**
+   * One attempt's body from `offset` (only this version of the object: If-Match). A borrowing
+   * caller gets the direct GET; an answer that path does not handle (an error status, no
+   * response) repeats the attempt through the SDK, for its typed errors.
+   */
+  private async *bodyFrom(key: string, offset: number, etag: string | undefined, opts: GetOptions, onEtag: (etag: string | undefined) => void): AsyncIterable<Buffer> {
+    const direct = opts.borrow ? await this.directGetRequest(key, offset, etag, opts.signal) : undefined;
+    if (direct) {
+      try {
+        yield* directGet({ ...direct, onHead: (h) => onEtag(h.etag) });
+        return;
+      } catch (e) {
+        if (!(e instanceof DirectGetDeclined)) throw e;
+      }
+    }
+    const { client, sdk } = await this.connect();
+    const r = await client.send(
+      new sdk.GetObjectCommand({
+        Bucket: this.bucket,
+        Key: this.k(key),
+        ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
+        ...(etag ? { IfMatch: etag } : {}),
+      }),
+      { abortSignal: opts.signal },
+    );
+    onEtag(r.ETag);
+    yield* r.Body as Readable;
   }
 
   async read(key: string, signal?: AbortSignal): Promise<{ body: Buffer; etag?: string } | undefined> {
