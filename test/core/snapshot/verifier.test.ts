@@ -3,12 +3,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { crc32c, crc32cCombine, crc32cJs, crc32cNative } from '../../../packages/core/src/crc32c.js';
 import {
   SnapshotVerifier,
-  crc32c,
-  crc32cCombine,
-  crc32cJs,
-  crc32cNative,
   describeDefects,
   verifySnapshotFile,
   verifySnapshotStream,

@@ -8,6 +8,5 @@ export * from './restore-point.js';
 export * from './executor.js';
 export * from './recover.js';
 export * from './heal.js';
-export * from './drill.js';
 export * from './member-data.js';
 export * from './keyspace.js';

@@ -2,3 +2,4 @@ export * from './sandbox.js';
 export * from './binaries.js';
 export { isAlive, stopProcess, spawnDetached } from '../processes.js';
 export { SandboxTarget } from './sandbox-target.js';
+export * from './drill.js';

@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PutObjectCommand, S3Client, S3ClientConfig, UploadPartCommand } from '@aws-sdk/client-s3';
 import { EtcdRecoverError, messageOf } from '../errors.js';
-import { crc32c } from '../snapshot/verifier/crc32c.js';
+import { crc32c } from '../crc32c.js';
 import { directGet, DirectGetDeclined, type DirectGetRequest } from './direct-get.js';
 import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, UploadOptions } from './object-store.js';
 import { normalizePrefix, readCredentialsFile, validateS3Config, type S3Config } from './s3-config.js';

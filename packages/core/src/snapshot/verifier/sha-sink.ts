@@ -222,3 +222,15 @@ export class WorkerSha implements ShaSink {
     void this.worker.terminate();
   }
 }
+
+/** A sink hashing in a worker thread when `parallel` (and a worker can be started), else inline. */
+export function openShaSink(parallel: boolean): ShaSink {
+  if (parallel) {
+    try {
+      return new WorkerSha();
+    } catch {
+      // no worker threads here: hash inline
+    }
+  }
+  return new InlineSha();
+}

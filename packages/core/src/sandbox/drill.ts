@@ -2,16 +2,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdRecoverError } from '../errors.js';
-import { Sandbox } from '../sandbox/sandbox.js';
-import { SandboxTarget } from '../sandbox/sandbox-target.js';
+import { executePlan, type RecoveryReport, type StepEvent } from '../recovery/executor.js';
+import { Journal } from '../recovery/journal.js';
+import { RecoveryLock } from '../recovery/lock.js';
+import { newRecoveryId, planQuorumRestore } from '../recovery/plan.js';
+import { computeRevisionBump } from '../recovery/revision-bump.js';
+import { backupRestorePoint } from '../recovery/restore-point.js';
 import { isVerified, type Catalog, type SnapshotRecord } from '../snapshot/catalog.js';
 import { MemoryObjectStore } from '../store/memory-object-store.js';
-import { executePlan, type RecoveryReport, type StepEvent } from './executor.js';
-import { Journal } from './journal.js';
-import { RecoveryLock } from './lock.js';
-import { newRecoveryId, planQuorumRestore } from './plan.js';
-import { computeRevisionBump } from './revision-bump.js';
-import { backupRestorePoint } from './restore-point.js';
+import { Sandbox } from './sandbox.js';
+import { SandboxTarget } from './sandbox-target.js';
 
 export interface DrillOptions {
   catalog: Catalog;
