@@ -34,7 +34,7 @@ export const etcd = new EtcdCluster(
     agentImage,
     storage: { size: '8Gi' },
     backup: {
-      bucket: config.getBoolean('createBucket') === false ? { existing: config.require('bucket') } : { create: { name: config.require('bucket'), versioning: true, expirationDays: 30 } },
+      bucket: config.getBoolean('createBucket') === false ? { existing: config.require('bucket') } : { create: { name: config.require('bucket'), versioning: true, expirationDays: 45 } },
       endpoint: config.get('s3Endpoint'),
       credentials: { accessKeyId: config.requireSecret('s3AccessKeyId'), secretAccessKey: config.requireSecret('s3SecretAccessKey') },
       schedule: '*/30 * * * *',

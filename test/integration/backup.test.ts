@@ -133,6 +133,45 @@ describe('backups on a real 3-member etcd and MinIO', function () {
     assert.match(r.stderr, /trailer/i);
   });
 
+  it('backup verify --file refuses a real snapshot cut at any length that is not whole pages (+ the full trailer), and never shows a raw copy as plain OK', async () => {
+    const bytes = readFileSync(join(tmp.path, 'etcdctl.db'));
+    const ps = json(await runCli(['backup', 'verify', '--file', join(tmp.path, 'etcdctl.db'), '-o', 'json'])).results[0].pageSize;
+    assert.ok(ps >= 4096, `page size ${ps}`);
+    const pages = bytes.length - 32;
+    assert.equal(pages % ps, 0, 'an etcdctl snapshot is whole pages plus the trailer');
+    // Trailer cut short, a raw copy grown past its high-water mark and cut mid-page, cut inside the pages.
+    const grown = Buffer.concat([bytes.subarray(0, pages), Buffer.alloc(2 * ps)]);
+    const cuts: [string, Buffer][] = [
+      ...[1, 5, 31].map((n) => [`trailer-minus-${n}`, bytes.subarray(0, bytes.length - n)] as [string, Buffer]),
+      ...[1, ps + 700, 2 * ps - 1].map((n) => [`raw-plus-${n}`, grown.subarray(0, pages + n)] as [string, Buffer]),
+      ['mid-pages', bytes.subarray(0, pages - ps - 123)],
+    ];
+    for (const [name, buf] of cuts) {
+      const f = join(tmp.path, `cut-${name}.db`);
+      writeFileSync(f, buf);
+      const r = await runCli(['backup', 'verify', '--file', f]);
+      assert.equal(r.code, 3, `${name}: exit ${r.code}\n${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`file length ${buf.length} bytes is neither whole ${ps}-byte pages`), `${name}: ${r.stderr}`);
+      assert.match(r.stdout, /CORRUPT/);
+      const j = await runCli(['backup', 'verify', '--file', f, '-o', 'json']);
+      assert.equal(j.code, 3);
+      assert.equal(json(j).results[0].ok, false);
+    }
+    // Whole pages without the trailer: intact, but "integrity not proven" in every format.
+    const raw = join(tmp.path, 'no-trailer.db');
+    const table = await runCli(['backup', 'verify', '--file', raw]);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /OK, integrity not proven/);
+    assert.match(table.stdout, /integrity not proven: no sha256 trailer/);
+    const j = json(await runCli(['backup', 'verify', '--file', raw, '-o', 'json'])).results[0];
+    assert.deepEqual({ ok: j.ok, hasTrailer: j.hasTrailer, integrityProven: j.integrityProven }, { ok: true, hasTrailer: false, integrityProven: false });
+    const y = await runCli(['backup', 'verify', '--file', raw, '-o', 'yaml']);
+    assert.match(y.stdout, /integrityProven: false/);
+    const proven = json(await runCli(['backup', 'verify', '--file', join(tmp.path, 'etcdctl.db'), '-o', 'json'])).results[0];
+    assert.deepEqual({ ok: proven.ok, integrityProven: proven.integrityProven }, { ok: true, integrityProven: true });
+    assert.doesNotMatch((await runCli(['backup', 'verify', '--file', join(tmp.path, 'etcdctl.db')])).stdout, /not proven/);
+  });
+
   it('backup prune --dry-run shows decisions and deletes nothing; prune keeps the newest verified', async () => {
     const before = json(await cli('backup', 'list', '-o', 'json')).snapshots.length;
     const dry = await cli('backup', 'prune', '--dry-run', '--keep-last', '1', '--keep-within', '0', '--hourly', '0', '--daily', '0', '--weekly', '0', '-o', 'json');

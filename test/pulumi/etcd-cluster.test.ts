@@ -22,7 +22,7 @@ const base = {
   namespace: 'hcp-demo',
   agentImage: 'ghcr.io/etcd-recover/agent:0.1.0',
   backup: {
-    bucket: { create: { name: 'etcd-backups', expirationDays: 30 } },
+    bucket: { create: { name: 'etcd-backups', expirationDays: 45 } },
     endpoint: 'http://minio.storage:9000',
     credentials: { accessKeyId: 'AKID', secretAccessKey: 'very-secret' },
   },
@@ -96,7 +96,7 @@ describe('EtcdCluster component (Pulumi mocks)', () => {
     await settle();
     const b = mocks.find(T.bucket, 'etcd-bucket').inputs;
     assert.equal(b.bucket, 'etcd-backups');
-    assert.equal(b.expirationDays, 30);
+    assert.equal(b.expirationDays, 45);
     assert.equal(b.expirationPrefix, 'clusters/etcd/');
     assert.equal(typeof b.__provider, 'string', 'the provider closure serialized');
     mocks.reset();
@@ -158,6 +158,13 @@ describe('EtcdCluster component (Pulumi mocks)', () => {
     assert.ok(mocks.resources.filter((r) => r.custom).length >= 14);
   });
 
+  it('accepts a lifecycle expiry that outlasts the longest retention window by the grace period', async () => {
+    new mod.EtcdCluster('etcd', { ...base, backup: { ...base.backup, bucket: { create: { name: 'etcd-backups', expirationDays: 21 } }, retention: { daily: '14d', weekly: '0d' } } });
+    await settle();
+    const b = mocks.find(T.bucket, 'etcd-bucket').inputs;
+    assert.equal(b.expirationDays, 21);
+  });
+
   describe('rejects bad arguments before any resource exists, naming the argument', () => {
     const cases: [string, any, RegExp][] = [
       ['even members', { members: 4 }, /members: must be odd \(got 4\)/],
@@ -169,6 +176,21 @@ describe('EtcdCluster component (Pulumi mocks)', () => {
       ['TLS half-configured', { tls: { serverSecret: 'etcd-server-tls' } }, /tls: serverSecret and clientSecret go together/],
       ['a bucket name S3 rejects', { backup: { ...base.backup, bucket: { create: { name: 'Etcd_Backups' } } } }, /backup\.bucket: "Etcd_Backups" must be 3-63 characters/],
       ['a topology flag in extraArgs', { extraArgs: ['--initial-cluster-state=existing'] }, /extraArgs: "--initial-cluster-state=existing" is set by the component/],
+      [
+        'a lifecycle expiry shorter than retention (7 days while weekly backups are kept 90 days)',
+        { backup: { ...base.backup, bucket: { create: { name: 'etcd-backups', expirationDays: 7 } }, retention: { weekly: '90d' } } },
+        /backup\.bucket\.create\.expirationDays: 7 days would delete backups that backup\.retention\.weekly \("90d"\) keeps: .*expirationDays ≥ 97\).*newest verified/,
+      ],
+      [
+        'a lifecycle expiry equal to the default retention (once backups stop it deletes the newest verified backup)',
+        { backup: { ...base.backup, bucket: { create: { name: 'etcd-backups', expirationDays: 30 } } } },
+        /backup\.bucket\.create\.expirationDays: 30 days would delete backups that backup\.retention\.weekly \("30d"\) keeps: .*expirationDays ≥ 37\)/,
+      ],
+      [
+        'a lifecycle expiry shorter than the daily window when the weekly one is off',
+        { backup: { ...base.backup, bucket: { create: { name: 'etcd-backups', expirationDays: 20 } }, retention: { daily: '14d', weekly: '0d' } } },
+        /backup\.bucket\.create\.expirationDays: 20 days would delete backups that backup\.retention\.daily \("14d"\) keeps: .*expirationDays ≥ 21\)/,
+      ],
     ];
     for (const [what, override, re] of cases) {
       it(what, async () => {

@@ -8,7 +8,12 @@ export interface CreateBucketArgs {
   readonly name: string;
   /** Enable versioning. Default true. */
   readonly versioning?: boolean;
-  /** Expire backups after this many days (a lifecycle rule on the prefix). Default: none (retention prunes). */
+  /**
+   * Expire backups after this many days (a lifecycle rule on the cluster's prefix, noncurrent
+   * versions too). Default: none (retention prunes). Must exceed the longest retention window by
+   * at least EXPIRY_GRACE_DAYS: once backups stop, the rule also deletes the newest verified
+   * backup, which retention always keeps. A safety net for a prune that never runs, not a policy.
+   */
   readonly expirationDays?: number;
   /** Object lock for backups (needs store support). Default: none. */
   readonly objectLock?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; days: number };
@@ -116,7 +121,22 @@ export interface EtcdClusterArgs {
   readonly dependents?: WorkloadRef[];
   /** How to pause reconciliation during a restore (e.g. a HostedCluster). Default none. */
   readonly pause?: PauseArgs;
+  /**
+   * Seconds an empty member (or one whose data is behind the newest verified backup) waits in its
+   * init container for peers with a quorum before it reads the bucket: a survivor that starts late
+   * is found before anything bootstraps. Default 30.
+   */
+  readonly peerWaitSeconds?: number;
 }
+
+/**
+ * How far a bucket lifecycle expiry must outlast the longest retention window: the time an
+ * operator has to notice that backups stopped (or turned suspect) before the expiry deletes the
+ * last good one, which retention would have kept forever.
+ */
+export const EXPIRY_GRACE_DAYS = 7;
+
+const DAY_MS = 86_400_000;
 
 /** Arguments with every default applied. */
 export interface ResolvedArgs {
@@ -140,6 +160,7 @@ export interface ResolvedArgs {
   defrag: { schedule: string } | undefined;
   dependents: Required<WorkloadRef>[];
   pause: PauseArgs | undefined;
+  peerWaitSeconds: number;
 }
 
 /**
@@ -198,6 +219,24 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
   if (retention.maxCount !== undefined && !(retention.maxCount >= 1)) fail('backup.retention.maxCount', `must be at least 1 (got ${retention.maxCount}): a retention of zero deletes every backup`);
   const keepsNothing = retention.keepLast === 0 && ['keepWithin', 'hourly', 'daily', 'weekly'].every((k) => parseDuration(retention[k as 'hourly']) === 0);
   if (keepsNothing) fail('backup.retention', 'keeps nothing (keepLast 0 and every window 0): a retention of zero deletes every backup');
+  if ('create' in b.bucket && b.bucket.create.expirationDays !== undefined) {
+    // The rule deletes by age alone; retention keeps the newest of each window up to its end.
+    const days = b.bucket.create.expirationDays;
+    const [longest, window] = (['keepWithin', 'hourly', 'daily', 'weekly'] as const)
+      .map((k) => [k, parseDuration(retention[k])] as const)
+      .reduce((m, x) => (x[1] > m[1] ? x : m));
+    const need = Math.ceil(window / DAY_MS) + EXPIRY_GRACE_DAYS;
+    if (days < need) {
+      fail(
+        'backup.bucket.create.expirationDays',
+        `${days} days would delete backups that backup.retention.${longest} ("${retention[longest]}") keeps: a lifecycle expiry must exceed the longest ` +
+          `retention window by at least ${EXPIRY_GRACE_DAYS} days (expirationDays ≥ ${need}), because once backups stop it also deletes the newest verified ` +
+          'backup, which retention always keeps; raise it, shorten the retention, or leave expiry to prune (omit expirationDays)',
+      );
+    }
+  }
+  const peerWaitSeconds = a.peerWaitSeconds ?? 30;
+  if (!Number.isInteger(peerWaitSeconds) || peerWaitSeconds < 0) fail('peerWaitSeconds', `must be a whole number of seconds ≥ 0 (got ${peerWaitSeconds})`);
   const verifyCount = b.verifyCount ?? 3;
   if (!Number.isInteger(verifyCount) || verifyCount < 1) fail('backup.verifyCount', 'must be at least 1');
   if (a.quotaBackendBytes !== undefined && !(a.quotaBackendBytes > 0)) fail('quotaBackendBytes', 'must be positive');
@@ -245,5 +284,6 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
     defrag: a.defrag,
     dependents,
     pause: a.pause,
+    peerWaitSeconds,
   };
 }

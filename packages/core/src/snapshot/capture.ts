@@ -2,7 +2,7 @@ import { EtcdRecoverError } from '../errors.js';
 import type { EtcdGateway, MemberStatus } from '../etcd/etcd-gateway.js';
 import { layout } from '../layout.js';
 import { toolVersion } from '../version.js';
-import { Catalog, RECORD_FORMAT_VERSION, type SnapshotRecord } from './catalog.js';
+import { Catalog, RECORD_FORMAT_VERSION, isTrusted, keysOf, newestFirst, type SnapshotRecord, type SuspectMark } from './catalog.js';
 import { chooseSnapshotSource, type MemberCandidate } from './member-selection.js';
 import { formatSnapshotName } from './snapshot-name.js';
 import { SnapshotVerifier, describeDefects } from './verifier/index.js';
@@ -27,6 +27,51 @@ export interface CaptureOptions {
   signal?: AbortSignal;
   onProgress?: (p: CaptureProgress) => void;
   now?: () => Date;
+  /** When the new backup counts as suspect (default SUSPECT_THRESHOLDS). */
+  suspectThresholds?: SuspectThresholds;
+}
+
+/**
+ * When a new backup is suspect: its keys fall below `keysRatio` of the newest previous trusted
+ * backup's (which had at least `minBaselineKeys`), or its DB size below `dbSizeRatio` of the
+ * baseline's (which was at least `minBaselineDbSize` bytes). The floors keep small clusters
+ * (tests, fresh installs) from ever being judged; DB size alone needs a steep fall because a
+ * defragmentation after compaction legitimately shrinks the file.
+ */
+export const SUSPECT_THRESHOLDS = {
+  keysRatio: 0.5,
+  minBaselineKeys: 1000,
+  dbSizeRatio: 0.25,
+  minBaselineDbSize: 64 * 1024 * 1024,
+} as const;
+
+export type SuspectThresholds = { [K in keyof typeof SUSPECT_THRESHOLDS]: number };
+
+const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+const pct = (a: number, b: number) => `${Math.floor((100 * a) / b)}%`;
+
+/**
+ * Pure: compares a new backup with the newest trusted one among `previous` (any order) and
+ * returns the suspect mark, or undefined when it looks sound (or there is nothing to compare with).
+ */
+export function suspectMark(
+  candidate: Pick<SnapshotRecord, 'userKeys' | 'totalKeys' | 'dbSize'>,
+  previous: readonly SnapshotRecord[],
+  t: SuspectThresholds = SUSPECT_THRESHOLDS,
+): SuspectMark | undefined {
+  const baseline = [...previous].sort(newestFirst).find(isTrusted);
+  if (!baseline) return undefined;
+  const reasons: string[] = [];
+  const was = keysOf(baseline);
+  const now = keysOf(candidate);
+  if (was >= t.minBaselineKeys && now < was * t.keysRatio) {
+    reasons.push(`keys fell from ${was} (backup ${baseline.name}) to ${now} (${pct(now, was)}, below ${t.keysRatio * 100}%)`);
+  }
+  if (baseline.dbSize >= t.minBaselineDbSize && candidate.dbSize < baseline.dbSize * t.dbSizeRatio) {
+    reasons.push(`DB size fell from ${mib(baseline.dbSize)} (backup ${baseline.name}) to ${mib(candidate.dbSize)} (${pct(candidate.dbSize, baseline.dbSize)}, below ${t.dbSizeRatio * 100}%)`);
+  }
+  if (!reasons.length) return undefined;
+  return { reasons, baseline: { name: baseline.name, revision: baseline.revision, userKeys: was, dbSize: baseline.dbSize } };
 }
 
 export async function collectStatuses(gateway: EtcdGateway, signal?: AbortSignal): Promise<MemberCandidate[]> {
@@ -47,7 +92,8 @@ export async function collectStatuses(gateway: EtcdGateway, signal?: AbortSignal
  * sha256 against etcd's trailer plus the native bbolt walk. Memory stays
  * bounded by the upload's part buffers. The catalog record is written last,
  * so an interrupted upload is never listed as a backup; a snapshot that fails
- * verification is deleted and reported.
+ * verification is deleted and reported. A snapshot whose keyspace collapsed
+ * against the newest trusted backup is kept but marked suspect (suspectMark).
  */
 export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRecord> {
   const { gateway, catalog, signal } = opts;
@@ -71,6 +117,8 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
     throw new EtcdRecoverError('PRECONDITION', `member ${opts.member} cannot be snapshotted: ${s?.reason ?? 'not one of the endpoints'}`);
   }
   const source: MemberStatus = choice.chosen;
+  // The backups so far, read before anything is written: the new one is judged against them.
+  const previous = (await catalog.list(signal)).snapshots;
   progress({ phase: 'select', message: `snapshotting ${source.endpoint} (${choice.reason}, revision ${source.revision})` });
 
   const started = now();
@@ -117,6 +165,8 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
     });
   }
   progress({ phase: 'record', message: `uploaded ${uploaded.size} bytes; writing catalog record` });
+  const suspect = suspectMark({ userKeys: report.userKeys, totalKeys: report.totalKeys, dbSize: report.totalSize }, previous, opts.suspectThresholds);
+  if (suspect) progress({ phase: 'record', message: `SUSPECT backup: ${suspect.reasons.join('; ')}` });
   const completedAt = now();
   const record: SnapshotRecord = {
     formatVersion: RECORD_FORMAT_VERSION,
@@ -156,6 +206,7 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
       defects: [],
     },
     ...(opts.labels ? { labels: opts.labels } : {}),
+    ...(suspect ? { suspect } : {}),
   };
   await catalog.writeRecord(record, signal);
   return record;

@@ -54,10 +54,41 @@ export interface SnapshotRecord {
   /** Latest verification; a snapshot counts as verified when ok and sha256 matches. */
   verification?: VerificationResult;
   labels?: Record<string, string>;
+  /**
+   * Set by `backup create` when the keyspace collapsed against the newest previous trusted
+   * backup (suspectMark in capture.ts): such a backup is no restore point for latest/auto and does not
+   * let prune delete older trusted backups, until confirmed (`backup confirm NAME`).
+   */
+  suspect?: SuspectMark;
+}
+
+/** Why a backup is suspect, and (once an operator accepted it) who confirmed it. */
+export interface SuspectMark {
+  /** One line per rule that fired, e.g. "keys fell from 2000 to 0 (0%, below 50%)". */
+  reasons: string[];
+  /** The backup it was compared with: the newest previous trusted backup. */
+  baseline: { name: string; revision: number; userKeys: number; dbSize: number };
+  /** Set by `backup confirm`: the backup is accepted as the truth and no longer suspect. */
+  confirmed?: { at: string; by: string; reason?: string };
 }
 
 export function isVerified(r: SnapshotRecord): boolean {
   return Boolean(r.verification?.ok && r.verification.sha256 === r.sha256);
+}
+
+/** Marked suspect at creation and not confirmed since (a confirmed one is no longer suspect). */
+export function isSuspect(r: SnapshotRecord): boolean {
+  return Boolean(r.suspect && !r.suspect.confirmed);
+}
+
+/** A restore point the tool may pick on its own (latest/auto, prune's baseline): verified and not an unconfirmed suspect. */
+export function isTrusted(r: SnapshotRecord): boolean {
+  return isVerified(r) && !isSuspect(r);
+}
+
+/** Keys etcd serves (userKeys; totalKeys in records of older tools). */
+export function keysOf(r: Pick<SnapshotRecord, 'userKeys' | 'totalKeys'>): number {
+  return r.userKeys ?? r.totalKeys;
 }
 
 export function parseRecord(text: string | Buffer, key: string): SnapshotRecord {
@@ -141,9 +172,28 @@ export class Catalog {
     return parseRecord(got.body, key);
   }
 
-  async latest(opts: { verifiedOnly: boolean }, signal?: AbortSignal): Promise<SnapshotRecord | undefined> {
+  async latest(opts: { verifiedOnly: boolean; trustedOnly?: boolean }, signal?: AbortSignal): Promise<SnapshotRecord | undefined> {
     const { snapshots } = await this.list(signal);
-    return snapshots.find((s) => !opts.verifiedOnly || isVerified(s));
+    return snapshots.find((s) => (opts.trustedOnly ? isTrusted(s) : !opts.verifiedOnly || isVerified(s)));
+  }
+
+  /**
+   * Accepts a suspect backup as the truth (`backup confirm`): records who and when in its
+   * `suspect.confirmed`; from then on it is trusted (if verified) and a baseline for later backups.
+   * Idempotent; refuses a backup that was never marked suspect.
+   */
+  async confirmSuspect(name: string, by: { by: string; reason?: string; at?: Date }, signal?: AbortSignal): Promise<SnapshotRecord> {
+    const record = await this.get(name, signal);
+    if (!record.suspect) {
+      throw new EtcdRecoverError('PRECONDITION', `backup ${name} is not suspect: there is nothing to confirm`, {
+        hint: 'run `kubectl etcd-recover backup list` to see which backups are suspect',
+      });
+    }
+    if (record.suspect.confirmed) return record;
+    const confirmed = { at: (by.at ?? new Date()).toISOString(), by: by.by, ...(by.reason ? { reason: by.reason } : {}) };
+    const next: SnapshotRecord = { ...record, suspect: { ...record.suspect, confirmed } };
+    await this.writeRecord(next, signal);
+    return next;
   }
 
   async writeRecord(record: SnapshotRecord, signal?: AbortSignal): Promise<void> {

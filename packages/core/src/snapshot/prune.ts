@@ -1,5 +1,5 @@
 import { Catalog } from './catalog.js';
-import { applyRetention, validateRetention, type RetentionDecision, type RetentionPolicy } from './retention.js';
+import { applyRetention, pendingSuspects, validateRetention, type RetentionDecision, type RetentionPolicy } from './retention.js';
 
 export interface PruneResult {
   dryRun: boolean;
@@ -8,6 +8,8 @@ export interface PruneResult {
   /** Snapshot objects without a record (interrupted uploads) older than the grace period. */
   incompleteDeleted: string[];
   kept: number;
+  /** Unconfirmed suspect backups newer than the newest trusted one (newest first): every trusted backup is kept while any is listed. */
+  suspects: string[];
 }
 
 export interface PruneOptions {
@@ -47,5 +49,6 @@ export async function pruneSnapshots(catalog: Catalog, opts: PruneOptions): Prom
     deleted: opts.dryRun ? decisions.filter((d) => !d.keep).map((d) => d.name) : deleted,
     incompleteDeleted: opts.dryRun ? stale : incompleteDeleted,
     kept: decisions.filter((d) => d.keep).length,
+    suspects: pendingSuspects(listing.snapshots).map((s) => s.name),
   };
 }

@@ -1,5 +1,5 @@
 import { EtcdRecoverError } from '../errors.js';
-import { isVerified, type SnapshotRecord } from './catalog.js';
+import { isSuspect, isTrusted, isVerified, type SnapshotRecord } from './catalog.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -12,7 +12,10 @@ const DAY = 24 * HOUR;
  *   dailyWithin    the newest of each UTC day younger than this       (default 7 d)
  *   weeklyWithin   the newest of each week younger than this          (default 30 d)
  *   maxCount       then, at most this many in all: the oldest kept ones go first (default: no cap)
- * The newest verified snapshot is always kept, whatever the rules say: it is the restore point.
+ * The newest trusted snapshot (verified, not an unconfirmed suspect) is always kept, whatever the
+ * rules say: it is the restore point; so is the newest verified one. While unconfirmed suspect
+ * backups are newer than the newest trusted one (the keyspace collapsed), every trusted backup is
+ * kept, whatever the rules and maxCount say, until one is confirmed (`backup confirm NAME`).
  * Durations are milliseconds; 0 turns a rule off.
  */
 export interface RetentionPolicy {
@@ -59,6 +62,8 @@ export interface RetentionDecision {
   createdAt: string;
   keep: boolean;
   reasons: string[];
+  /** Present (true) on an unconfirmed suspect backup. */
+  suspect?: boolean;
 }
 
 /** Pure: decides for each snapshot (any order) whether to keep it, and why. Newest first in the result. */
@@ -66,7 +71,7 @@ export function applyRetention(snapshots: readonly SnapshotRecord[], policy: Ret
   const sorted = [...snapshots].sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt) || b.revision - a.revision);
   const t = now.getTime();
   const decisions = new Map<string, RetentionDecision>(
-    sorted.map((s) => [s.name, { name: s.name, createdAt: s.createdAt, keep: false, reasons: [] }]),
+    sorted.map((s) => [s.name, { name: s.name, createdAt: s.createdAt, keep: false, reasons: [], ...(isSuspect(s) ? { suspect: true } : {}) }]),
   );
   const keep = (s: SnapshotRecord, why: string) => {
     const d = decisions.get(s.name)!;
@@ -93,19 +98,29 @@ export function applyRetention(snapshots: readonly SnapshotRecord[], policy: Ret
   bucketRule(policy.dailyWithin, DAY, 'day');
   bucketRule(policy.weeklyWithin, 7 * DAY, 'week');
 
-  // The newest verified backup is the restore point: kept first, and it counts against maxCount.
+  // The newest trusted backup is the restore point: kept first, and it counts against maxCount.
+  const pinned = new Set<SnapshotRecord>();
+  const pin = (s: SnapshotRecord | undefined, why: string) => {
+    if (!s) return;
+    keep(s, why);
+    pinned.add(s);
+  };
+  const newestTrusted = sorted.find(isTrusted);
+  pin(newestTrusted, 'newest verified, trusted backup: the restore point (always kept)');
   const newestVerified = sorted.find(isVerified);
-  if (newestVerified) {
-    const d = decisions.get(newestVerified.name)!;
-    d.keep = true;
-    d.reasons.push('newest verified backup (always kept)');
+  if (newestVerified !== newestTrusted) pin(newestVerified, 'newest verified backup, suspect (always kept)');
+  // Suspect backups newer than every trusted one: the older trusted backups may be the only good data.
+  const pending = pendingSuspects(sorted);
+  if (pending.length) {
+    const why = `kept while suspect backup ${pending[0]!.name}${pending.length > 1 ? ` (and ${pending.length - 1} more)` : ''} is unconfirmed: \`backup confirm ${pending[0]!.name}\` accepts it`;
+    for (const s of sorted) if (isTrusted(s)) pin(s, why);
   }
   if (policy.maxCount !== undefined) {
     const kept = sorted.filter((s) => decisions.get(s.name)!.keep);
     let excess = kept.length - policy.maxCount;
     for (let i = kept.length - 1; i >= 0 && excess > 0; i--) {
       const s = kept[i]!;
-      if (s === newestVerified) continue;
+      if (pinned.has(s)) continue;
       const d = decisions.get(s.name)!;
       d.keep = false;
       d.reasons = [`over the count limit of ${policy.maxCount}`];
@@ -114,4 +129,11 @@ export function applyRetention(snapshots: readonly SnapshotRecord[], policy: Ret
   }
   for (const d of decisions.values()) if (!d.keep && !d.reasons.length) d.reasons.push('outside every retention window');
   return sorted.map((s) => decisions.get(s.name)!);
+}
+
+/** Unconfirmed suspect backups newer than the newest trusted one, newest first: what blocks pruning of trusted backups. */
+export function pendingSuspects(snapshots: readonly SnapshotRecord[]): SnapshotRecord[] {
+  const sorted = [...snapshots].sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt) || b.revision - a.revision);
+  const i = sorted.findIndex(isTrusted);
+  return sorted.slice(0, i < 0 ? sorted.length : i).filter(isSuspect);
 }

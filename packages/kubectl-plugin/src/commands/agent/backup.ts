@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { DEFAULT_RETENTION, captureSnapshot, parseDuration, pruneSnapshots, type PruneResult, type SnapshotRecord } from '@etcd-recover/core';
+import { DEFAULT_RETENTION, captureSnapshot, isSuspect, parseDuration, pruneSnapshots, type PruneResult, type SnapshotRecord } from '@etcd-recover/core';
 import { BaseCommand } from '../../base-command.js';
 import { outputFlag, quietFlag, storeFlags, targetFlags } from '../../flags.js';
 
@@ -7,6 +7,7 @@ import { outputFlag, quietFlag, storeFlags, targetFlags } from '../../flags.js';
 export default class AgentBackup extends BaseCommand {
   static override hidden = true;
   static override summary = 'Scheduled backup: backup create, then backup prune (the component\'s backup CronJob runs this).';
+  static override description = 'A backup whose keys or DB size collapsed against the previous trusted one is kept but marked SUSPECT (a warning on stderr); while it is unconfirmed, the prune keeps every trusted backup (see `backup confirm`).';
   static override flags = {
     ...targetFlags,
     ...storeFlags,
@@ -39,8 +40,12 @@ export default class AgentBackup extends BaseCommand {
       dryRun: false,
       signal: this.abort.signal,
     });
+    if (isSuspect(backup)) {
+      // Always on stderr, even with --quiet: the job's log is where an operator looks.
+      process.stderr.write(`warning: backup ${backup.name} is SUSPECT: ${backup.suspect!.reasons.join('; ')}; it is no restore point for latest/auto and older trusted backups are kept; if this is the cluster's true state run \`kubectl etcd-recover backup confirm ${backup.name}\`\n`);
+    }
     const result = { backup, prune };
-    this.render(result, () => `backup ${backup.name}: revision ${backup.revision}, ${backup.totalKeys} keys, verified; pruned ${prune.deleted.length}, kept ${prune.kept}`);
+    this.render(result, () => `backup ${backup.name}: revision ${backup.revision}, ${backup.totalKeys} keys, verified${isSuspect(backup) ? ', SUSPECT' : ''}; pruned ${prune.deleted.length}, kept ${prune.kept}`);
     return result;
   }
 }

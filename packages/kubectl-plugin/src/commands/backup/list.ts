@@ -1,15 +1,17 @@
 import { Flags } from '@oclif/core';
-import { isVerified, type CatalogListing } from '@etcd-recover/core';
+import { isSuspect, isTrusted, isVerified, type CatalogListing, type SnapshotRecord } from '@etcd-recover/core';
 import { BaseCommand } from '../../base-command.js';
 import { outputFlag, storeFlags, targetFlags } from '../../flags.js';
 import { age, bytes, table } from '../../render.js';
 
 export default class BackupList extends BaseCommand {
   static override summary = 'List the backups of a cluster, newest first.';
-  static override description = 'Reads the catalog records in the bucket (every page, past 1,000 objects). A snapshot object without a record (an interrupted or running upload) is not a backup: it is shown only with --all.';
+  static override description = `Reads the catalog records in the bucket (every page, past 1,000 objects). A snapshot object without a record (an interrupted or running upload) is not a backup: it is shown only with --all.
+A backup whose keys or DB size collapsed against the previous trusted one is SUSPECT (its record's "suspect" field says why): it is no restore point for latest/auto and prune keeps every older trusted backup until it is confirmed with \`backup confirm NAME\`. In json/yaml each backup also carries "trusted" (computed by this command: verified and not an unconfirmed suspect); "suspect.confirmed" records a confirmation.`;
   static override examples = [
     '<%= config.bin %> backup list',
     '<%= config.bin %> backup list -o json | jq -r \'.snapshots[0].name\'',
+    { description: 'The newest backup the tool would restore on its own (trusted)', command: '<%= config.bin %> backup list -o json | jq -r \'[.snapshots[] | select(.trusted)][0].name\'' },
     '<%= config.bin %> backup list --bucket etcd-backups --s3-endpoint http://minio:9000 --cluster prod-eu1 --limit 5',
   ];
   static override flags = {
@@ -20,13 +22,14 @@ export default class BackupList extends BaseCommand {
     all: Flags.boolean({ description: 'Also show incomplete uploads and unreadable records.' }),
   };
 
-  async run(): Promise<CatalogListing> {
+  async run(): Promise<ListOutput> {
     const { flags } = await this.parse(BackupList);
     this.setup({ ...flags, quiet: true });
     const target = await this.openTarget(flags);
     const listing = await target.catalog().list(this.abort.signal);
-    const result: CatalogListing = {
-      snapshots: flags.limit ? listing.snapshots.slice(0, flags.limit) : listing.snapshots,
+    const shown = flags.limit ? listing.snapshots.slice(0, flags.limit) : listing.snapshots;
+    const result: ListOutput = {
+      snapshots: shown.map((r) => ({ ...r, trusted: isTrusted(r) })),
       incomplete: flags.all ? listing.incomplete : [],
       unreadable: flags.all ? listing.unreadable : [],
     };
@@ -39,16 +42,28 @@ export default class BackupList extends BaseCommand {
           { header: 'Revision', get: (r) => r.revision, align: 'right' },
           { header: 'Keys', get: (r) => r.totalKeys, align: 'right' },
           { header: 'Size', get: (r) => bytes(r.dbSize), align: 'right' },
-          { header: 'Verified', get: (r) => (isVerified(r) ? `yes (${r.verification!.by}, ${age(r.verification!.at)} ago)` : r.verification ? 'FAILED' : 'no') },
+          { header: 'Verified', get: verifiedCell },
           { header: 'Member', get: (r) => r.sourceMember.name ?? r.sourceMember.endpoint, wide: true },
           { header: 'Cluster-ID', get: (r) => r.clusterId, wide: true },
           { header: 'SHA256', get: (r) => r.sha256.slice(0, 16), wide: true },
         ], { wide: this.format === 'wide' }),
       ];
+      for (const r of result.snapshots.filter(isSuspect)) {
+        lines.push(`SUSPECT ${r.name}: ${r.suspect!.reasons.join('; ')}; not a restore point for latest/auto, and prune keeps the older trusted backups. If this is the cluster's true state: kubectl etcd-recover backup confirm ${r.name}`);
+      }
       for (const i of result.incomplete) lines.push(`incomplete upload (not a backup): ${i.name} ${bytes(i.size)} ${age(i.lastModified)} old`);
       for (const u of result.unreadable) lines.push(`unreadable record: ${u.key}: ${u.error}`);
       return lines.join('\n');
     });
     return result;
   }
+}
+
+type ListOutput = Omit<CatalogListing, 'snapshots'> & { snapshots: (SnapshotRecord & { trusted: boolean })[] };
+
+function verifiedCell(r: SnapshotRecord): string {
+  if (!isVerified(r)) return r.verification ? 'FAILED' : 'no';
+  const v = `yes (${r.verification!.by}, ${age(r.verification!.at)} ago)`;
+  if (isSuspect(r)) return `SUSPECT, ${v}`;
+  return r.suspect?.confirmed ? `${v}, confirmed` : v;
 }

@@ -7,11 +7,13 @@ import { age, table } from '../../render.js';
 const d = (ms: number) => (ms % 86_400_000 === 0 ? `${ms / 86_400_000}d` : `${ms / 3_600_000}h`);
 
 export default class BackupPrune extends BaseCommand {
-  static override summary = 'Delete backups outside the retention policy (never the newest verified one).';
-  static override description = `Keeps the N newest, every backup inside the keep-all window, the newest of each hour, day and week inside their windows, and caps the total with --max-count. The newest verified backup is always kept. Snapshot objects without a record (interrupted uploads) older than an hour are removed too. Review with --dry-run; deleting asks for confirmation unless --yes.`;
+  static override summary = 'Delete backups outside the retention policy (never the newest trusted one).';
+  static override description = `Keeps the N newest, every backup inside the keep-all window, the newest of each hour, day and week inside their windows, and caps the total with --max-count. The newest trusted backup (verified, not an unconfirmed suspect) is always kept, and so is the newest verified one. Snapshot objects without a record (interrupted uploads) older than an hour are removed too. Review with --dry-run; deleting asks for confirmation unless --yes.
+While a SUSPECT backup (keys or DB size collapsed, see \`backup list\`) is newer than every trusted backup, every trusted backup is kept, whatever the policy and --max-count say: they may be the only good data. \`backup confirm NAME\` accepts the suspect backup; prune then applies the policy again.`;
   static override examples = [
     { description: 'See what the default ladder would delete', command: '<%= config.bin %> backup prune --dry-run' },
     { description: 'Keep 6 h of everything, hourly for 2 days, daily for 2 weeks, at most 50 in all', command: '<%= config.bin %> backup prune --keep-within 6h --hourly 48h --daily 14d --max-count 50 --yes' },
+    { description: 'After a suspect backup: see what is held back, accept the collapse, then prune', command: '<%= config.bin %> backup prune --dry-run && <%= config.bin %> backup confirm full-20261121T073355123Z --yes && <%= config.bin %> backup prune --yes' },
   ];
   static override flags = {
     ...targetFlags,
@@ -51,15 +53,24 @@ export default class BackupPrune extends BaseCommand {
     this.render(result, () =>
       [
         table(result.decisions, [
-          { header: 'Name', get: (r) => r.name },
+          { header: 'Name', get: (r) => (r.suspect ? `${r.name} (SUSPECT)` : r.name) },
           { header: 'Age', get: (r) => age(r.createdAt) },
           { header: result.dryRun ? 'Would' : 'Action', get: (r) => (r.keep ? 'keep' : 'delete') },
           { header: 'Why', get: (r) => r.reasons.join('; ') },
         ]),
         `${result.dryRun ? 'would delete' : 'deleted'} ${result.deleted.length}, kept ${result.kept}` +
           (result.incompleteDeleted.length ? `, ${result.dryRun ? 'would remove' : 'removed'} ${result.incompleteDeleted.length} incomplete upload(s)` : ''),
+        ...suspectNotice(result),
       ].join('\n'),
     );
     return result;
   }
+}
+
+function suspectNotice(result: PruneResult): string[] {
+  if (!result.suspects.length) return [];
+  return [
+    `SUSPECT backup(s) newer than every trusted one: ${result.suspects.join(', ')}; every trusted backup is kept until one is confirmed ` +
+      `(\`kubectl etcd-recover backup confirm ${result.suspects[0]}\` if the collapse is the cluster's true state).`,
+  ];
 }

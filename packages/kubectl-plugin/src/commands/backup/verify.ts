@@ -2,6 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import {
   EtcdRecoverError,
   failureSummary,
+  integrityProven,
   verifyInBucket,
   verifyLocalFile,
   describeDefects,
@@ -17,21 +18,33 @@ interface VerifyRow {
   revision: number;
   totalKeys: number;
   totalSize: number;
+  /** bbolt page size from the meta page. */
+  pageSize: number;
   hash: number;
   sha256: string;
+  /** etcd's sha256 trailer is present (a raw member/snap/db copy has none). */
+  hasTrailer: boolean;
+  /** Intact and proven end to end by the trailer; false for a raw copy even when its structure is sound. */
+  integrityProven: boolean;
   problems: string[];
+  /** Not failures: e.g. "integrity not proven" for a file without trailer. */
+  warnings: string[];
   report: SnapshotReport;
 }
+
+const NOT_PROVEN = 'integrity not proven: no sha256 trailer (a raw database copy); the structure is sound, but damage inside a value cannot be detected — pass --require-trailer to make this an error';
 
 export default class BackupVerify extends BaseCommand {
   static override summary = 'Prove a snapshot is intact, natively: sha256 trailer, bbolt structure, keyspace hash.';
   static override description = `Reads the snapshot once (streamed from the bucket, bounded memory; or a local file) without any etcd binary: checks etcd's sha256 trailer, both bbolt meta pages, page bounds, the freelist and a B+tree walk of every bucket, and reports revision, total keys and size exactly as \`etcdutl snapshot status\` does. In the bucket, the result is compared with the catalog record and recorded in it.
-Exit code 0 when every snapshot checked is intact, 3 when any is corrupt (docs/exit-codes.md).`;
+A local file must be whole bbolt pages (a raw member/snap/db copy) or whole pages plus etcd's 32-byte sha256 trailer (etcdctl snapshot save); any other length is refused as truncated. A file without a trailer is reported "OK, integrity not proven" (integrityProven: false in json/yaml); --require-trailer makes that an error.
+Exit code 0 when every snapshot checked is intact, 3 when any is corrupt or truncated (docs/exit-codes.md).`;
   static override examples = [
     { description: 'Verify the newest backup in the bucket', command: '<%= config.bin %> backup verify' },
     { description: 'Verify a named backup', command: '<%= config.bin %> backup verify full-20261121T073355123Z-r1234' },
     { description: 'Verify every backup, as a CI job would', command: '<%= config.bin %> backup verify --all -o json' },
     { description: 'Verify a local snapshot file (e.g. from etcdctl snapshot save)', command: '<%= config.bin %> backup verify --file /var/lib/etcd-backup/snapshot.db' },
+    { description: 'Insist on an end-to-end proof: a raw member/snap/db copy (no trailer) fails with exit 3', command: '<%= config.bin %> backup verify --file ./snapshot.db --require-trailer' },
   ];
   static override args = {
     name: Args.string({ description: 'Backup name (default: the newest).' }),
@@ -44,7 +57,7 @@ Exit code 0 when every snapshot checked is intact, 3 when any is corrupt (docs/e
     file: Flags.string({ description: 'Verify a local snapshot file instead of a backup in the bucket.', exclusive: ['all'] }),
     all: Flags.boolean({ description: 'Verify every backup of the cluster.', exclusive: ['latest'] }),
     latest: Flags.integer({ description: 'Verify the N newest backups (what the scheduled verification job does).', min: 1 }),
-    'require-trailer': Flags.boolean({ description: 'With --file: fail when the sha256 trailer is missing (a raw member/snap/db copy has none).' }),
+    'require-trailer': Flags.boolean({ description: 'With --file: fail (exit 3) when the sha256 trailer is missing (a raw member/snap/db copy has none): integrity not proven.' }),
   };
 
   async run(): Promise<{ ok: boolean; results: VerifyRow[] }> {
@@ -82,13 +95,14 @@ Exit code 0 when every snapshot checked is intact, 3 when any is corrupt (docs/e
       [
         table(results, [
           { header: 'Snapshot', get: (r) => r.name },
-          { header: 'Result', get: (r) => (r.ok ? 'OK' : 'CORRUPT') },
+          { header: 'Result', get: (r) => (!r.ok ? 'CORRUPT' : r.integrityProven ? 'OK' : 'OK, integrity not proven') },
           { header: 'Revision', get: (r) => r.revision, align: 'right' },
           { header: 'Keys', get: (r) => r.totalKeys, align: 'right' },
           { header: 'Size', get: (r) => bytes(r.totalSize), align: 'right' },
           { header: 'Hash', get: (r) => r.hash.toString(16).padStart(8, '0') },
         ]),
         ...results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.problems.join('; ')}`),
+        ...results.flatMap((r) => r.warnings.map((w) => `${r.name}: ${w}`)),
       ].join('\n'),
     );
     if (!ok) {
@@ -104,15 +118,20 @@ Exit code 0 when every snapshot checked is intact, 3 when any is corrupt (docs/e
 }
 
 function row(name: string, report: SnapshotReport, problems: string[]): VerifyRow {
+  const ok = report.ok && problems.length === 0;
   return {
     name,
-    ok: report.ok && problems.length === 0,
+    ok,
     revision: report.revision,
     totalKeys: report.totalKeys,
     totalSize: report.totalSize,
+    pageSize: report.pageSize,
     hash: report.hash,
     sha256: report.sha256,
+    hasTrailer: report.hasTrailer,
+    integrityProven: ok && integrityProven(report),
     problems,
+    warnings: ok && !report.hasTrailer ? [NOT_PROVEN] : [],
     report,
   };
 }
