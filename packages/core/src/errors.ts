@@ -19,6 +19,11 @@ export type ErrorCode =
   | 'QUORUM_LOST'
   | 'QUORUM_HOLDS'
   | 'LOCKED'
+  | 'LOCK_LOST'
+  | 'RESUME_CONFLICT'
+  | 'NO_SPACE'
+  | 'STORE_UNSAFE'
+  | 'BACKUPS_EXIST'
   | 'ABORTED'
   | 'PRECONDITION'
   | 'STEP_FAILED'
@@ -46,11 +51,16 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   KUBERNETES_ERROR: 6,
   TIMEOUT: 6,
   LOCKED: 7,
+  LOCK_LOST: 7,
   ABORTED: 8,
   QUORUM_LOST: 9,
   QUORUM_HOLDS: 9,
   PRECONDITION: 9,
+  RESUME_CONFLICT: 9,
+  BACKUPS_EXIST: 9,
   STEP_FAILED: 10,
+  NO_SPACE: 11,
+  STORE_UNSAFE: 12,
 };
 
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([

@@ -1,11 +1,14 @@
 export * from './errors.js';
 export * from './layout.js';
 export * from './concurrency.js';
+export { crc32c, crc32cJs, crc32cCombine, crc32cNative } from './crc32c.js';
 export { toolVersion } from './version.js';
 export * from './store/index.js';
 export * from './etcd/index.js';
 export * from './snapshot/index.js';
 export * from './sandbox/index.js';
 export * from './recovery/index.js';
+export * from './recovery/startup-decision.js';
+export * from './recovery/startup-facts.js';
 export * from './contract/index.js';
 export type { KubeGateway, PodInfo, PvcInfo } from './kubernetes/kube-gateway.js';

@@ -5,7 +5,8 @@
  *   clusters/<cluster>/snapshots/<snapshot>.db     the snapshot, as etcd streamed it (with its sha256 trailer)
  *   clusters/<cluster>/snapshots/<snapshot>.json   its catalog record, written last
  *   clusters/<cluster>/recoveries/<id>.json        the journal of one recovery run
- *   clusters/<cluster>/lock.json                   the recovery lock (created with If-None-Match)
+ *   clusters/<cluster>/lock.json                   the recovery lock (created with If-None-Match, renewed with If-Match)
+ *   clusters/<cluster>/lock-clock.json             written to read the store's clock when judging a stale lock
  *   clusters/<cluster>/recovery-work/<id>/<what>.json  results the in-cluster Jobs of a recovery report back
  */
 const CLUSTER_RE = /^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$/;
@@ -22,5 +23,9 @@ export const layout = {
   recoveriesPrefix: (cluster: string) => `clusters/${cluster}/recoveries/`,
   recoveryJournal: (cluster: string, id: string) => `clusters/${cluster}/recoveries/${id}.json`,
   lock: (cluster: string) => `clusters/${cluster}/lock.json`,
+  /** Written to read the store's own clock (its Last-Modified) when judging whether a lock is stale. */
+  lockClock: (cluster: string) => `clusters/${cluster}/lock-clock.json`,
+  /** Scratch object of the conditional-write probe, deleted right after. */
+  lockProbe: (cluster: string, runId: string) => `clusters/${cluster}/lock-probe-${runId}.json`,
   recoveryWork: (cluster: string, id: string, what: string) => `clusters/${cluster}/recovery-work/${id}/${what}.json`,
 };

@@ -59,6 +59,8 @@ const PARALLEL_KINDS: ReadonlySet<PlanStep['kind']> = new Set(['set-aside', 'res
 
 /** Test-only fault injection: die right after a step's effect, before the journal records it. */
 const FAULT_ENV = 'ETCD_RECOVER_FAULT_AFTER_STEP';
+/** Test-only fault injection: `step:ms` pauses after that step is journaled (room to freeze the process). */
+const PAUSE_ENV = 'ETCD_RECOVER_FAULT_PAUSE_AFTER_STEP';
 
 /**
  * Runs a recovery plan step by step. Before each step it asks whether the
@@ -70,7 +72,9 @@ export async function executePlan(o: ExecuteOptions): Promise<RecoveryReport> {
   const { journal, target, catalog } = o;
   const plan = journal.doc.plan;
   const resumed = journal.doc.runs.length > 0;
-  journal.doc.runs.push({ host: (await import('node:os')).hostname(), pid: process.pid, startedAt: new Date().toISOString() });
+  // A run that lost the lock must not overwrite the journal the new holder is now writing.
+  journal.writable = () => o.lock.held;
+  journal.doc.runs.push({ host: (await import('node:os')).hostname(), pid: process.pid, startedAt: new Date().toISOString(), runId: o.lock.runId });
   journal.doc.status = 'running';
   delete journal.doc.error;
   await journal.save();
@@ -102,6 +106,8 @@ export async function executePlan(o: ExecuteOptions): Promise<RecoveryReport> {
       o.onStep?.({ ...event, phase: 'skip', note: rec.note });
       return;
     }
+    // Fencing: a destructive step starts only while this run provably still holds the lock.
+    if (step.destructive) await o.lock.fence(o.signal);
     o.onStep?.({ ...event, phase: 'start' });
     const t0 = performance.now();
     rec.state = 'running';
@@ -115,6 +121,11 @@ export async function executePlan(o: ExecuteOptions): Promise<RecoveryReport> {
     delete rec.error;
     await journal.save();
     o.onStep?.({ ...event, phase: 'done', ms: performance.now() - t0 });
+    const pause = process.env[PAUSE_ENV]?.split(':');
+    if (pause?.[0] === step.id) {
+      o.onMessage?.(`fault injection: pausing ${pause[1]} ms after ${step.id}`);
+      await sleep(Number(pause[1]));
+    }
   };
 
   try {
@@ -211,6 +222,13 @@ function stepImpls(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog,
               }
               throw e;
             }
+          },
+        };
+      case 'check-space':
+        return {
+          holds: async () => false,
+          run: async (ctx) => {
+            if (target.checkSpace) await target.checkSpace(all, await restoreRecord(plan, catalog, ctx), ctx);
           },
         };
       case 'quiesce':

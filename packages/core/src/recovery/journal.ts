@@ -29,7 +29,9 @@ export interface JournalDoc {
   /** Facts later steps need, recorded by earlier ones (e.g. the live snapshot's name). */
   facts: Record<string, unknown>;
   error?: { code: string; message: string; hint?: string };
-  runs: { host: string; pid: number; startedAt: string }[];
+  runs: { host: string; pid: number; startedAt: string; runId?: string }[];
+  /** Set when it was closed without finishing (--abandon, --restart). */
+  abandoned?: { at: string; reason: string; by: string };
 }
 
 /**
@@ -90,10 +92,15 @@ export class Journal {
   }
 
   private saving: Promise<void> = Promise.resolve();
+  /** When set and false, saving refuses (LOCK_LOST): the run that owns this journal lost its lock. */
+  writable?: () => boolean;
 
   /** Writes the journal; concurrent calls (parallel steps) are serialized, each writing the latest state. */
   async save(): Promise<void> {
     const next = this.saving.then(async () => {
+      if (this.writable && !this.writable()) {
+        throw new EtcdRecoverError('LOCK_LOST', `journal ${this.id} was not written: this run no longer holds the recovery lock`);
+      }
       this.doc.updatedAt = new Date().toISOString();
       await this.store.put(Journal.key(this.doc.plan.cluster, this.id), JSON.stringify(this.doc, null, 2), { contentType: 'application/json' });
     });

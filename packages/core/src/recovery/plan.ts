@@ -4,6 +4,7 @@ import type { ClusterObservation, MemberSpec } from './observation.js';
 export type StepKind =
   | 'capture-live'
   | 'stage-snapshot'
+  | 'check-space'
   | 'quiesce'
   | 'stop-members'
   | 'set-aside'
@@ -60,6 +61,8 @@ export interface RecoveryPlan {
     clusterId?: string;
   };
   restorePoint?: RestorePoint;
+  /** What the command asked for (a resume must ask for the same thing). */
+  request?: { restorePoint: 'auto' | 'live' | 'latest' | { name: string }; bumpOverride?: number; allowForeign?: boolean };
   bump?: BumpDecision;
   /** New initial-cluster token for a full restore (a restored cluster is a new cluster). */
   token?: string;
@@ -94,6 +97,8 @@ export interface QuorumPlanInput {
   bump: BumpDecision;
   token: string;
   quiesce: boolean;
+  /** The newest trusted backup, to tell what a live restore point gains or loses against it. */
+  newestBackup?: { name: string; revision: number; createdAt: string };
 }
 
 /**
@@ -110,6 +115,7 @@ export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
     steps.push({ id: 'capture-live', kind: 'capture-live', title: `snapshot surviving member ${rp.member} into the bucket`, destructive: false });
   }
   steps.push({ id: 'stage-snapshot', kind: 'stage-snapshot', title: 'fetch the restore point and verify it natively (sha256, bbolt walk)', destructive: false });
+  steps.push({ id: 'check-space', kind: 'check-space', title: 'check every volume has room for the restore (snapshot + restored DB + old data kept aside)', destructive: false });
   if (i.quiesce) steps.push({ id: 'quiesce', kind: 'quiesce', title: 'pause reconciliation and scale dependent workloads to zero', destructive: false });
   steps.push({ id: 'stop-members', kind: 'stop-members', title: 'stop every etcd member', destructive: true });
   for (const m of i.members) steps.push({ id: `set-aside:${m.name}`, kind: 'set-aside', title: `move ${m.name}'s old data aside (kept for rollback)`, destructive: true, member: m.name });
@@ -128,18 +134,9 @@ export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
   if (rp.kind === 'backup' && observed.withData.length) warnings.push(`member(s) ${observed.withData.join(', ')} still have data newer than the backup may be; a live snapshot would lose less (--restore-point live)`);
   if (rp.kind === 'backup' && rp.verified === false) warnings.push(`backup ${rp.name} has not been verified before; it is verified before anything is stopped`);
 
-  let loss: RecoveryPlan['loss'];
-  if (rp.kind === 'live') {
-    const gap = i.observation.maxRevision !== undefined && rp.revision !== undefined ? Math.max(0, i.observation.maxRevision - rp.revision) : 0;
-    loss = { revisions: gap, seconds: 0, note: gap ? `the surviving member is ${gap} revisions behind the most advanced member seen` : 'the surviving member holds the newest data seen: nothing is lost' };
-  } else {
-    const seconds = rp.createdAt ? Math.max(0, Math.round((i.now.getTime() - Date.parse(rp.createdAt)) / 1000)) : undefined;
-    const revisions = i.observation.maxRevision !== undefined && rp.revision !== undefined ? Math.max(0, i.observation.maxRevision - rp.revision) : undefined;
-    loss = {
-      ...(revisions !== undefined ? { revisions } : {}),
-      ...(seconds !== undefined ? { seconds } : {}),
-      note: revisions !== undefined ? 'writes after the backup are lost' : 'writes after the backup are lost; no member survives to tell how many',
-    };
+  const loss = quorumLoss(i, observed);
+  if (rp.kind === 'live' && i.newestBackup && rp.revision !== undefined && i.newestBackup.revision > rp.revision) {
+    warnings.push(`backup ${i.newestBackup.name} (revision ${i.newestBackup.revision}) is newer than the live snapshot of ${rp.member} (revision ${rp.revision}): --restore-point latest would lose less`);
   }
 
   return {
@@ -158,6 +155,32 @@ export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
     steps,
     warnings,
   };
+}
+
+/**
+ * What a quorum restore loses, as far as can be known: measured against the newest revision anyone
+ * holds — the most advanced member seen, or a trusted backup newer than every survivor.
+ */
+function quorumLoss(i: QuorumPlanInput, observed: RecoveryPlan['observed']): RecoveryPlan['loss'] {
+  const rp = i.restorePoint;
+  const seen = i.observation.maxRevision;
+  const backupRev = i.newestBackup?.revision;
+  if (rp.kind === 'live') {
+    const best = Math.max(seen ?? 0, backupRev ?? 0);
+    const gap = rp.revision !== undefined ? Math.max(0, best - rp.revision) : 0;
+    if (!gap) return { revisions: 0, seconds: 0, note: 'the surviving member holds the newest data seen (no member or backup is ahead of it): nothing is lost' };
+    const ahead = backupRev !== undefined && backupRev >= (seen ?? 0) ? `backup ${i.newestBackup!.name}` : 'the most advanced member seen';
+    return { revisions: gap, seconds: 0, note: `the surviving member is ${gap} revisions behind ${ahead}` };
+  }
+  const seconds = rp.createdAt ? Math.max(0, Math.round((i.now.getTime() - Date.parse(rp.createdAt)) / 1000)) : undefined;
+  if (seen === undefined || rp.revision === undefined) {
+    return { ...(seconds !== undefined ? { seconds } : {}), note: 'writes after the backup are lost; no member survives to tell how many' };
+  }
+  const revisions = Math.max(0, seen - rp.revision);
+  if (!revisions && observed.withData.length) {
+    return { revisions: 0, ...(seconds !== undefined ? { seconds } : {}), note: `the backup (revision ${rp.revision}) is at least as new as every surviving member (highest ${seen}): no write a survivor holds is lost; writes after the backup that no survivor kept cannot be counted` };
+  }
+  return { revisions, ...(seconds !== undefined ? { seconds } : {}), note: 'writes after the backup are lost' };
 }
 
 export interface ReplacePlanInput {

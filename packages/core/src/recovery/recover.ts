@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { EtcdRecoverError } from '../errors.js';
 import { layout } from '../layout.js';
 import { readJson } from '../store/object-store.js';
-import type { Catalog } from '../snapshot/catalog.js';
+import { isVerified, type Catalog } from '../snapshot/catalog.js';
 import { executePlan, type RecoveryReport, type StepEvent } from './executor.js';
 import { Journal, type JournalDoc } from './journal.js';
-import { RecoveryLock, holderIsGone } from './lock.js';
+import { RecoveryLock, describeHolder } from './lock.js';
 import { quorumSize, type ClusterObservation } from './observation.js';
 import { newRecoveryId, planMemberReplace, planQuorumRestore, type RecoveryPlan } from './plan.js';
 import { resolveRestorePoint, type RestorePointRequest } from './restore-point.js';
@@ -29,12 +29,42 @@ interface Common {
 }
 
 async function refuseIfLocked(c: Common): Promise<void> {
-  const lock = await new RecoveryLock(c.catalog.store, c.catalog.cluster).read(c.signal);
-  if (lock && !holderIsGone(lock.holder)) {
-    throw new EtcdRecoverError('LOCKED', `another recovery of cluster ${c.catalog.cluster} is running: ${lock.holder.kind} ${lock.holder.recoveryId} by pid ${lock.holder.pid} on ${lock.holder.host}, started ${lock.holder.startedAt}`, {
+  const lock = new RecoveryLock(c.catalog.store, c.catalog.cluster);
+  const cur = await lock.read(c.signal);
+  if (cur && !(await lock.holderIsGone(cur.holder, c.signal))) {
+    throw new EtcdRecoverError('LOCKED', `another recovery of cluster ${c.catalog.cluster} is running: ${describeHolder(cur.holder)}`, {
       hint: 'wait for it to finish (its journal shows progress)',
     });
   }
+}
+
+/** What an unfinished recovery is, in words: shown before anything happens. */
+export function describeOpenJournal(j: Journal, now = new Date()): string {
+  const d = j.doc;
+  const done = d.steps.filter((s) => s.state === 'done');
+  const reached = d.steps.find((s) => s.state !== 'done');
+  const ageS = Math.max(0, Math.round((now.getTime() - Date.parse(d.startedAt)) / 1000));
+  const rp = d.plan.restorePoint;
+  const point = rp ? (rp.kind === 'live' ? `live snapshot of ${rp.member}${d.facts['restoreFrom'] ? ` (${String(d.facts['restoreFrom'])})` : ''}` : `backup ${rp.name}`) : d.plan.member ? `member ${d.plan.member}` : 'n/a';
+  return (
+    `unfinished ${d.plan.kind} recovery ${d.plan.id} (${d.status}), started ${d.startedAt} (${humanAge(ageS)} ago): ` +
+    `restore point ${point}${d.plan.bump ? `, revision bump ${d.plan.bump.bump}` : ''}; ${done.length}/${d.steps.length} steps done` +
+    (reached ? `, next "${reached.id}"` : '') +
+    (destructiveStarted(j) ? ' (data already changed)' : ' (nothing changed yet)') +
+    (d.error ? `; stopped by: ${d.error.message}` : '')
+  );
+}
+
+function humanAge(s: number): string {
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  if (s < 172800) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86400)} days`;
+}
+
+/** Whether any destructive step of the journal has started (its effect may be in place). */
+export function destructiveStarted(j: Journal): boolean {
+  return j.doc.plan.steps.some((p) => p.destructive && j.step(p.id).state !== 'pending');
 }
 
 async function openJournal(c: Common, kind: RecoveryPlan['kind']): Promise<Journal | undefined> {
@@ -42,11 +72,92 @@ async function openJournal(c: Common, kind: RecoveryPlan['kind']): Promise<Journ
   if (!open) return undefined;
   if (c.restart) return undefined;
   if (open.doc.plan.kind !== kind) {
-    throw new EtcdRecoverError('PRECONDITION', `an unfinished ${open.doc.plan.kind} recovery ${open.id} (started ${open.doc.startedAt}, ${open.doc.status}) must finish first`, {
-      hint: `rerun the ${open.doc.plan.kind === 'quorum' ? '`quorum`' : '`member replace`'} command to resume it, or pass --restart to abandon it`,
+    throw new EtcdRecoverError('RESUME_CONFLICT', `${describeOpenJournal(open)} must finish first`, {
+      hint: `rerun the ${open.doc.plan.kind === 'quorum' ? '`quorum`' : `\`member replace ${open.doc.plan.member ?? ''}\``} command to resume it, or close it with --abandon "REASON" (its set-aside data is kept)`,
     });
   }
   return open;
+}
+
+/**
+ * What the new command asks for that the unfinished journal does not do; empty when it asks for the
+ * same thing (or leaves the choice open). Only what the command line states explicitly counts.
+ */
+export function resumeConflicts(plan: RecoveryPlan, facts: Record<string, unknown>, ask: { request?: RestorePointRequest; bumpOverride?: number }): string[] {
+  const out: string[] = [];
+  const rp = plan.restorePoint;
+  const was = plan.request?.restorePoint;
+  const req = ask.request;
+  if (req !== undefined && rp) {
+    if (typeof req === 'object') {
+      const name = rp.kind === 'backup' ? rp.name : (facts['restoreFrom'] as string | undefined);
+      if (rp.kind !== 'backup' || name !== req.name) out.push(`--snapshot ${req.name}, but it restores ${rp.kind === 'live' ? `a live snapshot of ${rp.member}` : `backup ${rp.name}`}`);
+    } else if (req === 'live' && rp.kind !== 'live') {
+      out.push(`--restore-point live, but it restores backup ${rp.name}`);
+    } else if (req === 'latest' && (rp.kind !== 'backup' || (was !== undefined && typeof was === 'object'))) {
+      out.push(`--restore-point latest, but it restores ${rp.kind === 'live' ? `a live snapshot of ${rp.member}` : `the named backup ${rp.name}`}`);
+    } else if (req === 'auto' && was !== undefined && was !== 'auto') {
+      out.push(`--restore-point auto, but it was asked for ${typeof was === 'object' ? `--snapshot ${was.name}` : `--restore-point ${was}`}`);
+    }
+  }
+  if (ask.bumpOverride !== undefined && plan.bump && plan.bump.bump !== ask.bumpOverride) {
+    out.push(`--bump-revision ${ask.bumpOverride}, but it bumps by ${plan.bump.bump}`);
+  }
+  return out;
+}
+
+function refuseConflicting(open: Journal, conflicts: string[]): void {
+  if (!conflicts.length) return;
+  throw new EtcdRecoverError('RESUME_CONFLICT', `this command asks for something else than the ${describeOpenJournal(open)}: ${conflicts.join('; ')}`, {
+    hint: 'rerun without the conflicting flags to resume it as planned, or close it first with --abandon "REASON" (its set-aside data is kept) and run the new recovery',
+  });
+}
+
+/**
+ * Before resuming a journal none of whose destructive steps has run, every precondition of a new run
+ * is checked again: the world may have changed since it was planned (quorum back, backup gone bad).
+ */
+async function recheckBeforeResume(c: Common, open: Journal, observation: ClusterObservation, force: boolean | undefined): Promise<void> {
+  if (destructiveStarted(open)) return;
+  const plan = open.doc.plan;
+  if (plan.kind === 'quorum') {
+    if (observation.quorum && !force) {
+      throw new EtcdRecoverError('QUORUM_HOLDS', `quorum holds now (${observation.healthy.join(', ')} healthy); the ${describeOpenJournal(open)} was planned when it did not. Resuming would discard every write since its restore point`, {
+        hint: 'close it with --abandon "quorum is back" and replace failed members with `member replace NAME`; or pass --force to restore anyway',
+      });
+    }
+    const rp = plan.restorePoint;
+    if (rp?.kind === 'backup' && rp.name) {
+      const rec = await c.catalog.get(rp.name, c.signal);
+      if (rec.sha256 !== rp.sha256 || (rp.verified && !isVerified(rec))) {
+        throw new EtcdRecoverError('PRECONDITION', `the restore point of the ${describeOpenJournal(open)} is no longer the verified backup it planned (${rec.sha256 !== rp.sha256 ? 'its content changed' : `its last verification failed: ${rec.verification?.defects.join('; ') ?? 'unknown'}`})`, {
+          hint: 'close it with --abandon "REASON" and plan again (another backup, or --snapshot NAME)',
+        });
+      }
+    }
+  } else {
+    const others = observation.healthy.filter((n) => n !== plan.member);
+    if (others.length < quorumSize(plan.members.length)) {
+      throw new EtcdRecoverError('QUORUM_LOST', `the ${describeOpenJournal(open)} needs a quorum of other healthy members; only ${others.join(', ') || 'none'} are healthy now`, {
+        hint: 'close it with --abandon "REASON" and restore the whole cluster with `kubectl etcd-recover quorum`',
+      });
+    }
+  }
+}
+
+/** Closes an unfinished recovery without running it, recording why (its set-aside data is kept). */
+export async function abandonRecovery(o: { catalog: Catalog; reason: string; by: string; signal?: AbortSignal }): Promise<JournalDoc | undefined> {
+  const open = await Journal.findOpen(o.catalog.store, o.catalog.cluster);
+  if (!open) return undefined;
+  const lock = new RecoveryLock(o.catalog.store, o.catalog.cluster);
+  const cur = await lock.read(o.signal);
+  if (cur && cur.holder.recoveryId === open.id && !(await lock.holderIsGone(cur.holder, o.signal))) {
+    throw new EtcdRecoverError('LOCKED', `recovery ${open.id} is running right now: ${describeHolder(cur.holder)}`, { hint: 'stop that process first (or wait for it); then --abandon' });
+  }
+  open.doc.status = 'abandoned';
+  open.doc.abandoned = { at: new Date().toISOString(), reason: o.reason, by: o.by };
+  await open.save();
+  return open.doc;
 }
 
 /**
@@ -75,9 +186,12 @@ async function history(c: Common): Promise<{ clusterIds: string[]; maxRevision?:
 }
 
 export interface QuorumOptions extends Common {
-  request: RestorePointRequest;
+  /** What the command line asked for; undefined leaves it open (a new plan takes 'auto'). */
+  request?: RestorePointRequest;
   bumpOverride?: number;
   allowForeign?: boolean;
+  /** Restore even though quorum holds (also checked again before resuming an untouched journal). */
+  force?: boolean;
 }
 
 /** Observes the cluster and builds the quorum-restore plan (or finds the one to resume). Changes nothing. */
@@ -85,13 +199,18 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
   await refuseIfLocked(o);
   const observation = await o.target.observe(o.signal);
   const open = await openJournal(o, 'quorum');
-  if (open) return { plan: open.doc.plan, resume: open, observation };
+  if (open) {
+    refuseConflicting(open, resumeConflicts(open.doc.plan, open.doc.facts, o));
+    await recheckBeforeResume(o, open, observation, o.force);
+    return { plan: open.doc.plan, resume: open, observation };
+  }
   const now = o.now ?? new Date();
   const past = await history(o);
-  const { point, backups } = await resolveRestorePoint({
+  const request = o.request ?? 'auto';
+  const { point, backups, newestBackup } = await resolveRestorePoint({
     catalog: o.catalog,
     observation,
-    request: o.request,
+    request,
     ...(o.allowForeign ? { allowForeign: true } : {}),
     lineage: past.clusterIds,
     ...(o.signal ? { signal: o.signal } : {}),
@@ -120,7 +239,13 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
     bump,
     token: `${o.catalog.cluster}-${randomBytes(4).toString('hex')}`,
     quiesce: o.target.quiesces,
+    ...(newestBackup ? { newestBackup: { name: newestBackup.name, revision: newestBackup.revision, createdAt: newestBackup.createdAt } } : {}),
   });
+  plan.request = {
+    restorePoint: request,
+    ...(o.bumpOverride !== undefined ? { bumpOverride: o.bumpOverride } : {}),
+    ...(o.allowForeign ? { allowForeign: true } : {}),
+  };
   return { plan, observation };
 }
 
@@ -135,10 +260,11 @@ export async function prepareMemberReplace(o: ReplaceOptions): Promise<Prepared>
   const open = await openJournal(o, 'member-replace');
   if (open) {
     if (open.doc.plan.member !== o.member) {
-      throw new EtcdRecoverError('PRECONDITION', `an unfinished replacement of ${open.doc.plan.member} (${open.id}) must finish first`, {
-        hint: `rerun \`member replace ${open.doc.plan.member}\` to resume it, or pass --restart`,
+      throw new EtcdRecoverError('PRECONDITION', `the ${describeOpenJournal(open)} must finish first`, {
+        hint: `rerun \`member replace ${open.doc.plan.member}\` to resume it, or close it with --abandon "REASON"`,
       });
     }
+    await recheckBeforeResume(o, open, observation, false);
     return { plan: open.doc.plan, resume: open, observation };
   }
   const members = o.target.members();
@@ -180,7 +306,9 @@ export interface RunOptions {
 /** Takes the lock, writes (or resumes) the journal and executes the plan. */
 export async function runRecovery(o: RunOptions): Promise<RecoveryReport> {
   const store = o.catalog.store;
-  const lock = new RecoveryLock(store, o.catalog.cluster);
+  const lock = new RecoveryLock(store, o.catalog.cluster, {
+    onLost: (why) => o.onMessage?.(`lost the recovery lock (${why}): stopping before the next destructive step`),
+  });
   const { plan } = o.prepared;
   await lock.acquire(plan.id, plan.kind, o.command, o.signal);
   try {
@@ -188,6 +316,7 @@ export async function runRecovery(o: RunOptions): Promise<RecoveryReport> {
       const open = await Journal.findOpen(store, o.catalog.cluster);
       if (open && open.id !== plan.id) {
         open.doc.status = 'abandoned';
+        open.doc.abandoned = { at: new Date().toISOString(), reason: `replaced by a new recovery (--restart): ${o.command}`, by: o.command };
         await open.save();
         o.onMessage?.(`abandoned unfinished recovery ${open.id}; its set-aside data stays where it is`);
       }

@@ -1,5 +1,5 @@
 import { EtcdRecoverError } from '../errors.js';
-import { Catalog, isVerified, type SnapshotRecord } from '../snapshot/catalog.js';
+import { Catalog, isTrusted, isVerified, type SnapshotRecord } from '../snapshot/catalog.js';
 import type { ClusterObservation } from './observation.js';
 import type { RestorePoint } from './plan.js';
 
@@ -14,11 +14,11 @@ export function liveCandidates(o: ClusterObservation): { name: string; revision:
 }
 
 /**
- * Chooses where to restore from: `auto` takes a live snapshot from a surviving
- * member with data when there is one (HyperShift's preferred path: nothing
- * since the last backup is lost), else the newest verified backup; `live`,
- * `latest` or a backup name force a choice. A backup of another cluster is
- * refused unless `allowForeign`.
+ * Chooses where to restore from. `auto` compares the best surviving member (its etcd answers and it
+ * still has data) with the newest trusted backup of this cluster and takes whichever holds the higher
+ * revision (a tie goes to the live member: a fresh snapshot, nothing since it lost); `live`, `latest`
+ * or a backup name force a choice. A backup of another cluster is refused unless `allowForeign`.
+ * The result also names the newest trusted backup, so the plan's data-loss line is right either way.
  */
 export async function resolveRestorePoint(opts: {
   catalog: Catalog;
@@ -28,28 +28,47 @@ export async function resolveRestorePoint(opts: {
   /** etcd cluster IDs this cluster's recoveries have seen (restores change the ID). */
   lineage?: string[];
   signal?: AbortSignal;
-}): Promise<{ point: RestorePoint; record?: SnapshotRecord; backups: SnapshotRecord[] }> {
+}): Promise<{ point: RestorePoint; record?: SnapshotRecord; backups: SnapshotRecord[]; newestBackup?: SnapshotRecord }> {
   const { catalog, observation, request } = opts;
   const listing = await catalog.list(opts.signal);
   const backups = listing.snapshots;
   const live = liveCandidates(observation);
+  const lineageOf = (r: SnapshotRecord) => [...(opts.lineage ?? []), ...backups.filter((b) => b.name !== r.name).map((b) => b.clusterId)];
 
-  if (request === 'live' || (request === 'auto' && live.length)) {
+  // The newest backup that may be restored without being named: verified, not suspect, of this cluster.
+  const skipped: string[] = [];
+  let newest: SnapshotRecord | undefined;
+  for (const b of backups) {
+    if (!isTrusted(b)) {
+      if (isVerified(b)) skipped.push(`${b.name} (suspect: ${b.suspect?.reasons.join('; ') ?? 'not trusted'})`);
+      continue;
+    }
+    const foreign = foreignReason(b, catalog.cluster, observation, lineageOf(b));
+    if (foreign && !opts.allowForeign) {
+      skipped.push(`${b.name} (${foreign})`);
+      continue;
+    }
+    newest = b;
+    break;
+  }
+  const withNewest = newest ? { newestBackup: newest } : {};
+
+  if (request === 'live' || (request === 'auto' && live.length && (!newest || live[0]!.revision >= newest.revision))) {
     if (!live.length) {
       throw new EtcdRecoverError('NO_RESTORE_POINT', 'no surviving member answers with data, so there is nothing to take a live snapshot from', {
         hint: 'restore from a backup: --restore-point latest (or name one with --snapshot)',
       });
     }
     const best = live[0]!;
+    const vs = newest ? `; newest trusted backup ${newest.name} is at revision ${newest.revision}` : '; no trusted backup to compare with';
     return {
-      point: { kind: 'live', member: best.name, revision: best.revision, reason: request === 'live' ? 'requested' : `member ${best.name} survives with data (revision ${best.revision})` },
+      point: { kind: 'live', member: best.name, revision: best.revision, reason: (request === 'live' ? 'requested' : `member ${best.name} survives with data (revision ${best.revision})`) + vs },
       backups,
+      ...withNewest,
     };
   }
 
-  const lineageOf = (r: SnapshotRecord) => [...(opts.lineage ?? []), ...backups.filter((b) => b.name !== r.name).map((b) => b.clusterId)];
   let record: SnapshotRecord | undefined;
-  const skipped: string[] = [];
   if (typeof request === 'object') {
     record = await catalog.get(request.name, opts.signal);
     const foreign = foreignReason(record, catalog.cluster, observation, lineageOf(record));
@@ -59,26 +78,26 @@ export async function resolveRestorePoint(opts: {
       });
     }
   } else {
-    for (const b of backups.filter(isVerified)) {
-      const foreign = foreignReason(b, catalog.cluster, observation, lineageOf(b));
-      if (foreign && !opts.allowForeign) {
-        skipped.push(`${b.name} (${foreign})`);
-        continue;
-      }
-      record = b;
-      break;
-    }
+    record = newest;
     if (!record) {
-      const unverified = backups.length ? ` (${backups.length} backup(s) exist but none is verified${skipped.length ? ` and of this cluster` : ''}: run \`backup verify --all\`, or name one with --snapshot)` : '';
-      throw new EtcdRecoverError('NO_RESTORE_POINT', `no verified backup of cluster ${catalog.cluster} in ${catalog.store.description} and no surviving member with data${unverified}`, {
+      const untrusted = backups.length
+        ? ` (${backups.length} backup(s) exist but none is verified, trusted and of this cluster${skipped.length ? `; skipped: ${skipped.join(', ')}` : ''}: run \`backup verify --all\`, or name one with --snapshot)`
+        : '';
+      throw new EtcdRecoverError('NO_RESTORE_POINT', `no verified backup of cluster ${catalog.cluster} in ${catalog.store.description} and no surviving member with data${untrusted}`, {
         hint: backups.length ? 'verify the backups, or pass --snapshot NAME' : 'check --bucket/--prefix/--cluster point at the right backups',
       });
     }
   }
+  const survivor = live[0];
   const reason =
-    (typeof request === 'object' ? 'requested' : live.length ? 'requested latest' : 'newest verified backup (no member survives with data)') +
-    (skipped.length ? `; skipped backups of another cluster: ${skipped.join(', ')}` : '');
-  return { point: backupRestorePoint(record, reason), record, backups };
+    (typeof request === 'object'
+      ? 'requested'
+      : request === 'latest'
+        ? 'requested latest'
+        : survivor
+          ? `newest trusted backup (revision ${record.revision}) is newer than every surviving member (best: ${survivor.name} at revision ${survivor.revision})`
+          : 'newest verified backup (no member survives with data)') + (skipped.length ? `; skipped: ${skipped.join(', ')}` : '');
+  return { point: backupRestorePoint(record, reason), record, backups, ...withNewest };
 }
 
 /** A backup as a restore point (what the plan records of it). */

@@ -48,6 +48,12 @@ export interface RecoveryTarget {
   stageSnapshot(record: SnapshotRecord, ctx: StepContext): Promise<void>;
   isStaged(record: SnapshotRecord, ctx: StepContext): Promise<boolean>;
 
+  /**
+   * Refuses (NO_SPACE, with the numbers) when a volume that will hold a member's restore lacks room for
+   * what the restore writes beside what stays set aside. Runs before anything is stopped.
+   */
+  checkSpace?(names: string[], record: SnapshotRecord, ctx: StepContext): Promise<void>;
+
   quiesce(ctx: StepContext): Promise<void>;
   isQuiesced(ctx: StepContext): Promise<boolean>;
   resume(ctx: StepContext): Promise<void>;

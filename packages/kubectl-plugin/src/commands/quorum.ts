@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { EtcdRecoverError, prepareQuorum, type RecoveryPlan, type RecoveryReport, type RestorePointRequest } from '@etcd-recover/core';
+import { EtcdRecoverError, abandonRecovery, describeOpenJournal, prepareQuorum, type JournalDoc, type RecoveryPlan, type RecoveryReport, type RestorePointRequest } from '@etcd-recover/core';
 import { BaseCommand } from '../base-command.js';
 import { outputFlag, quietFlag, storeFlags, targetFlags, yesFlag } from '../flags.js';
 import { describePlan } from '../plan-view.js';
@@ -8,14 +8,16 @@ export default class Quorum extends BaseCommand {
   static override summary = 'Restore a cluster that lost quorum: verified restore point, every member rebuilt, revisions never go backwards.';
   static override description = `Observes what is lost and what survives, picks a restore point (a live snapshot from a surviving member with data when there is one, else the newest verified backup; or --snapshot NAME), verifies it natively, and only then stops members, moves their old data aside (never deletes it), restores every member with etcdutl (new cluster token, revision bumped and marked compacted), starts them and proves they hold the same keyspace.
 On Kubernetes (-n/--context/--kubeconfig) it follows the declared recovery contract: pause reconciliation, scale the dependent workloads and the etcd StatefulSet to zero, and run Jobs that mount each member's PVC, set its old data aside inside the volume and restore it from the bucket; then scale back up and check the keyspace from a Job. Nothing is streamed through this machine and nothing needs exec or port-forward.
-Each step is journaled beside the backups: if the command dies, run it again and it resumes where it stopped. A lock keeps two recoveries of one cluster apart.
-Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 7 another recovery holds the lock; 8 not confirmed; 9 quorum still holds (use --force or member replace); 10 a step failed (rerun to resume).`;
+Each step is journaled beside the backups: if the command dies, run it again and it resumes where it stopped. An unfinished recovery is shown before anything happens (its age, restore point and the step reached); it resumes only when this command asks for the same thing — a different --snapshot, --restore-point or --bump-revision refuses and names the difference — and, when none of its destructive steps has run yet, only if quorum is still lost and its restore point still verified. Close one you do not want with --abandon "REASON".
+A fenced lock keeps two recoveries of one cluster apart: each destructive step first proves, with a conditional write, that this run still holds it.
+Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 7 another recovery holds the lock, or this run lost it (stopped before the next destructive step); 8 not confirmed; 9 quorum still holds (use --force or member replace), or an unfinished recovery asks for something else; 10 a step failed (rerun to resume); 11 a volume lacks space for the restore.`;
   static override examples = [
     { description: 'See the plan without changing anything', command: '<%= config.bin %> quorum --dry-run' },
     { description: 'The plan as JSON (what the run then executes)', command: '<%= config.bin %> quorum --dry-run -o json' },
     { description: 'Restore, confirming by typing the cluster name', command: '<%= config.bin %> quorum' },
     { description: 'Restore a named backup without a prompt (automation)', command: '<%= config.bin %> quorum --snapshot full-20261121T073355123Z --yes' },
     { description: 'Resume after the command was interrupted', command: '<%= config.bin %> quorum --yes' },
+    { description: 'Close an unfinished recovery you do not want to resume (its set-aside data is kept)', command: '<%= config.bin %> quorum --abandon "planned before etcd-1 came back"' },
     { description: 'On Kubernetes: the cluster the EtcdCluster component declared in a namespace (Jobs in the cluster do the etcd work)', command: '<%= config.bin %> quorum -n hcp-demo --dry-run' },
   ];
   static override flags = {
@@ -25,32 +27,36 @@ Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 
     ...quietFlag,
     ...yesFlag,
     'dry-run': Flags.boolean({ description: 'Print the plan; change nothing.' }),
-    'restore-point': Flags.option({ description: 'auto: live snapshot if a member survives with data, else latest verified backup.', options: ['auto', 'live', 'latest'] as const, default: 'auto' as const })(),
+    'restore-point': Flags.option({ description: 'auto (default): whichever is newer, a live snapshot of the best surviving member or the newest trusted backup; live; latest trusted backup.', options: ['auto', 'live', 'latest'] as const })(),
     snapshot: Flags.string({ description: 'Restore this backup (see `backup list`).', exclusive: ['restore-point'] }),
     'bump-revision': Flags.integer({ description: 'Revision bump (default: computed; see docs/design.md#revision-bump).', min: 1 }),
     'force-foreign': Flags.boolean({ description: 'Allow a backup whose cluster identity differs from this cluster.' }),
     force: Flags.boolean({ description: 'Restore even though quorum still holds (discards writes since the restore point).' }),
-    restart: Flags.boolean({ description: 'Abandon an unfinished recovery instead of resuming it (its set-aside data is kept).' }),
+    restart: Flags.boolean({ description: 'Abandon an unfinished recovery and plan a new one (its set-aside data is kept).' }),
+    abandon: Flags.string({ description: 'Close the unfinished recovery without running anything, recording this reason (its set-aside data is kept).', exclusive: ['restart', 'snapshot', 'restore-point', 'bump-revision'] }),
     timeout: Flags.integer({ description: 'Seconds to wait for restored members to become healthy.', default: 120, min: 5 }),
   };
 
-  async run(): Promise<RecoveryPlan | RecoveryReport> {
+  async run(): Promise<RecoveryPlan | RecoveryReport | JournalDoc> {
     const { flags } = await this.parse(Quorum);
     this.setup(flags);
     const target = await this.openTarget(flags);
-    const rt = await target.recoveryTarget();
     const catalog = target.catalog();
     await catalog.store.probe(this.abort.signal);
-    const request: RestorePointRequest = flags.snapshot ? { name: flags.snapshot } : flags['restore-point'];
+    if (flags.abandon !== undefined) return this.abandon(catalog, flags.abandon);
+    const rt = await target.recoveryTarget();
+    const request: RestorePointRequest | undefined = flags.snapshot ? { name: flags.snapshot } : flags['restore-point'];
     const prepared = await prepareQuorum({
       target: rt,
       catalog,
-      request,
+      ...(request !== undefined ? { request } : {}),
       ...(flags['bump-revision'] !== undefined ? { bumpOverride: flags['bump-revision'] } : {}),
       ...(flags['force-foreign'] ? { allowForeign: true } : {}),
       ...(flags.restart ? { restart: true } : {}),
+      ...(flags.force ? { force: true } : {}),
       signal: this.abort.signal,
     });
+    if (prepared.resume) this.progress.step(describeOpenJournal(prepared.resume));
     const { plan } = prepared;
     if (target.kind === 'kubernetes') {
       // Ask the API server before anything changes: a recovery that stops half-way for a missing
@@ -73,5 +79,13 @@ Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 
     await this.confirm(`This stops every member of ${plan.cluster} and rebuilds their data.`, plan.cluster, flags.yes);
     const report = await this.executeRecovery(rt, catalog, prepared, ['quorum', ...this.argv].join(' '), flags);
     return report;
+  }
+
+  private async abandon(catalog: Parameters<typeof abandonRecovery>[0]['catalog'], reason: string): Promise<JournalDoc> {
+    if (!reason.trim()) throw new EtcdRecoverError('USAGE', '--abandon needs a reason (it is recorded in the journal)');
+    const doc = await abandonRecovery({ catalog, reason, by: ['quorum', ...this.argv].join(' '), signal: this.abort.signal });
+    if (!doc) throw new EtcdRecoverError('PRECONDITION', `no unfinished recovery of cluster ${catalog.cluster} to abandon`, { hint: '`kubectl etcd-recover quorum --dry-run` shows what a new recovery would do' });
+    this.render(doc, () => `Abandoned ${doc.plan.kind} recovery ${doc.plan.id} (${reason}). Its set-aside data, if any, is kept: see docs/runbooks/rollback.md.`);
+    return doc;
   }
 }

@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { S3ObjectStore, isVerified, layout, mapLimit, parseDuration, parseSnapshotName, type SnapshotRecord } from '@etcd-recover/core';
+import { Journal, RecoveryLock, S3ObjectStore, describeHolder, describeOpenJournal, isTrusted, isVerified, layout, mapLimit, parseDuration, parseSnapshotName, type LockHolder, type SnapshotRecord } from '@etcd-recover/core';
 import { BaseCommand } from '../base-command.js';
 import { outputFlag, storeFlags, targetFlags } from '../flags.js';
 import { age, bytes, table } from '../render.js';
@@ -30,6 +30,10 @@ export interface StatusResult {
   healthy: number;
   members: MemberRow[];
   backups: { latest: Pick<SnapshotRecord, 'name' | 'createdAt' | 'revision'>[]; latestVerified?: Pick<SnapshotRecord, 'name' | 'createdAt' | 'revision'>; withinRpo: boolean; rpoSeconds: number; error?: string };
+  /** Who holds the recovery lock right now, and whether that holder looks gone. */
+  lock?: { holder: LockHolder; gone: boolean };
+  /** An unfinished recovery (what `quorum` / `member replace` would resume). */
+  unfinished?: { id: string; kind: string; status: string; summary: string };
 }
 
 export default class Status extends BaseCommand {
@@ -89,7 +93,8 @@ export default class Status extends BaseCommand {
     try {
       const { snapshots } = await target.catalog().list(this.abort.signal);
       const pick = (s: SnapshotRecord) => ({ name: s.name, createdAt: s.createdAt, revision: s.revision });
-      const lv = snapshots.find(isVerified);
+      // The RPO counts only what a restore would pick on its own: verified and not suspect.
+      const lv = snapshots.find(isTrusted) ?? snapshots.find(isVerified);
       backups = {
         latest: snapshots.slice(0, 3).map(pick),
         ...(lv ? { latestVerified: pick(lv) } : {}),
@@ -99,7 +104,15 @@ export default class Status extends BaseCommand {
     } catch (e) {
       backups = { latest: [], withinRpo: false, rpoSeconds: rpoMs / 1000, error: (e as Error).message };
     }
-    const result: StatusResult = { cluster: target.cluster, target: target.describe(), quorum, healthy: members.filter((m) => m.healthy).length, members, backups };
+    const recovery: Pick<StatusResult, 'lock' | 'unfinished'> = {};
+    if (!backups.error) {
+      const store = target.catalog().store;
+      const lock = new RecoveryLock(store, target.cluster);
+      const [held, open] = await Promise.all([lock.read(this.abort.signal).catch(() => undefined), Journal.findOpen(store, target.cluster).catch(() => undefined)]);
+      if (held) recovery.lock = { holder: held.holder, gone: await lock.holderIsGone(held.holder, this.abort.signal).catch(() => false) };
+      if (open) recovery.unfinished = { id: open.id, kind: open.doc.plan.kind, status: open.doc.status, summary: describeOpenJournal(open) };
+    }
+    const result: StatusResult = { cluster: target.cluster, target: target.describe(), quorum, healthy: members.filter((m) => m.healthy).length, members, backups, ...recovery };
     this.render(result, () => {
       const lines = [
         `cluster ${result.cluster} (${result.target}): ${result.healthy}/${members.length} healthy, quorum ${quorum ? 'holds' : 'LOST'}`,
@@ -124,6 +137,8 @@ export default class Status extends BaseCommand {
       if (b.error) lines.push(`backups: ${b.error}`);
       else if (!b.latestVerified) lines.push(`backups: no verified backup — RPO ${flags.rpo} NOT met`);
       else lines.push(`backups: newest verified ${b.latestVerified.name} (${age(b.latestVerified.createdAt)} ago, revision ${b.latestVerified.revision}) — RPO ${flags.rpo} ${b.withinRpo ? 'met' : 'NOT met'}`);
+      if (result.lock) lines.push(`lock: held by ${describeHolder(result.lock.holder)}${result.lock.gone ? ' — holder looks gone: the next recovery takes it over' : ''}`);
+      if (result.unfinished) lines.push(`recovery: ${result.unfinished.summary} — rerun the same command to resume, or --abandon "REASON"`);
       return lines.join('\n');
     });
     return result;
