@@ -26,7 +26,14 @@ const downward: k8s.types.input.core.v1.EnvVar[] = [
   { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
 ];
 
-/** The agent's member-init: decides new vs existing for an empty member and writes etcd's config file. */
+/** Where member-init reads the recovery contract (the ConfigMap the backup CronJobs mount). */
+const CONTRACT_DIR = '/etc/etcd-recover';
+
+/**
+ * The agent's member-init: decides how the member starts (docs/design.md, "Member start-up
+ * decision") and writes etcd's config file. It reads the cluster's catalog in the bucket the way the
+ * backup CronJobs do: the recovery contract (bucket, prefix, endpoint) and the credentials Secret.
+ */
 function memberInit(r: ResolvedArgs, mounts: VolumeMount[]): Container {
   const n = namesFor(r.name);
   const contract = buildContract(r, '-', undefined);
@@ -42,6 +49,7 @@ function memberInit(r: ResolvedArgs, mounts: VolumeMount[]): Container {
     `--peer-url=${r.peerScheme}://$(POD_NAME).${n.headless}.$(POD_NAMESPACE).svc:${PORTS.peer}`,
     `--client-url=${r.scheme}://$(POD_NAME).${n.headless}.$(POD_NAMESPACE).svc:${PORTS.client}`,
     `--metrics-port=${PORTS.metrics}`,
+    `--peer-wait=${r.peerWaitSeconds}`,
   ];
   if (r.tls?.serverSecret) args.push(`--server-tls-dir=${TLS_DIR}/server`, `--client-tls-dir=${TLS_DIR}/client`);
   if (r.tls?.peerSecret) args.push(`--peer-tls-dir=${TLS_DIR}/peer`);
@@ -52,8 +60,14 @@ function memberInit(r: ResolvedArgs, mounts: VolumeMount[]): Container {
     image: r.agentImage,
     command: ['kubectl-etcd_recover'],
     args,
-    env: downward,
-    volumeMounts: [{ name: 'data', mountPath: MOUNT }, ...mounts],
+    env: [
+      ...downward,
+      { name: 'AWS_ACCESS_KEY_ID', valueFrom: { secretKeyRef: { name: n.credentials, key: 'AWS_ACCESS_KEY_ID' } } },
+      { name: 'AWS_SECRET_ACCESS_KEY', valueFrom: { secretKeyRef: { name: n.credentials, key: 'AWS_SECRET_ACCESS_KEY' } } },
+      { name: 'ETCD_RECOVER_CONTRACT', value: `${CONTRACT_DIR}/contract.json` },
+      { name: 'HOME', value: '/tmp' },
+    ],
+    volumeMounts: [{ name: 'data', mountPath: MOUNT }, { name: 'contract', mountPath: CONTRACT_DIR, readOnly: true }, ...mounts],
   };
 }
 
@@ -127,7 +141,7 @@ export function createEtcd(name: string, r: ResolvedArgs, opts: pulumi.CustomRes
                 volumeMounts: [{ name: 'data', mountPath: MOUNT }, ...mounts],
               },
             ],
-            volumes,
+            volumes: [...volumes, { name: 'contract', configMap: { name: n.contract } }],
           },
         },
         volumeClaimTemplates: [

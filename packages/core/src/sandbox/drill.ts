@@ -8,7 +8,7 @@ import { RecoveryLock } from '../recovery/lock.js';
 import { newRecoveryId, planQuorumRestore } from '../recovery/plan.js';
 import { computeRevisionBump } from '../recovery/revision-bump.js';
 import { backupRestorePoint } from '../recovery/restore-point.js';
-import { isVerified, type Catalog, type SnapshotRecord } from '../snapshot/catalog.js';
+import { isTrusted, type Catalog, type SnapshotRecord } from '../snapshot/catalog.js';
 import { MemoryObjectStore } from '../store/memory-object-store.js';
 import { Sandbox } from './sandbox.js';
 import { SandboxTarget } from './sandbox-target.js';
@@ -44,8 +44,9 @@ export async function drillRestore(o: DrillOptions): Promise<DrillReport> {
   let record: SnapshotRecord | undefined;
   if (o.name) record = await o.catalog.get(o.name, o.signal);
   else {
-    record = (await o.catalog.list(o.signal)).snapshots.find(isVerified);
-    if (!record) throw new EtcdRecoverError('NO_RESTORE_POINT', `no verified backup of cluster ${o.catalog.cluster} to drill`, { hint: 'name one: backup drill NAME' });
+    // What `quorum --restore-point latest` would pick: verified and not suspect.
+    record = (await o.catalog.list(o.signal)).snapshots.find(isTrusted);
+    if (!record) throw new EtcdRecoverError('NO_RESTORE_POINT', `no trusted (verified, not suspect) backup of cluster ${o.catalog.cluster} to drill`, { hint: 'name one: backup drill NAME' });
   }
   const dir = mkdtempSync(join(tmpdir(), 'etcd-recover-drill-'));
   const sb = await Sandbox.up({ dir, members: o.members ?? 3, cluster: o.catalog.cluster, store: false, startMembers: false });

@@ -11,6 +11,9 @@ import { S3ObjectStore } from '../store/s3-object-store.js';
 import type { S3Config } from '../store/s3-config.js';
 import { findEtcdBinaries, findMinio, type EtcdBinaries } from './binaries.js';
 import { isAlive, spawnDetached, stopProcess } from '../processes.js';
+import { Catalog } from '../snapshot/catalog.js';
+import { decideStartup } from '../recovery/startup-decision.js';
+import { readBucketFacts } from '../recovery/startup-facts.js';
 
 export const SANDBOX_FORMAT_VERSION = 1;
 
@@ -195,10 +198,51 @@ export class Sandbox {
     renameSync(f + '.tmp', f);
   }
 
-  /** Starts whatever is not running: MinIO, then every member. */
+  /** Whether a member's data dir holds a member (what etcd starts on). */
+  hasData(name: string): boolean {
+    return existsSync(join(this.member(name).dataDir, 'member'));
+  }
+
+  /**
+   * Starts whatever is not running: MinIO, then every member — but never a member whose data is
+   * gone beside members that hold data (etcd would start it as `new` under its old identity), and
+   * never an all-empty cluster while the bucket holds a verified backup of it (the start-up
+   * decision of member-init, docs/design.md "Member start-up decision"). Members with data are
+   * started either way; then it refuses, naming `member replace` or `quorum`.
+   */
   async start(onProgress?: (m: string) => void): Promise<void> {
     await this.startMinio(onProgress);
-    const toStart = this.state.members.filter((m) => !isAlive(m.pid));
+    const members = this.state.members;
+    const toStart = members.filter((m) => !isAlive(m.pid));
+    const holders = members.filter((m) => isAlive(m.pid) || this.hasData(m.name));
+    const empty = toStart.filter((m) => !this.hasData(m.name));
+    if (empty.length && holders.length) {
+      const startable = toStart.filter((m) => this.hasData(m.name));
+      for (const m of startable) this.startMember(m.name, 'new');
+      if (startable.length) onProgress?.(`starting etcd members with data ${startable.map((m) => m.name).join(', ')}`);
+      const names = empty.map((m) => m.name);
+      const lost = `${names.join(', ')} ${names.length === 1 ? 'has' : 'have'} no data while ${holders.map((m) => m.name).join(', ')} ${holders.length === 1 ? 'holds' : 'hold'} data`;
+      if (holders.length > members.length / 2) {
+        await this.waitHealthy(startable.map((m) => m.name), 60_000);
+        throw new EtcdRecoverError('PRECONDITION', `${lost}: starting ${names.length === 1 ? 'it' : 'them'} as new would corrupt the cluster; not started`, {
+          hint: `replace ${names.length === 1 ? 'it' : 'them'} (the others keep a quorum): ${names.map((n) => `kubectl etcd-recover member replace ${n}`).join('; ')}`,
+        });
+      }
+      throw new EtcdRecoverError('QUORUM_LOST', `${lost}, fewer than a quorum: starting the empty ${names.length === 1 ? 'member' : 'members'} as new would form a cluster beside that data; not started`, {
+        hint: 'restore the cluster: kubectl etcd-recover quorum (member replace needs a quorum)',
+      });
+    }
+    if (empty.length && this.state.minio) {
+      // Every member is empty: a first start, or every data dir lost. Bootstrap only when the bucket proves there is nothing to lose.
+      const store = new S3ObjectStore(this.s3Config());
+      try {
+        const bucket = await readBucketFacts(new Catalog(store, this.state.cluster));
+        const a = decideStartup({ member: empty.map((m) => m.name).join(', '), data: { present: false }, peers: { kind: 'none' }, bucket, waitedSeconds: 0, peerWaitSeconds: 0, joinWaitSeconds: 0 });
+        if (a.action === 'refuse') throw new EtcdRecoverError(a.code, empty.length > 1 ? a.message.replace(/ is empty, /, ' are empty, ') : a.message, { hint: a.hint, retryable: a.retryable });
+      } finally {
+        store.destroy();
+      }
+    }
     for (const m of toStart) this.startMember(m.name, 'new');
     if (toStart.length) onProgress?.(`starting etcd members ${toStart.map((m) => m.name).join(', ')}`);
     await this.waitHealthy(toStart.map((m) => m.name), 60_000);

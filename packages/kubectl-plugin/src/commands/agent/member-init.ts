@@ -1,10 +1,24 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Flags } from '@oclif/core';
 import { stringify } from 'yaml';
-import { Etcd3Gateway, EtcdRecoverError, type EtcdTls } from '@etcd-recover/core';
+import {
+  Etcd3Gateway,
+  EtcdRecoverError,
+  decideStartup,
+  readBucketFacts,
+  readDataFacts,
+  readDataRevision,
+  type BucketFacts,
+  type Catalog,
+  type DataFacts,
+  type EtcdTls,
+  type PeerFacts,
+  type StartupAction,
+} from '@etcd-recover/core';
 import { BaseCommand } from '../../base-command.js';
+import { storeFlags, targetFlags } from '../../flags.js';
 
 interface Decision {
   state: 'new' | 'existing';
@@ -13,14 +27,18 @@ interface Decision {
 }
 
 /**
- * Init container of every etcd member pod: decides how the member starts and
- * writes etcd's config file. A member with data starts on it; an empty member
- * bootstraps a new cluster when no peer has a quorum (or its peers bootstrapped
- * without it and it never started), and joins the existing cluster
- * (initial-cluster-state existing) when a peer lists its peer URL as a learner
- * added by `member replace` or auto-heal. An empty member whose old
- * identity is still registered would corrupt the cluster if it started: it
- * exits with a message instead (crash-looping until auto-heal replaces it).
+ * Init container of every etcd member pod: decides how the member starts and writes etcd's config
+ * file. The decision itself is the core's start-up decision table (decideStartup, see docs/design.md
+ * "Member start-up decision"); this command gathers its facts — the data dir, the peers, the
+ * cluster's catalog in the bucket (from the recovery contract and the backup credentials, as the
+ * backup CronJob reads them), the data's revision — and applies it:
+ * - a member with data starts on it, unless no peer has a quorum and its revision is below the
+ *   newest verified backup's (then it refuses: it must not become the truth of a new quorum);
+ *   data of a member re-added as a learner (member replace, auto-heal) is set aside, never deleted;
+ * - an empty member joins a running cluster only as the learner it was added as; it waits a bounded
+ *   time (--peer-wait) for peers with a quorum, and bootstraps a new cluster only when the bucket
+ *   proves there is no verified backup of this cluster. Otherwise it exits non-zero with one line
+ *   naming the newest backup and `kubectl etcd-recover quorum` (the pod stays in Init).
  */
 export default class MemberInit extends BaseCommand {
   static override hidden = true;
@@ -41,32 +59,106 @@ export default class MemberInit extends BaseCommand {
     'quota-backend-bytes': Flags.integer(),
     'etcd-arg': Flags.string({ multiple: true, description: 'Extra etcd flag --k=v (repeatable).' }),
     wait: Flags.integer({ default: 300, description: 'Seconds to wait to be added to an existing cluster.' }),
+    'peer-wait': Flags.integer({ default: 30, min: 0, description: 'Seconds an empty member (or one behind the newest backup) waits for peers with a quorum before it looks at the bucket.' }),
+    cluster: targetFlags.cluster,
+    'contract-file': targetFlags['contract-file'],
+    ...storeFlags,
   };
 
   async run(): Promise<Decision> {
     const { flags } = await this.parse(MemberInit);
     this.setup({ quiet: false });
-    const hasData = existsSync(join(flags['data-dir'], 'member'));
-    const peers = pairs(flags['client-urls']).filter(([n]) => n !== flags.name).map(([, u]) => u);
+    const name = flags.name;
+    const dataDir = flags['data-dir'];
+    const peers = pairs(flags['client-urls']).filter(([n]) => n !== name).map(([, u]) => u);
     const tls = flags['client-tls-dir'] ? readTls(flags['client-tls-dir']) : undefined;
-    let decision: Decision | undefined;
-    if (hasData) {
-      // Data from a member that was removed and re-added as a learner (member replace, auto-heal):
-      // it must not start on it. Set it aside inside the volume (never deleted) and join empty.
-      const { list } = await clusterMembers(peers, tls);
-      const me = list?.find((m) => m.peerURLs.includes(flags['peer-url']));
-      if (me?.isLearner && !me.clientURLs.length) {
-        const aside = `${flags['data-dir']}.before-${new Date().toISOString().replace(/[-:.]/g, '')}`;
-        renameSync(flags['data-dir'], aside);
-        this.progress.step(`member-init ${flags.name}: re-added as learner ${me.id}; old data moved to ${aside}`);
-      } else {
-        decision = { state: 'new', initialCluster: flags['initial-cluster'], reason: 'data present: etcd starts on it' };
+    const log = (m: string) => this.progress.step(`member-init ${name}: ${m}`);
+
+    let catalog: Catalog | undefined;
+    try {
+      const target = await this.openTarget({
+        ...(flags.cluster ? { cluster: flags.cluster } : {}),
+        ...(flags['contract-file'] ? { 'contract-file': flags['contract-file'] } : {}),
+        ...(flags.bucket ? { bucket: flags.bucket } : {}),
+        ...(flags.prefix !== undefined ? { prefix: flags.prefix } : {}),
+        ...(flags['s3-endpoint'] ? { 's3-endpoint': flags['s3-endpoint'] } : {}),
+        ...(flags['s3-region'] ? { 's3-region': flags['s3-region'] } : {}),
+        ...(flags['s3-path-style'] !== undefined ? { 's3-path-style': flags['s3-path-style'] } : {}),
+        ...(flags['s3-ca-file'] ? { 's3-ca-file': flags['s3-ca-file'] } : {}),
+        ...(flags['s3-credentials-file'] ? { 's3-credentials-file': flags['s3-credentials-file'] } : {}),
+        ...(flags['s3-profile'] ? { 's3-profile': flags['s3-profile'] } : {}),
+        ...(flags['s3-checksum'] ? { 's3-checksum': flags['s3-checksum'] } : {}),
+      });
+      catalog = target.catalog();
+    } catch (e) {
+      // No bucket given: a fact for the decision (an empty member then cannot prove there is nothing to lose).
+      if (!(e instanceof EtcdRecoverError && e.code === 'CONFIG')) throw e;
+      log(`no bucket: ${e.message}`);
+    }
+
+    const began = Date.now();
+    let data: DataFacts = readDataFacts(dataDir);
+    let bucket: BucketFacts | undefined;
+    let lastWait = '';
+    let lastWaitAt = 0;
+    for (;;) {
+      const seen = await observePeers(peers, flags['peer-url'], tls);
+      const facts = () => ({
+        member: name,
+        data,
+        peers: seen.facts,
+        ...(bucket ? { bucket } : {}),
+        waitedSeconds: (Date.now() - began) / 1000,
+        peerWaitSeconds: flags['peer-wait'],
+        joinWaitSeconds: flags.wait,
+      });
+      let a: StartupAction = decideStartup(facts());
+      // Facts gathered only when the table asks for them.
+      while (a.action === 'read-bucket' || a.action === 'read-revision') {
+        log(a.reason);
+        if (a.action === 'read-bucket') {
+          bucket = await readBucketFacts(catalog, this.abort.signal);
+          log(describeBucket(bucket));
+        } else if (data.present) {
+          const revision = await readDataRevision(dataDir);
+          data = { ...data, revision };
+          log('revision' in revision ? `data at revision ${revision.revision}` : `cannot read the data's revision: ${revision.error}`);
+        }
+        a = decideStartup(facts());
+      }
+      switch (a.action) {
+        case 'wait':
+          if (a.reason !== lastWait || Date.now() - lastWaitAt > 30_000) log(a.reason);
+          lastWait = a.reason;
+          lastWaitAt = Date.now();
+          await sleep(2_000, undefined, { signal: this.abort.signal }).catch(() => {
+            throw this.abort.signal.reason as Error;
+          });
+          continue;
+        case 'set-aside-and-join': {
+          const aside = `${dataDir}.before-${new Date().toISOString().replace(/[-:.]/g, '')}`;
+          renameSync(dataDir, aside);
+          log(`${a.reason}; old data moved to ${aside}`);
+          data = { present: false };
+          continue;
+        }
+        case 'refuse':
+          throw new EtcdRecoverError(a.code, a.message, { hint: a.hint, retryable: a.retryable });
+        case 'join':
+          return this.writeConfig(flags, { state: 'existing', initialCluster: seen.initialCluster(name), reason: a.reason });
+        case 'start-on-data':
+          if (a.warning) log(`warning: ${a.warning}`);
+          return this.writeConfig(flags, { state: 'new', initialCluster: flags['initial-cluster'], reason: a.reason });
+        case 'bootstrap':
+          return this.writeConfig(flags, { state: 'new', initialCluster: flags['initial-cluster'], reason: a.reason });
       }
     }
-    decision ??= await decide(flags.name, flags['peer-url'], flags['initial-cluster'], peers, tls, flags.wait, (m) => this.progress.step(m));
+  }
+
+  private writeConfig(flags: Record<string, any>, decision: Decision): Decision {
     const scheme = (u: string) => new URL(u).protocol.replace(':', '');
     const config: Record<string, unknown> = {
-      name: flags.name,
+      name: flags['name'],
       'data-dir': flags['data-dir'],
       'listen-client-urls': `${scheme(flags['client-url'])}://0.0.0.0:${new URL(flags['client-url']).port}`,
       'advertise-client-urls': flags['client-url'],
@@ -80,18 +172,27 @@ export default class MemberInit extends BaseCommand {
     if (flags['quota-backend-bytes']) config['quota-backend-bytes'] = flags['quota-backend-bytes'];
     if (flags['server-tls-dir']) config['client-transport-security'] = tlsBlock(flags['server-tls-dir']);
     if (flags['peer-tls-dir']) config['peer-transport-security'] = tlsBlock(flags['peer-tls-dir']);
-    for (const a of flags['etcd-arg'] ?? []) {
+    for (const a of (flags['etcd-arg'] as string[] | undefined) ?? []) {
       const m = /^--([^=]+)=(.*)$/.exec(a);
       if (!m) throw new EtcdRecoverError('USAGE', `--etcd-arg ${a} is not --name=value`);
       const v = m[2]!;
       config[m[1]!] = /^\d+$/.test(v) ? Number(v) : v === 'true' ? true : v === 'false' ? false : v;
     }
-    mkdirSync(dirname(flags['config-file']), { recursive: true });
-    writeFileSync(flags['config-file'] + '.tmp', stringify(config));
-    renameSync(flags['config-file'] + '.tmp', flags['config-file']);
-    this.progress.step(`member-init ${flags.name}: initial-cluster-state ${decision.state} (${decision.reason}); wrote ${flags['config-file']}`);
+    const file: string = flags['config-file'];
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file + '.tmp', stringify(config));
+    renameSync(file + '.tmp', file);
+    this.progress.step(`member-init ${flags['name']}: initial-cluster-state ${decision.state} (${decision.reason}); wrote ${file}`);
     return decision;
   }
+}
+
+function describeBucket(b: BucketFacts): string {
+  if (b.kind === 'not-configured') return 'no bucket configured';
+  if (b.kind === 'error') return `the bucket cannot be read: ${b.message}`;
+  return b.newestVerified
+    ? `${b.verified} verified backup(s) in the bucket, newest ${b.newestVerified.name} at revision ${b.newestVerified.revision}`
+    : `no verified backup of this cluster in the bucket${b.unverified ? ` (${b.unverified} unverified)` : ''}${b.unreadable ? ` (${b.unreadable} unreadable record(s))` : ''}`;
 }
 
 function pairs(s: string): [string, string][] {
@@ -109,42 +210,18 @@ function tlsBlock(dir: string): Record<string, unknown> {
   return { 'cert-file': join(dir, 'tls.crt'), 'key-file': join(dir, 'tls.key'), 'trusted-ca-file': join(dir, 'ca.crt'), 'client-cert-auth': true };
 }
 
-async function decide(name: string, peerURL: string, staticCluster: string, peers: string[], tls: EtcdTls | undefined, waitSeconds: number, log: (m: string) => void): Promise<Decision> {
-  const deadline = Date.now() + waitSeconds * 1000;
-  for (let attempt = 0; ; attempt++) {
-    const { list, leaderless } = await clusterMembers(peers, tls);
-    if (!list && leaderless) {
-      // A peer holds data but has no leader: the cluster lost quorum. Bootstrapping empty here would
-      // form a new cluster with the same member IDs beside that data (and take its writes away).
-      throw new EtcdRecoverError('QUORUM_LOST', `${name} is empty and peer ${leaderless.endpoint} holds data (revision ${leaderless.revision}) without a leader: the cluster lost quorum, so ${name} must not bootstrap a new one`, {
-        hint: 'restore the cluster: kubectl etcd-recover quorum',
-      });
-    }
-    if (!list) {
-      return { state: 'new', initialCluster: staticCluster, reason: 'no peer has a quorum: bootstrapping' };
-    }
-    const me = list.find((m) => m.peerURLs.includes(peerURL));
-    if (me && me.isLearner) {
-      const initialCluster = list.map((m) => `${m.name || (m.peerURLs.includes(peerURL) ? name : m.id)}=${m.peerURLs[0]}`).join(',');
-      return { state: 'existing', initialCluster, reason: `joining the running cluster as learner ${me.id}` };
-    }
-    if (me && !me.clientURLs.length) {
-      // A member of the initial cluster that has never started: the others bootstrapped without it.
-      return { state: 'new', initialCluster: staticCluster, reason: `initial member ${me.id} starting after its peers bootstrapped` };
-    }
-    if (me) {
-      throw new EtcdRecoverError('PRECONDITION', `${name} is empty but still registered as started member ${me.id}: starting it would corrupt the cluster`, {
-        hint: `replace it: kubectl etcd-recover member replace ${name} (auto-heal does this)`,
-      });
-    }
-    if (Date.now() > deadline) {
-      throw new EtcdRecoverError('PRECONDITION', `${name} is empty and the running cluster does not list ${peerURL}`, {
-        hint: `add it: kubectl etcd-recover member replace ${name}`,
-      });
-    }
-    if (attempt % 15 === 0) log(`${name}: the cluster runs without ${peerURL}; waiting to be added (member replace / auto-heal)`);
-    await sleep(2_000);
+/** One round of asking the peers: the start-up decision's peer facts, and the membership a join uses. */
+async function observePeers(peers: string[], peerURL: string, tls: EtcdTls | undefined): Promise<{ facts: PeerFacts; initialCluster: (name: string) => string }> {
+  const { list, leaderless } = await clusterMembers(peers, tls);
+  if (!list) {
+    return { facts: leaderless ? { kind: 'leaderless-data', ...leaderless } : { kind: 'none' }, initialCluster: () => '' };
   }
+  const me = list.find((m) => m.peerURLs.includes(peerURL));
+  const state = !me ? 'absent' : me.isLearner ? (me.clientURLs.length ? 'started-learner' : 'learner') : me.clientURLs.length ? 'started' : 'unstarted';
+  return {
+    facts: { kind: 'quorum', me: state, ...(me ? { memberId: me.id } : {}) },
+    initialCluster: (name) => list.map((m) => `${m.name || (m.peerURLs.includes(peerURL) ? name : m.id)}=${m.peerURLs[0]}`).join(','),
+  };
 }
 
 /**
