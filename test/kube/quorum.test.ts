@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { request } from 'node:https';
-import { AppsV1Api, CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, BatchV1Api, CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import { Journal, S3ObjectStore, layout, type Sandbox } from '@etcd-recover/core';
 import { applyManifests, waitFor, KUBE_VERSION, type ControlPlane } from '../support/kube/index.js';
@@ -30,7 +31,9 @@ describe('quorum on Kubernetes (real control plane)', function () {
 
   before(async () => {
     ({ cp, store } = await declaredCluster(NS, {
-      autoHeal: { enabled: false },
+      // The heal CronJob exists (member replace runs as its Job; it is suspended during quorum) but
+      // never fires on its own during the suite.
+      autoHeal: { enabled: true, schedule: '0 0 1 1 *' },
       dependents: [{ kind: 'Deployment', name: 'kube-apiserver', replicas: 1 }],
       pause: { apiVersion: 'v1', kind: 'ConfigMap', resource: 'configmaps', name: 'hosted-cluster', pausePatch: { data: { paused: 'true' } }, resumePatch: { data: { paused: null } } },
     }));
@@ -61,11 +64,59 @@ describe('quorum on Kubernetes (real control plane)', function () {
     const ids: string[] = plan.steps.map((s: { id: string }) => s.id);
     for (const s of ['capture-live', 'stage-snapshot', 'quiesce', 'stop-members', 'set-aside:etcd-1', 'restore:etcd-2', 'start-members', 'wait-healthy', 'verify-restored', 'resume']) assert.ok(ids.includes(s), s);
 
-    const run = await cli(['quorum', '--yes', '-o', 'json', '--timeout', '300']);
+    // One CronJob was suspended by its owner beforehand: it must stay so after the recovery.
+    await setSuspend(cp, 'etcd-verify', true);
+    const cronsBefore = await cronSuspends(cp);
+    assert.deepEqual(cronsBefore, { 'etcd-backup': false, 'etcd-verify': true, 'etcd-heal': false });
+
+    // A volume too small for the restore: etcd-1's new (empty) PV folder becomes a 8 MiB tmpfs.
+    const survivorRev = await maxRevision([ips[0]!]);
+    const small = await hostPathOf(cp, PVC('etcd-1'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', small]);
+    let refused: CliResult;
+    try {
+      refused = await cli(['quorum', '--yes']);
+    } finally {
+      execFileSync('umount', ['-l', small]);
+    }
+    assert.equal(refused.code, 11, refused.stderr);
+    const m = /PVC hcp-q\/data-etcd-1 \(etcd-1\) needs (\d+) bytes \(snapshot (\d+) \+ restored DB (\d+) \+ WAL (\d+); old data stays set aside in place\) but has (\d+) bytes free/.exec(refused.stderr);
+    assert.ok(m, refused.stderr);
+    const [need, snap, db, wal, free] = m.slice(1).map(Number) as [number, number, number, number, number];
+    assert.equal(need, snap + db + wal);
+    assert.ok(free <= 8 * 1024 * 1024 && free < need);
+    assert.match(refused.stderr, /nothing was stopped or changed/);
+    const errorLine = refused.stderr.split('\n').find((l) => l.startsWith('error:')) ?? '';
+    assert.doesNotMatch(errorLine, /data-etcd-[02]/, 'only the short volume is refused');
+    assert.match(refused.stderr, /PVC hcp-q\/data-etcd-0 \(etcd-0\): .* free, the restore needs/, 'every volume was measured');
+    // Nothing was stopped: etcd, the hosted API server, reconciliation and the CronJobs are as they were.
+    const apps = cp.kubeConfig().makeApiClient(AppsV1Api);
+    assert.equal((await apps.readNamespacedStatefulSet({ namespace: NS, name: 'etcd' })).spec?.replicas, 3);
+    assert.equal((await apps.readNamespacedDeployment({ namespace: NS, name: 'kube-apiserver' })).spec?.replicas, 1);
+    assert.equal((await cp.kubeConfig().makeApiClient(CoreV1Api).readNamespacedConfigMap({ namespace: NS, name: 'hosted-cluster' })).data?.['paused'], undefined);
+    assert.deepEqual(await cronSuspends(cp), cronsBefore);
+    assert.equal(await maxRevision([ips[0]!]), survivorRev, 'the survivor still serves its data, untouched');
+
+    // With room, the same command resumes. While it runs, the auto-heal CronJob's Job fires: it finds
+    // the recovery lock held and changes nothing; the component's CronJobs are suspended meanwhile.
+    const running = cli(['quorum', '--yes', '-o', 'json', '--timeout', '300']);
+    await waitFor('the recovery holds the lock', async () => Boolean(await bucket(store).read(layout.lock('etcd'))), 120_000, 250);
+    const healLog = await runHealJob(cp, 'etcd-heal-during-quorum');
+    assert.equal(healLog.succeeded, true, healLog.log);
+    assert.match(healLog.log, /a recovery holds the lock: quorum rec-/);
+    const suspended = await waitFor('the CronJobs suspended during the restore', async () => {
+      const now = await cronSuspends(cp);
+      return Object.values(now).every(Boolean) ? now : undefined;
+    }, 300_000, 250);
+    assert.deepEqual(suspended, { 'etcd-backup': true, 'etcd-verify': true, 'etcd-heal': true });
+    const run = await running;
     assert.equal(run.code, 0, run.stderr);
     const report = json(run);
     assert.equal(report.restorePoint.kind, 'live');
     assert.ok(report.revisionAfter > revBefore, `revision ${report.revisionAfter} > ${revBefore}`);
+    assert.deepEqual(await cronSuspends(cp), cronsBefore, 'every CronJob back as it was, the owner-suspended one still suspended');
+    await assertCronJobsClean(cp);
+    await setSuspend(cp, 'etcd-verify', false);
     // The run executed exactly the plan --dry-run printed.
     const journal = JSON.parse((await bucket(store).read(layout.recoveryJournal('etcd', report.id)))!.body.toString());
     assert.deepEqual(journal.plan.steps.map((s: { id: string }) => s.id), ids);
@@ -107,6 +158,8 @@ describe('quorum on Kubernetes (real control plane)', function () {
 
   it('killed after each step in turn, every rerun resumes; the last completes with nothing lost', async () => {
     await waitReady(cp);
+    // The owner's own choice survives crashes too: one CronJob suspended before the recovery.
+    await setSuspend(cp, 'etcd-verify', true);
     const ips = await memberIPs(cp);
     await writeKeys(ips, 'chain/', 200);
     const revBefore = await maxRevision(ips);
@@ -133,6 +186,7 @@ describe('quorum on Kubernetes (real control plane)', function () {
       if (step === 'quiesce') {
         const pause = await cp.kubeConfig().makeApiClient(CoreV1Api).readNamespacedConfigMap({ namespace: NS, name: 'hosted-cluster' });
         assert.equal(pause.data?.['paused'], 'true', 'reconciliation paused while etcd is down');
+        assert.deepEqual(await cronSuspends(cp), { 'etcd-backup': true, 'etcd-verify': true, 'etcd-heal': true }, 'the CronJobs suspended');
       }
     }
     assert.equal(killed, ids.length - 4, 'killed after every step but the concurrent siblings');
@@ -143,6 +197,12 @@ describe('quorum on Kubernetes (real control plane)', function () {
     assert.equal(report.resumed, true);
     await assertRestored(cp, 'chain/', 200, revBefore);
     await assertResumed(cp);
+    // A crash while they were suspended did not leave them so: each is back as it was.
+    assert.deepEqual(await cronSuspends(cp), { 'etcd-backup': false, 'etcd-verify': true, 'etcd-heal': false });
+    await assertCronJobsClean(cp);
+    const journal = await journalOf(recoveryId!);
+    assert.deepEqual(journal.facts['cronJobsSuspendBefore'], { 'etcd-backup': false, 'etcd-verify': true, 'etcd-heal': false }, 'their prior state is in the journal');
+    await setSuspend(cp, 'etcd-verify', false);
   });
 
   it('an operator without the rights quorum needs gets every missing permission named, before any change', async () => {
@@ -179,9 +239,117 @@ describe('quorum on Kubernetes (real control plane)', function () {
     const lock = await bucket(store).read(layout.lock('etcd'));
     assert.equal(lock, undefined, 'no lock taken');
   });
+
+  it('two `member replace` runs at once: one replaces, the other is refused LOCKED (exit 7); killed mid-way, the rerun resumes its journal', async () => {
+    await waitReady(cp);
+    const ips = await memberIPs(cp);
+    await writeKeys(ips, 'mr/', 100);
+    const [a, b] = await Promise.all([
+      cli(['member', 'replace', 'etcd-2', '--yes', '-o', 'json']),
+      cli(['member', 'replace', 'etcd-2', '--yes', '-o', 'json']),
+    ]);
+    const codes = [a.code, b.code].sort();
+    assert.deepEqual(codes, [0, 7], `exit codes ${a.code}/${b.code}:\n--- a:\n${a.stderr}\n--- b:\n${b.stderr}`);
+    const [won, lost] = a.code === 0 ? [a, b] : [b, a];
+    assert.match(lost.stderr, /another recovery of cluster etcd is running: member-replace rec-/);
+    const report = json(won);
+    assert.equal(report.kind, 'member-replace');
+    const journal = JSON.parse((await bucket(store).read(layout.recoveryJournal('etcd', report.id)))!.body.toString());
+    assert.equal(journal.status, 'completed');
+    assert.deepEqual(journal.steps.map((s: { id: string }) => s.id), ['remove-member', 'add-learner', 'start-member', 'promote', 'wait-healthy']);
+    assert.ok(journal.steps.every((s: { state: string }) => s.state === 'done'));
+    await assertMemberBack(cp, 'etcd-2', 'mr/', 100);
+    assert.equal(await bucket(store).read(layout.lock('etcd')), undefined, 'the lock is released');
+
+    // Killed right after re-adding etcd-1 as a learner: the journal stays open; the same command resumes it.
+    const crashed = await cli(['member', 'replace', 'etcd-1', '--yes'], { ETCD_RECOVER_FAULT_AFTER_STEP: 'add-learner' });
+    assert.equal(crashed.code, 10, crashed.stderr);
+    assert.match(crashed.stderr, /rerun the same command: it resumes recovery rec-/);
+    const open = await Journal.findOpen(bucket(store), 'etcd');
+    assert.ok(open, 'the killed run left an open journal');
+    assert.equal(open!.doc.plan.kind, 'member-replace');
+    assert.equal(open!.doc.plan.member, 'etcd-1');
+    assert.equal(open!.step('remove-member').state, 'done');
+    assert.notEqual(open!.step('add-learner').state, 'done');
+    const resumed = await cli(['member', 'replace', 'etcd-1', '--yes', '-o', 'json']);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stderr, /resuming the unfinished member-replace recovery/);
+    const r2 = json(resumed);
+    assert.equal(r2.id, open!.id);
+    assert.equal(r2.resumed, true);
+    await assertMemberBack(cp, 'etcd-1', 'mr/', 100);
+  });
 });
 
 // ------------------------------------------------------------------ helpers
+
+/** Where a PVC lives on the node (the harness provisions hostPath PVs). */
+async function hostPathOf(cp: ControlPlane, pvcName: string): Promise<string> {
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  const pvc = await waitFor(`PVC ${pvcName} bound`, async () => {
+    const p = await core.readNamespacedPersistentVolumeClaim({ namespace: NS, name: pvcName }).catch(() => undefined);
+    return p?.spec?.volumeName && p.status?.phase === 'Bound' && !p.metadata?.deletionTimestamp ? p : undefined;
+  }, 120_000, 500);
+  const pv = await core.readPersistentVolume({ name: pvc.spec!.volumeName! });
+  return pv.spec!.hostPath!.path;
+}
+
+const CRONS = ['etcd-backup', 'etcd-verify', 'etcd-heal'];
+
+async function cronSuspends(cp: ControlPlane): Promise<Record<string, boolean>> {
+  const batch = cp.kubeConfig().makeApiClient(BatchV1Api);
+  const out: Record<string, boolean> = {};
+  for (const n of CRONS) out[n] = (await batch.readNamespacedCronJob({ namespace: NS, name: n })).spec?.suspend === true;
+  return out;
+}
+
+async function setSuspend(cp: ControlPlane, name: string, suspend: boolean): Promise<void> {
+  const batch = cp.kubeConfig().makeApiClient(BatchV1Api);
+  const cj = await batch.readNamespacedCronJob({ namespace: NS, name });
+  cj.spec!.suspend = suspend;
+  await batch.replaceNamespacedCronJob({ namespace: NS, name, body: cj });
+}
+
+/** No recovery annotation left on any CronJob. */
+async function assertCronJobsClean(cp: ControlPlane): Promise<void> {
+  const batch = cp.kubeConfig().makeApiClient(BatchV1Api);
+  for (const n of CRONS) {
+    const cj = await batch.readNamespacedCronJob({ namespace: NS, name: n });
+    assert.equal(cj.metadata?.annotations?.['etcd-recover.io/suspend-before'], undefined, n);
+  }
+}
+
+/** A Job of the auto-heal CronJob (as the schedule would start it), checks 1 s apart; its outcome and log. */
+async function runHealJob(cp: ControlPlane, name: string): Promise<{ succeeded: boolean; log: string }> {
+  const batch = cp.kubeConfig().makeApiClient(BatchV1Api);
+  const cron = await batch.readNamespacedCronJob({ namespace: NS, name: 'etcd-heal' });
+  const spec = cron.spec!.jobTemplate.spec!;
+  spec.template.spec!.containers[0]!.args = ['agent', 'heal', '--checks', '1', '--interval', '1'];
+  spec.backoffLimit = 0;
+  await batch.createNamespacedJob({ namespace: NS, body: { metadata: { name, namespace: NS }, spec } });
+  const { succeeded, diagnostics } = await cp.waitForJob(NS, name);
+  const pods = await cp.kubeConfig().makeApiClient(CoreV1Api).listNamespacedPod({ namespace: NS, labelSelector: `job-name=${name}` });
+  const log = pods.items.map((p) => cp.logsOf(NS, p.metadata!.name!)).join('\n');
+  return { succeeded, log: `${log}\n${succeeded ? '' : diagnostics}` };
+}
+
+/** The member is a voting member again and serves every key (asked alone). */
+async function assertMemberBack(cp: ControlPlane, member: string, prefix: string, n: number): Promise<void> {
+  await waitFor(`${member} back with every key`, async () => {
+    const ip = await cp.podIP(NS, member).catch(() => undefined);
+    if (!ip) return false;
+    const one = new Etcd3({ hosts: [`http://${ip}:2379`] });
+    try {
+      const list = await one.cluster.memberList({});
+      const me = list.members.find((m) => m.name === member);
+      return Boolean(me && !me.isLearner) && list.members.length === 3 && (await one.getAll().prefix(prefix).serializable(true).count()) === n;
+    } catch {
+      return false;
+    } finally {
+      one.close();
+    }
+  }, 240_000, 1_000);
+}
 
 function bucket(store: Sandbox): S3ObjectStore {
   return new S3ObjectStore(store.s3Config());

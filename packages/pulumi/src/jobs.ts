@@ -11,8 +11,9 @@ type PolicyRule = k8s.types.input.rbac.v1.PolicyRule;
  * verification and defragmentation talk only to etcd and the bucket: their
  * ServiceAccounts have no Role and no token mounted. Auto-heal replaces a
  * member the way HyperShift does — delete its pod and PVC — and reads the
- * StatefulSet; restore Jobs (created by `kubectl etcd-recover quorum`) only
- * mount volumes.
+ * StatefulSet; it takes the cluster's recovery lock and writes its journal in
+ * the bucket (with the bucket credentials every job gets, no Kubernetes right);
+ * restore Jobs (created by `kubectl etcd-recover quorum`) only mount volumes.
  */
 export function jobRules(r: ResolvedArgs): Record<'backup' | 'verify' | 'heal' | 'defrag' | 'restore', PolicyRule[]> {
   const n = namesFor(r.name);

@@ -1,6 +1,6 @@
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { EtcdRecoverError } from '../errors.js';
-import type { KubeGateway, PodInfo, PvcInfo } from './kube-gateway.js';
+import type { KubeGateway, PodInfo, PvcInfo } from '../recovery/ports.js';
 
 /** KubeGateway over @kubernetes/client-node 2.x; errors mapped to EtcdRecoverError naming the verb and resource. */
 export class ClientNodeGateway implements KubeGateway {
@@ -70,6 +70,7 @@ function podInfo(p: V1Pod): PodInfo {
   const waiting = statuses.find((s) => s.state?.waiting)?.state?.waiting?.reason;
   return {
     name: p.metadata?.name ?? '',
+    ...(p.metadata?.uid ? { uid: p.metadata.uid } : {}),
     phase: p.status?.phase ?? 'Unknown',
     ready: Boolean(p.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True'),
     restarts: statuses.reduce((a, s) => a + (s.restartCount ?? 0), 0),

@@ -190,6 +190,60 @@ export async function jobSpecFromCronJob(kc: KubeConfig, namespace: string, cron
   return spec;
 }
 
+/** The jobs of the component (packages/pulumi/src/jobs.ts) whose CronJobs a recovery suspends. */
+export const COMPONENT_JOBS = ['backup', 'prune', 'verify', 'heal', 'defrag'] as const;
+
+/** The names of the component's CronJobs (`<cluster>-<job>`; those not declared simply do not exist). */
+export function componentCronJobs(c: RecoveryContract): string[] {
+  return COMPONENT_JOBS.map((j) => `${c.cluster}-${j}`);
+}
+
+/** A Job name unique to one recovery and step (a rerun finds the same Job), within 63 characters. */
+export function recoveryJobName(cluster: string, recoveryId: string, what: string): string {
+  const id = recoveryId.toLowerCase().replace(/^rec-/, '').replace(/[^a-z0-9]+/g, '');
+  const tail = `-${id}-${what}`.replace(/[^a-z0-9-]+/g, '-');
+  return `${cluster.slice(0, 63 - tail.length)}${tail}`.replace(/^-+|-+$/g, '');
+}
+
+/** The exit code and last log lines of a Job's newest pod (best effort: the log needs pods/log). */
+export async function jobOutcome(kc: KubeConfig, namespace: string, job: string): Promise<{ exitCode?: number; log?: string }> {
+  const core = kc.makeApiClient(CoreV1Api);
+  try {
+    const pods = await core.listNamespacedPod({ namespace, labelSelector: `job-name=${job}` });
+    const newest = pods.items.sort((a, b) => String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')))[0];
+    if (!newest) return {};
+    const exitCode = newest.status?.containerStatuses?.[0]?.state?.terminated?.exitCode;
+    let log: string | undefined;
+    try {
+      const text = await core.readNamespacedPodLog({ namespace, name: newest.metadata!.name!, tailLines: 8 });
+      log = String(text).trim().split('\n').filter(Boolean).slice(-4).join(' | ') || undefined;
+    } catch {
+      /* no pods/log */
+    }
+    return { ...(exitCode !== undefined ? { exitCode } : {}), ...(log ? { log } : {}) };
+  } catch {
+    return {};
+  }
+}
+
+/** Whether a pod is certainly not running any more (absent, or Succeeded/Failed). False when it cannot be told. */
+export async function podIsGone(kc: KubeConfig, namespace: string, name: string): Promise<boolean> {
+  try {
+    const p = await kc.makeApiClient(CoreV1Api).readNamespacedPod({ namespace, name });
+    return p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed';
+  } catch (e) {
+    return statusOf(e) === 404;
+  }
+}
+
+export async function createJob(kc: KubeConfig, namespace: string, body: V1Job): Promise<void> {
+  try {
+    await kc.makeApiClient(BatchV1Api).createNamespacedJob({ namespace, body });
+  } catch (e) {
+    throw apiError(`create job ${namespace}/${body.metadata?.name}`, e);
+  }
+}
+
 /** Waits until a Job succeeds or fails (its Failed condition: retries per backoffLimit come first). */
 export async function awaitJob(kc: KubeConfig, namespace: string, name: string, timeoutMs: number, signal?: AbortSignal): Promise<{ succeeded: boolean }> {
   const batch = kc.makeApiClient(BatchV1Api);

@@ -1,4 +1,4 @@
-import { BatchV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject, type V1Job, type V1Pod, type V1StatefulSet } from '@kubernetes/client-node';
+import { BatchV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject, type V1CronJob, type V1Job, type V1Pod, type V1StatefulSet } from '@kubernetes/client-node';
 import { EtcdRecoverError } from '../errors.js';
 import type { EtcdGateway, MemberStatus } from '../etcd/etcd-gateway.js';
 import type { RecoveryContract } from '../contract/recovery-contract.js';
@@ -9,11 +9,21 @@ import type { Keyspace, RecoveryTarget, RestoreParams, StepContext } from '../re
 import type { SnapshotRecord } from '../snapshot/catalog.js';
 import { readJson } from '../store/object-store.js';
 import { layout } from '../layout.js';
-import { apiError, awaitJob, jobFailed, jobSpecFromCronJob, kubeMemberStatus, pollDelay, statusOf, type Permission } from './kube-cluster.js';
+import { refuseUnlessRoom, restoreSpaceNeed, type VolumeSpace } from '../recovery/space.js';
+import { apiError, awaitJob, componentCronJobs, jobFailed, jobSpecFromCronJob, kubeMemberStatus, pollDelay, recoveryJobName, statusOf, type Permission } from './kube-cluster.js';
 
 /** Annotation remembering a workload's replicas while a recovery holds it at zero. */
 export const REPLICAS_ANNOTATION = 'etcd-recover.io/replicas-before';
 export const RECOVERY_LABEL = 'etcd-recover.io/recovery';
+/** Annotation remembering a component CronJob's `spec.suspend` while a recovery holds it suspended. */
+export const SUSPEND_ANNOTATION = 'etcd-recover.io/suspend-before';
+/** Journal fact: each component CronJob's `spec.suspend` before the recovery suspended it. */
+export const CRONJOBS_FACT = 'cronJobsSuspendBefore';
+
+/** Where a space-check Job reports the free bytes of one member's volume. */
+export function volumeSpaceKey(cluster: string, recoveryId: string, member: string): string {
+  return layout.recoveryWork(cluster, recoveryId, `${member}.space`);
+}
 
 export interface KubeTargetTimeouts {
   /** Pods to terminate after a scale to zero. Default 300 s. */
@@ -55,8 +65,9 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     return this.contract.cluster;
   }
 
+  /** Always: besides dependents and the pause object, the component's own CronJobs are suspended. */
   get quiesces(): boolean {
-    return this.contract.dependents.length > 0 || Boolean(this.contract.pause);
+    return true;
   }
 
   private get ns(): string {
@@ -89,8 +100,13 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       { verb: 'get', resource: 'cronjobs', group: 'batch', namespace: ns, name: `${c.cluster}-backup` },
       { verb: 'create', resource: 'jobs', group: 'batch', namespace: ns },
       { verb: 'get', resource: 'jobs', group: 'batch', namespace: ns },
+      { verb: 'list', resource: 'jobs', group: 'batch', namespace: ns },
       { verb: 'delete', resource: 'jobs', group: 'batch', namespace: ns },
     ];
+    // The component's CronJobs are suspended during the restore and put back as they were.
+    for (const name of componentCronJobs(c)) {
+      perms.push({ verb: 'get', resource: 'cronjobs', group: 'batch', namespace: ns, name }, { verb: 'patch', resource: 'cronjobs', group: 'batch', namespace: ns, name });
+    }
     for (const d of c.dependents) {
       const resource = d.kind === 'Deployment' ? 'deployments' : 'statefulsets';
       perms.push({ verb: 'get', resource, group: 'apps', namespace: d.namespace, name: d.name }, { verb: 'patch', resource, group: 'apps', namespace: d.namespace, name: d.name });
@@ -139,9 +155,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
 
   /** A Job name unique to this recovery and step (reruns find the same Job). */
   private jobName(recoveryId: string, what: string): string {
-    const id = recoveryId.toLowerCase().replace(/^rec-/, '').replace(/[^a-z0-9]+/g, '');
-    const tail = `-${id}-${what}`.replace(/[^a-z0-9-]+/g, '-');
-    return `${this.cluster.slice(0, 63 - tail.length)}${tail}`.replace(/^-+|-+$/g, '');
+    return recoveryJobName(this.cluster, recoveryId, what);
   }
 
   /**
@@ -360,6 +374,9 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
   }
 
   async quiesce(ctx: StepContext): Promise<void> {
+    // First the component's own CronJobs: no backup, prune, verification, heal or defrag starts
+    // while etcd is being restored.
+    await this.suspendCronJobs(ctx);
     if (this.contract.pause) {
       const p = this.pauseTarget();
       await this.mergePatch(p.apiVersion, p.kind, p.name, p.namespace, this.contract.pause.pausePatch);
@@ -371,9 +388,19 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       ctx.progress(`scaled ${d.kind} ${d.namespace}/${d.name} to 0`);
     }
     for (const { d, o } of scaled) await this.waitNoPods(`${d.kind} ${d.namespace}/${d.name}`, o, d.namespace, ctx);
+    await this.drainCronJobRuns(ctx);
   }
 
-  async isQuiesced(): Promise<boolean> {
+  async isQuiesced(ctx?: StepContext): Promise<boolean> {
+    const seen: Record<string, boolean> = {};
+    for (const name of componentCronJobs(this.contract)) {
+      const cj = await this.readCronJob(name);
+      if (!cj) continue;
+      const remembered = cj.metadata?.annotations?.[SUSPEND_ANNOTATION];
+      if (cj.spec?.suspend !== true || remembered === undefined) return false;
+      seen[name] = remembered === 'true';
+    }
+    if ((await this.cronJobRuns()).length) return false;
     if (this.contract.pause) {
       const p = this.pauseTarget();
       if (!contains(await this.readObject(p.apiVersion, p.kind, p.name, p.namespace), this.contract.pause.pausePatch)) return false;
@@ -382,6 +409,9 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       const o = await this.readObject(d.apiVersion, d.kind, d.name, d.namespace);
       if (o.spec?.replicas !== 0 || (await this.podsOf(o, d.namespace)).length) return false;
     }
+    // Quiesced by a run that died before its journal said so: the journal learns the CronJobs' prior
+    // state from their annotations.
+    if (ctx && !ctx.facts[CRONJOBS_FACT]) ctx.facts[CRONJOBS_FACT] = seen;
     return true;
   }
 
@@ -395,6 +425,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       await this.mergePatch(p.apiVersion, p.kind, p.name, p.namespace, this.contract.pause.resumePatch);
       ctx.progress(`resumed reconciliation of ${p.kind} ${p.namespace}/${p.name}`);
     }
+    await this.restoreCronJobs(ctx);
   }
 
   async isResumed(): Promise<boolean> {
@@ -406,7 +437,142 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       const p = this.pauseTarget();
       if (!contains(await this.readObject(p.apiVersion, p.kind, p.name, p.namespace), this.contract.pause.resumePatch)) return false;
     }
+    for (const name of componentCronJobs(this.contract)) {
+      const cj = await this.readCronJob(name);
+      if (cj?.metadata?.annotations?.[SUSPEND_ANNOTATION] !== undefined) return false;
+    }
     return true;
+  }
+
+  // ------------------------------------------------------------------ the component's CronJobs
+
+  private async readCronJob(name: string): Promise<V1CronJob | undefined> {
+    try {
+      return await this.batch.readNamespacedCronJob({ namespace: this.ns, name });
+    } catch (e) {
+      if (statusOf(e) === 404) return undefined;
+      throw apiError(`get cronjob ${this.ns}/${name}`, e);
+    }
+  }
+
+  /**
+   * Suspends every CronJob of the component, remembering each one's `spec.suspend` twice: in the
+   * journal's facts (ctx.facts, persisted) and in an annotation written by the same patch (so that a
+   * crash between the patch and the journal write still knows it). A CronJob already suspended by this
+   * recovery keeps what it remembered.
+   */
+  private async suspendCronJobs(ctx: StepContext): Promise<void> {
+    const before = ((ctx.facts[CRONJOBS_FACT] as Record<string, boolean> | undefined) ?? {});
+    for (const name of componentCronJobs(this.contract)) {
+      const cj = await this.readCronJob(name);
+      if (!cj) continue;
+      const remembered = cj.metadata?.annotations?.[SUSPEND_ANNOTATION];
+      const was = name in before ? before[name]! : remembered !== undefined ? remembered === 'true' : cj.spec?.suspend === true;
+      before[name] = was;
+      ctx.facts[CRONJOBS_FACT] = before;
+      if (cj.spec?.suspend === true && remembered !== undefined) continue;
+      await this.mergePatch('batch/v1', 'CronJob', name, this.ns, { metadata: { name, namespace: this.ns, annotations: { [SUSPEND_ANNOTATION]: String(was) } }, spec: { suspend: true } });
+      ctx.progress(`suspended cronjob ${this.ns}/${name}${was ? ' (it was suspended already; it stays so afterwards)' : ''}`);
+    }
+  }
+
+  /** Puts every CronJob back as it was (the journal's facts, else the annotation) and forgets it. */
+  private async restoreCronJobs(ctx: StepContext): Promise<void> {
+    const before = (ctx.facts[CRONJOBS_FACT] as Record<string, boolean> | undefined) ?? {};
+    for (const name of componentCronJobs(this.contract)) {
+      const cj = await this.readCronJob(name);
+      if (!cj) continue;
+      const remembered = cj.metadata?.annotations?.[SUSPEND_ANNOTATION];
+      if (remembered === undefined && !(name in before)) continue;
+      const was = name in before ? before[name]! : remembered === 'true';
+      await this.mergePatch('batch/v1', 'CronJob', name, this.ns, { metadata: { name, namespace: this.ns, annotations: { [SUSPEND_ANNOTATION]: null } }, spec: { suspend: was } });
+      ctx.progress(`cronjob ${this.ns}/${name} back to suspend: ${was}`);
+    }
+  }
+
+  /** Unfinished Jobs of the component's CronJobs (scheduled, or made from their templates by hand). */
+  private async cronJobRuns(): Promise<V1Job[]> {
+    const crons = componentCronJobs(this.contract);
+    let jobs;
+    try {
+      jobs = (await this.batch.listNamespacedJob({ namespace: this.ns, labelSelector: 'etcd-recover.io/job' })).items;
+    } catch (e) {
+      throw apiError(`list jobs in ${this.ns}`, e);
+    }
+    return jobs.filter((j) => {
+      const name = j.metadata?.name ?? '';
+      if (j.metadata?.labels?.['etcd-recover.io/job'] === 'recovery' || j.metadata?.labels?.[RECOVERY_LABEL]) return false;
+      const ours = j.metadata?.ownerReferences?.some((r) => r.kind === 'CronJob' && crons.includes(r.name)) || crons.some((c) => name.startsWith(`${c}-`));
+      const finished = (j.status?.succeeded ?? 0) > 0 || jobFailed(j) || j.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True');
+      return ours && !finished && !j.metadata?.deletionTimestamp;
+    });
+  }
+
+  /**
+   * Jobs of the component's CronJobs that were already running: waited for (a backup, verification,
+   * defrag or heal pass finishes in seconds to minutes; a heal pass that wants to act finds the lock
+   * held and skips). Past the stop timeout they are deleted — each is repeated at its next schedule.
+   */
+  private async drainCronJobRuns(ctx: StepContext): Promise<void> {
+    const deadline = Date.now() + this.stopMs;
+    let said = false;
+    for (;;) {
+      const running = await this.cronJobRuns();
+      if (!running.length) return;
+      const names = running.map((j) => j.metadata!.name!);
+      if (!said) ctx.progress(`waiting for running job(s) ${names.join(', ')} of the component's CronJobs to finish`);
+      said = true;
+      if (Date.now() > deadline) {
+        for (const n of names) await this.deleteJob(n);
+        ctx.progress(`deleted job(s) ${names.join(', ')}: still running ${Math.round(this.stopMs / 1000)} s after their CronJobs were suspended (they run again at their next schedule)`);
+        const gone = Date.now() + 120_000;
+        while ((await this.cronJobRuns()).length && Date.now() < gone) await pollDelay(ctx.signal);
+        return;
+      }
+      await pollDelay(ctx.signal);
+    }
+  }
+
+  // ------------------------------------------------------------------ space
+
+  /**
+   * A Job per member's PVC (mounted where etcd mounts it) reports its free bytes to the bucket. The
+   * restore keeps the old data, the downloaded snapshot and the restored data in one volume: it needs
+   * the snapshot + the restored DB + a WAL segment free beside what is there. A PVC that is gone or
+   * being deleted is recreated empty by the restore and is not measured.
+   */
+  async checkSpace(names: string[], record: SnapshotRecord, ctx: StepContext): Promise<void> {
+    const need = restoreSpaceNeed(record, { snapshotInVolume: true });
+    const measured = await Promise.all(
+      names.map(async (name): Promise<VolumeSpace | undefined> => {
+        const m = this.contract.etcd.members.find((x) => x.name === name)!;
+        let pvc;
+        try {
+          pvc = await this.core.readNamespacedPersistentVolumeClaim({ namespace: this.ns, name: m.pvc });
+        } catch (e) {
+          if (statusOf(e) !== 404) throw apiError(`get persistentvolumeclaim ${this.ns}/${m.pvc}`, e);
+        }
+        if (!pvc || pvc.metadata?.deletionTimestamp) {
+          ctx.progress(`${name}: PVC ${this.ns}/${m.pvc} is ${pvc ? 'being deleted' : 'gone'}; the restore recreates it empty from the claim template`);
+          return undefined;
+        }
+        const key = volumeSpaceKey(this.cluster, ctx.recoveryId, name);
+        await ctx.catalog.store.delete(key, ctx.signal).catch(() => undefined);
+        const mutate = await this.volumeJobMutation(name);
+        // Beside the member's pod: a ReadWriteOnce volume in use attaches only on its node.
+        const pod = await this.core.readNamespacedPod({ namespace: this.ns, name }).catch(() => undefined);
+        const nodeName = pod && !pod.metadata?.deletionTimestamp ? pod.spec?.nodeName : undefined;
+        const args = ['agent', 'statfs', '--path', this.contract.etcd.mountPath, '--recovery-id', ctx.recoveryId, '--member', name, '--quiet'];
+        await this.runJob(ctx.recoveryId, `space-${name}-${Date.now().toString(36)}`, args, ctx, (spec) => {
+          mutate(spec);
+          if (nodeName) spec.template.spec!.nodeName = nodeName;
+        }, { removeWhenDone: true });
+        const got = await readJson<{ freeBytes: number }>(ctx.catalog.store, key, ctx.signal);
+        if (!got) throw new EtcdRecoverError('INTERNAL', `the space check job for ${name} succeeded but wrote no ${key}`);
+        return { volume: `PVC ${this.ns}/${m.pvc}`, members: [name], freeBytes: got.value.freeBytes, need };
+      }),
+    );
+    refuseUnlessRoom(measured.filter((v): v is VolumeSpace => Boolean(v)), ctx.progress);
   }
 
   // ------------------------------------------------------------------ members
