@@ -146,4 +146,26 @@ describe('recoveries that cannot surprise: stale journals, a lost lock', functio
     assert.equal(json(rerun).id, id);
     for (const m of reload(sb).state.members) assert.equal(await countOnMember(m.clientURL, 'k/'), keysBefore, m.name);
   });
+
+  it('an unfinished member replace blocks other recoveries until resumed or abandoned with a reason', async () => {
+    await crash(sb, ['etcd-0']);
+    const died = await cli(['member', 'replace', 'etcd-0', '--yes'], { ETCD_RECOVER_FAULT_AFTER_STEP: 'stop-members' });
+    assert.notEqual(died.code, 0);
+    const id = (await openJournalId(sb))!;
+    const other = await cli(['member', 'replace', 'etcd-1', '--yes']);
+    assert.equal(other.code, 9, other.stderr);
+    assert.match(other.stderr, new RegExp(`unfinished member-replace recovery ${id}`));
+    const q = await cli(['quorum', '--yes']);
+    assert.equal(q.code, 9, q.stderr);
+    assert.match(q.stderr, /must finish first/);
+    const empty = await cli(['member', 'replace', 'etcd-0', '--abandon', '  ']);
+    assert.equal(empty.code, 2, empty.stderr);
+    const abandoned = await cli(['member', 'replace', 'etcd-0', '--abandon', 'disk swapped by hand']);
+    assert.equal(abandoned.code, 0, abandoned.stderr);
+    assert.equal((await journalOf(sb, id)).abandoned.reason, 'disk swapped by hand');
+    // Closed, it no longer blocks: the same replacement can be planned anew.
+    const replaced = await cli(['member', 'replace', 'etcd-0', '--yes', '-o', 'json']);
+    assert.equal(replaced.code, 0, replaced.stderr);
+    assert.notEqual(json(replaced).id, id);
+  });
 });

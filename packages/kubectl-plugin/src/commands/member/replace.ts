@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import {
   DEFAULT_STALE_AFTER_MS,
   EtcdRecoverError,
+  abandonRecovery,
+  type JournalDoc,
   Journal,
   RecoveryLock,
   describeHolder,
@@ -27,6 +29,7 @@ Journaled and resumable like \`quorum\` (on Kubernetes too: the Job that runs it
   static override examples = [
     { description: 'Preview', command: '<%= config.bin %> member replace etcd-2 --dry-run' },
     { description: 'Replace without a prompt', command: '<%= config.bin %> member replace etcd-2 --yes' },
+    { description: 'Close an unfinished replacement you do not want resumed', command: '<%= config.bin %> member replace etcd-2 --abandon "disk replaced by hand"' },
     { description: 'On Kubernetes: the declared cluster in a namespace (runs as a Job in the cluster)', command: '<%= config.bin %> member replace etcd-2 -n hcp-demo --yes' },
   ];
   static override args = { member: Args.string({ description: 'Member name (e.g. etcd-2).', required: true }) };
@@ -38,13 +41,15 @@ Journaled and resumable like \`quorum\` (on Kubernetes too: the Job that runs it
     ...yesFlag,
     'dry-run': Flags.boolean({ description: 'Print the plan; change nothing.' }),
     restart: Flags.boolean({ description: 'Abandon an unfinished replacement instead of resuming it.' }),
+    abandon: Flags.string({ description: 'Close the unfinished recovery without running anything, recording this reason (its set-aside data is kept).', exclusive: ['restart'] }),
     timeout: Flags.integer({ description: 'Seconds to wait for the new member to catch up.', default: 120, min: 5 }),
   };
 
-  async run(): Promise<RecoveryPlan | RecoveryReport> {
+  async run(): Promise<RecoveryPlan | RecoveryReport | JournalDoc> {
     const { args, flags } = await this.parse(MemberReplace);
     this.setup(flags);
     const target = await this.openTarget(flags);
+    if (flags.abandon !== undefined) return this.abandon(target.catalog(), flags.abandon);
     if (target.kind === 'kubernetes') return this.onKubernetes(target, args.member, flags);
     const rt = await target.recoveryTarget();
     const catalog = target.catalog();
@@ -58,6 +63,14 @@ Journaled and resumable like \`quorum\` (on Kubernetes too: the Job that runs it
     await this.confirm(`This removes ${args.member} from ${plan.cluster} and rebuilds it empty.`, args.member, flags.yes);
     const report = await this.executeRecovery(rt, catalog, prepared, ['member', 'replace', ...this.argv].join(' '), flags);
     return report;
+  }
+
+  private async abandon(catalog: Catalog, reason: string): Promise<JournalDoc> {
+    if (!reason.trim()) throw new EtcdRecoverError('USAGE', '--abandon needs a reason (it is recorded in the journal)');
+    const doc = await abandonRecovery({ catalog, reason, by: ['member', 'replace', ...this.argv].join(' '), signal: this.abort.signal });
+    if (!doc) throw new EtcdRecoverError('PRECONDITION', `no unfinished recovery of cluster ${catalog.cluster} to abandon`);
+    this.render(doc, () => `Abandoned ${doc.plan.kind} recovery ${doc.plan.id} (${reason}). Its set-aside data, if any, is kept.`);
+    return doc;
   }
 
   /**
