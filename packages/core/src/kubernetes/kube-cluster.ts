@@ -3,6 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { EtcdRecoverError } from '../errors.js';
 import { CONTRACT_KEY, CONTRACT_LABEL, CLUSTER_LABEL, parseContract, type RecoveryContract } from '../contract/recovery-contract.js';
 
+/** Label a recovery puts on the Jobs it runs (they are never drained as a CronJob's runs). */
+export const RECOVERY_LABEL = 'etcd-recover.io/recovery';
+
 export interface KubeTargetOptions {
   kubeconfig?: string;
   context?: string;

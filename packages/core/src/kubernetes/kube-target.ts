@@ -1,4 +1,4 @@
-import { BatchV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject, type V1CronJob, type V1Job, type V1Pod, type V1StatefulSet } from '@kubernetes/client-node';
+import { BatchV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject, type V1Job, type V1Pod, type V1StatefulSet } from '@kubernetes/client-node';
 import { EtcdRecoverError } from '../errors.js';
 import type { EtcdGateway, MemberStatus } from '../etcd/etcd-gateway.js';
 import type { RecoveryContract } from '../contract/recovery-contract.js';
@@ -10,15 +10,12 @@ import type { SnapshotRecord } from '../snapshot/catalog.js';
 import { readJson } from '../store/object-store.js';
 import { layout } from '../layout.js';
 import { refuseUnlessRoom, restoreSpaceNeed, type VolumeSpace } from '../recovery/space.js';
-import { apiError, awaitJob, componentCronJobs, jobFailed, jobSpecFromCronJob, kubeMemberStatus, pollDelay, recoveryJobName, statusOf, type Permission } from './kube-cluster.js';
+import { ComponentCronJobs, CRONJOBS_FACT } from './component-cronjobs.js';
+import { RECOVERY_LABEL, apiError, awaitJob, componentCronJobs, jobFailed, jobSpecFromCronJob, kubeMemberStatus, pollDelay, recoveryJobName, statusOf, type Permission } from './kube-cluster.js';
 
 /** Annotation remembering a workload's replicas while a recovery holds it at zero. */
 export const REPLICAS_ANNOTATION = 'etcd-recover.io/replicas-before';
-export const RECOVERY_LABEL = 'etcd-recover.io/recovery';
-/** Annotation remembering a component CronJob's `spec.suspend` while a recovery holds it suspended. */
-export const SUSPEND_ANNOTATION = 'etcd-recover.io/suspend-before';
-/** Journal fact: each component CronJob's `spec.suspend` before the recovery suspended it. */
-export const CRONJOBS_FACT = 'cronJobsSuspendBefore';
+export { RECOVERY_LABEL };
 
 /** Where a space-check Job reports the free bytes of one member's volume. */
 export function volumeSpaceKey(cluster: string, recoveryId: string, member: string): string {
@@ -48,6 +45,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
   private readonly objects: KubernetesObjectApi;
   private readonly stopMs: number;
   private readonly jobMs: number;
+  private readonly cronJobs: ComponentCronJobs;
 
   constructor(
     readonly kc: KubeConfig,
@@ -59,6 +57,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     this.objects = KubernetesObjectApi.makeApiClient(kc);
     this.stopMs = timeouts.stopMs ?? 300_000;
     this.jobMs = timeouts.jobMs ?? 900_000;
+    this.cronJobs = new ComponentCronJobs(this.batch, contract, this.stopMs, (name, patch) => this.mergePatch('batch/v1', 'CronJob', name, this.ns, patch), (name) => this.deleteJob(name));
   }
 
   get cluster(): string {
@@ -376,7 +375,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
   async quiesce(ctx: StepContext): Promise<void> {
     // First the component's own CronJobs: no backup, prune, verification, heal or defrag starts
     // while etcd is being restored.
-    await this.suspendCronJobs(ctx);
+    await this.cronJobs.suspend(ctx);
     if (this.contract.pause) {
       const p = this.pauseTarget();
       await this.mergePatch(p.apiVersion, p.kind, p.name, p.namespace, this.contract.pause.pausePatch);
@@ -388,19 +387,12 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       ctx.progress(`scaled ${d.kind} ${d.namespace}/${d.name} to 0`);
     }
     for (const { d, o } of scaled) await this.waitNoPods(`${d.kind} ${d.namespace}/${d.name}`, o, d.namespace, ctx);
-    await this.drainCronJobRuns(ctx);
+    await this.cronJobs.drainRuns(ctx);
   }
 
   async isQuiesced(ctx?: StepContext): Promise<boolean> {
-    const seen: Record<string, boolean> = {};
-    for (const name of componentCronJobs(this.contract)) {
-      const cj = await this.readCronJob(name);
-      if (!cj) continue;
-      const remembered = cj.metadata?.annotations?.[SUSPEND_ANNOTATION];
-      if (cj.spec?.suspend !== true || remembered === undefined) return false;
-      seen[name] = remembered === 'true';
-    }
-    if ((await this.cronJobRuns()).length) return false;
+    const seen = await this.cronJobs.suspendedBefore();
+    if (!seen || (await this.cronJobs.runs()).length) return false;
     if (this.contract.pause) {
       const p = this.pauseTarget();
       if (!contains(await this.readObject(p.apiVersion, p.kind, p.name, p.namespace), this.contract.pause.pausePatch)) return false;
@@ -425,7 +417,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       await this.mergePatch(p.apiVersion, p.kind, p.name, p.namespace, this.contract.pause.resumePatch);
       ctx.progress(`resumed reconciliation of ${p.kind} ${p.namespace}/${p.name}`);
     }
-    await this.restoreCronJobs(ctx);
+    await this.cronJobs.restore(ctx);
   }
 
   async isResumed(): Promise<boolean> {
@@ -437,100 +429,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       const p = this.pauseTarget();
       if (!contains(await this.readObject(p.apiVersion, p.kind, p.name, p.namespace), this.contract.pause.resumePatch)) return false;
     }
-    for (const name of componentCronJobs(this.contract)) {
-      const cj = await this.readCronJob(name);
-      if (cj?.metadata?.annotations?.[SUSPEND_ANNOTATION] !== undefined) return false;
-    }
-    return true;
-  }
-
-  // ------------------------------------------------------------------ the component's CronJobs
-
-  private async readCronJob(name: string): Promise<V1CronJob | undefined> {
-    try {
-      return await this.batch.readNamespacedCronJob({ namespace: this.ns, name });
-    } catch (e) {
-      if (statusOf(e) === 404) return undefined;
-      throw apiError(`get cronjob ${this.ns}/${name}`, e);
-    }
-  }
-
-  /**
-   * Suspends every CronJob of the component, remembering each one's `spec.suspend` twice: in the
-   * journal's facts (ctx.facts, persisted) and in an annotation written by the same patch (so that a
-   * crash between the patch and the journal write still knows it). A CronJob already suspended by this
-   * recovery keeps what it remembered.
-   */
-  private async suspendCronJobs(ctx: StepContext): Promise<void> {
-    const before = ((ctx.facts[CRONJOBS_FACT] as Record<string, boolean> | undefined) ?? {});
-    for (const name of componentCronJobs(this.contract)) {
-      const cj = await this.readCronJob(name);
-      if (!cj) continue;
-      const remembered = cj.metadata?.annotations?.[SUSPEND_ANNOTATION];
-      const was = name in before ? before[name]! : remembered !== undefined ? remembered === 'true' : cj.spec?.suspend === true;
-      before[name] = was;
-      ctx.facts[CRONJOBS_FACT] = before;
-      if (cj.spec?.suspend === true && remembered !== undefined) continue;
-      await this.mergePatch('batch/v1', 'CronJob', name, this.ns, { metadata: { name, namespace: this.ns, annotations: { [SUSPEND_ANNOTATION]: String(was) } }, spec: { suspend: true } });
-      ctx.progress(`suspended cronjob ${this.ns}/${name}${was ? ' (it was suspended already; it stays so afterwards)' : ''}`);
-    }
-  }
-
-  /** Puts every CronJob back as it was (the journal's facts, else the annotation) and forgets it. */
-  private async restoreCronJobs(ctx: StepContext): Promise<void> {
-    const before = (ctx.facts[CRONJOBS_FACT] as Record<string, boolean> | undefined) ?? {};
-    for (const name of componentCronJobs(this.contract)) {
-      const cj = await this.readCronJob(name);
-      if (!cj) continue;
-      const remembered = cj.metadata?.annotations?.[SUSPEND_ANNOTATION];
-      if (remembered === undefined && !(name in before)) continue;
-      const was = name in before ? before[name]! : remembered === 'true';
-      await this.mergePatch('batch/v1', 'CronJob', name, this.ns, { metadata: { name, namespace: this.ns, annotations: { [SUSPEND_ANNOTATION]: null } }, spec: { suspend: was } });
-      ctx.progress(`cronjob ${this.ns}/${name} back to suspend: ${was}`);
-    }
-  }
-
-  /** Unfinished Jobs of the component's CronJobs (scheduled, or made from their templates by hand). */
-  private async cronJobRuns(): Promise<V1Job[]> {
-    const crons = componentCronJobs(this.contract);
-    let jobs;
-    try {
-      jobs = (await this.batch.listNamespacedJob({ namespace: this.ns, labelSelector: 'etcd-recover.io/job' })).items;
-    } catch (e) {
-      throw apiError(`list jobs in ${this.ns}`, e);
-    }
-    return jobs.filter((j) => {
-      const name = j.metadata?.name ?? '';
-      if (j.metadata?.labels?.['etcd-recover.io/job'] === 'recovery' || j.metadata?.labels?.[RECOVERY_LABEL]) return false;
-      const ours = j.metadata?.ownerReferences?.some((r) => r.kind === 'CronJob' && crons.includes(r.name)) || crons.some((c) => name.startsWith(`${c}-`));
-      const finished = (j.status?.succeeded ?? 0) > 0 || jobFailed(j) || j.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True');
-      return ours && !finished && !j.metadata?.deletionTimestamp;
-    });
-  }
-
-  /**
-   * Jobs of the component's CronJobs that were already running: waited for (a backup, verification,
-   * defrag or heal pass finishes in seconds to minutes; a heal pass that wants to act finds the lock
-   * held and skips). Past the stop timeout they are deleted — each is repeated at its next schedule.
-   */
-  private async drainCronJobRuns(ctx: StepContext): Promise<void> {
-    const deadline = Date.now() + this.stopMs;
-    let said = false;
-    for (;;) {
-      const running = await this.cronJobRuns();
-      if (!running.length) return;
-      const names = running.map((j) => j.metadata!.name!);
-      if (!said) ctx.progress(`waiting for running job(s) ${names.join(', ')} of the component's CronJobs to finish`);
-      said = true;
-      if (Date.now() > deadline) {
-        for (const n of names) await this.deleteJob(n);
-        ctx.progress(`deleted job(s) ${names.join(', ')}: still running ${Math.round(this.stopMs / 1000)} s after their CronJobs were suspended (they run again at their next schedule)`);
-        const gone = Date.now() + 120_000;
-        while ((await this.cronJobRuns()).length && Date.now() < gone) await pollDelay(ctx.signal);
-        return;
-      }
-      await pollDelay(ctx.signal);
-    }
+    return this.cronJobs.restored();
   }
 
   // ------------------------------------------------------------------ space
