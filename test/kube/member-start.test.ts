@@ -1,10 +1,10 @@
 import { strict as assert } from 'node:assert';
 import { AppsV1Api, CoreV1Api, KubernetesObjectApi, PatchStrategy, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
-import type { Sandbox } from '@etcd-recover/core';
+import { Catalog, Journal, layout, listAll, readJson, type Sandbox } from '@etcd-recover/core';
 import { waitFor, sleep, type ControlPlane } from '../support/kube/index.js';
 import { declaredCluster } from '../support/declared-cluster.js';
-import { stopSandbox } from '../support/sandbox.js';
+import { stopSandbox, storeFor } from '../support/sandbox.js';
 import { json, runCli, type CliResult } from '../support/cli.js';
 
 const NS = 'hcp-ms';
@@ -102,6 +102,40 @@ describe('member start on Kubernetes (real control plane)', function () {
       assert.equal(await countOn(ip, 'app/'), KEYS, `${ip}: every key of the backup`);
       assert.ok((await memberStatus(ip))!.revision > backup.revision, 'revision bumped past the backup');
     }
+  });
+
+  it('the same with autoRestore on: all PVCs lost with backups in the bucket — the cluster comes back from the newest backup, every key of it present', async () => {
+    // Newer data and a newer backup: the newest trusted backup is the one that must come back.
+    await writeKeys(await memberIPs(cp), 'auto/', 100);
+    const r = await cli(['backup', 'create', '-o', 'json', '-q']);
+    assert.equal(r.code, 0, r.stderr);
+    const newest = json(r);
+    // autoRestore on: the StatefulSet's init container as the component renders it with `autoRestore: true`
+    // (test/pulumi/auto-restore.test.ts: exactly `--auto-restore` added). Scaled to 0 first so every pod comes back on it.
+    await scale(0);
+    await waitFor('etcd scaled to 0', async () => !(await Promise.all(MEMBERS.map((m) => pod(core, m)))).some(Boolean), 120_000, 500);
+    await waitFor('status shows 0 ready', async () => !(await apps.readNamespacedStatefulSet({ namespace: NS, name: 'etcd' })).status?.readyReplicas, 60_000, 500);
+    const sts = await apps.readNamespacedStatefulSet({ namespace: NS, name: 'etcd' });
+    sts.spec!.template.spec!.initContainers![0]!.args!.push('--auto-restore');
+    await apps.replaceNamespacedStatefulSet({ namespace: NS, name: 'etcd', body: sts });
+    await losePVCs(core, MEMBERS);
+    await scale(3);
+
+    await waitReady(apps);
+    for (const ip of await memberIPs(cp)) {
+      assert.equal(await countOn(ip, 'app/'), KEYS, `${ip}: every key of the backup`);
+      assert.equal(await countOn(ip, 'auto/'), 100, `${ip}: including those only the newest backup holds`);
+      assert.ok((await memberStatus(ip))!.revision > newest.revision, 'revision bumped past the backup');
+    }
+    const logs = MEMBERS.map(initLog);
+    assert.equal(logs.filter((l) => /decided automatic-restore round/.test(l)).length, 1, 'one member decided, the others followed');
+    for (const l of logs) assert.ok(l.includes(`restored from ${newest.name} by automatic-restore round`), l);
+    const catalog = new Catalog(storeFor(store), 'etcd');
+    const rounds = await listAll(catalog.store, layout.autoRestoreRoundsPrefix('etcd'));
+    assert.equal(rounds.length, 1, 'exactly one decision object');
+    const decision = (await readJson<any>(catalog.store, rounds[0]!.key))!.value;
+    assert.equal(decision.snapshot.name, newest.name);
+    assert.equal((await Journal.load(catalog.store, 'etcd', decision.recoveryId))!.doc.status, 'completed');
   });
 });
 

@@ -10,5 +10,6 @@ export * from './sandbox/index.js';
 export * from './recovery/index.js';
 export * from './recovery/startup-decision.js';
 export * from './recovery/startup-facts.js';
+export * from './recovery/auto-restore.js';
 export * from './contract/index.js';
 export type { KubeGateway, PodInfo, PvcInfo } from './kubernetes/kube-gateway.js';

@@ -8,6 +8,8 @@
  *   clusters/<cluster>/lock.json                   the recovery lock (created with If-None-Match, renewed with If-Match)
  *   clusters/<cluster>/lock-clock.json             written to read the store's clock when judging a stale lock
  *   clusters/<cluster>/recovery-work/<id>/<what>.json  results the in-cluster Jobs of a recovery report back
+ *   clusters/<cluster>/auto-restore/votes/<member>.json  member-init's vote for an automatic restore (empty / has data)
+ *   clusters/<cluster>/auto-restore/rounds/<round>.json  the decision of one automatic-restore round (If-None-Match)
  */
 const CLUSTER_RE = /^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$/;
 
@@ -28,4 +30,10 @@ export const layout = {
   /** Scratch object of the conditional-write probe, deleted right after. */
   lockProbe: (cluster: string, runId: string) => `clusters/${cluster}/lock-probe-${runId}.json`,
   recoveryWork: (cluster: string, id: string, what: string) => `clusters/${cluster}/recovery-work/${id}/${what}.json`,
+  /** member-init's vote for an automatic restore (autoRestore on the component): this member is empty, or holds data. */
+  autoRestoreVotesPrefix: (cluster: string) => `clusters/${cluster}/auto-restore/votes/`,
+  autoRestoreVote: (cluster: string, member: string) => `clusters/${cluster}/auto-restore/votes/${member}.json`,
+  /** The decisions of automatic-restore rounds, one per round, each created once with If-None-Match. */
+  autoRestoreRoundsPrefix: (cluster: string) => `clusters/${cluster}/auto-restore/rounds/`,
+  autoRestoreRound: (cluster: string, round: string) => `clusters/${cluster}/auto-restore/rounds/${round}.json`,
 };

@@ -127,6 +127,15 @@ export interface EtcdClusterArgs {
    * is found before anything bootstraps. Default 30.
    */
   readonly peerWaitSeconds?: number;
+  /**
+   * Automatic restore (off by default): when every member's volume is empty and the bucket holds
+   * trusted backups of this cluster, the members restore themselves from the newest trusted backup
+   * (one decision object in the bucket, the recovery lock, a journal) instead of staying in Init
+   * until an operator runs `kubectl etcd-recover quorum`. This is also how a stack applied to a new
+   * management cluster with an existing bucket brings its etcd back. See docs/design.md,
+   * "Automatic restore".
+   */
+  readonly autoRestore?: boolean;
 }
 
 /**
@@ -161,6 +170,7 @@ export interface ResolvedArgs {
   dependents: Required<WorkloadRef>[];
   pause: PauseArgs | undefined;
   peerWaitSeconds: number;
+  autoRestore: boolean;
 }
 
 /**
@@ -285,5 +295,6 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
     dependents,
     pause: a.pause,
     peerWaitSeconds,
+    autoRestore: a.autoRestore === true,
   };
 }

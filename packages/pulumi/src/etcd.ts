@@ -51,6 +51,7 @@ function memberInit(r: ResolvedArgs, mounts: VolumeMount[]): Container {
     `--metrics-port=${PORTS.metrics}`,
     `--peer-wait=${r.peerWaitSeconds}`,
   ];
+  if (r.autoRestore) args.push('--auto-restore');
   if (r.tls?.serverSecret) args.push(`--server-tls-dir=${TLS_DIR}/server`, `--client-tls-dir=${TLS_DIR}/client`);
   if (r.tls?.peerSecret) args.push(`--peer-tls-dir=${TLS_DIR}/peer`);
   if (r.quotaBackendBytes !== undefined) args.push(`--quota-backend-bytes=${r.quotaBackendBytes}`);

@@ -45,7 +45,8 @@ export interface RestorePoint {
 export interface RecoveryPlan {
   formatVersion: 1;
   id: string;
-  kind: 'quorum' | 'member-replace';
+  /** 'auto-restore': the members' own restore from the newest trusted backup (member-init, autoRestore on). */
+  kind: 'quorum' | 'member-replace' | 'auto-restore';
   cluster: string;
   target: string;
   createdAt: string;

@@ -73,7 +73,10 @@ async function openJournal(c: Common, kind: RecoveryPlan['kind']): Promise<Journ
   if (c.restart) return undefined;
   if (open.doc.plan.kind !== kind) {
     throw new EtcdRecoverError('RESUME_CONFLICT', `${describeOpenJournal(open)} must finish first`, {
-      hint: `rerun the ${open.doc.plan.kind === 'quorum' ? '`quorum`' : `\`member replace ${open.doc.plan.member ?? ''}\``} command to resume it, or close it with --abandon "REASON" (its set-aside data is kept)`,
+      hint:
+        open.doc.plan.kind === 'auto-restore'
+          ? 'the members are restoring themselves from the newest trusted backup (member-init, autoRestore): wait for every member to finish, or close it with --abandon "REASON" (its set-aside data is kept)'
+          : `rerun the ${open.doc.plan.kind === 'quorum' ? '`quorum`' : `\`member replace ${open.doc.plan.member ?? ''}\``} command to resume it, or close it with --abandon "REASON" (its set-aside data is kept)`,
     });
   }
   return open;
@@ -165,7 +168,7 @@ export async function abandonRecovery(o: { catalog: Catalog; reason: string; by:
  * saw (restores change it) and the highest revision any backup or recovery saw,
  * so that a restore when every member is gone still bumps past it.
  */
-async function history(c: Common): Promise<{ clusterIds: string[]; maxRevision?: number }> {
+export async function bucketHistory(c: { catalog: Catalog; signal?: AbortSignal }): Promise<{ clusterIds: string[]; maxRevision?: number }> {
   const ids = new Set<string>();
   let maxRevision: number | undefined;
   const seen = (r: number | undefined) => {
@@ -205,7 +208,7 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
     return { plan: open.doc.plan, resume: open, observation };
   }
   const now = o.now ?? new Date();
-  const past = await history(o);
+  const past = await bucketHistory(o);
   const request = o.request ?? 'auto';
   const { point, backups, newestBackup } = await resolveRestorePoint({
     catalog: o.catalog,

@@ -46,11 +46,62 @@ export interface BackupRef {
 /** What the bucket says about this cluster's backups. */
 export type BucketFacts =
   /** The catalog was listed. No verified backup and no unreadable record: nothing to lose. */
-  | { kind: 'listed'; newestVerified?: BackupRef; verified: number; unverified: number; unreadable: number }
+  | {
+      kind: 'listed';
+      newestVerified?: BackupRef;
+      /** The newest trusted backup (verified and not an unconfirmed suspect): what an automatic restore uses. */
+      newestTrusted?: BackupRef;
+      verified: number;
+      unverified: number;
+      unreadable: number;
+    }
   /** The bucket could not be read (unreachable, denied, missing, …): whether backups exist is unknown. */
   | { kind: 'error'; code: ErrorCode; message: string }
   /** No bucket was given to this member. */
   | { kind: 'not-configured' };
+
+/** How the declared members voted for an automatic restore (auto-restore.ts `tallyVotes`). */
+export interface VoteTally {
+  /** Every declared member voted "empty" within the freshness bound (by the store's clock). */
+  allEmpty: boolean;
+  empty: string[];
+  hasData: string[];
+  /** No vote, or one older than the bound. */
+  missing: string[];
+  stale: string[];
+}
+
+/** The decision of an automatic-restore round, as far as the start-up decision needs it. */
+export interface AutoRestoreDecisionRef {
+  round: string;
+  recoveryId: string;
+  snapshot: { name: string; revision: number; sha256: string };
+  token: string;
+  bump: number;
+  members: string[];
+}
+
+/** What the bucket says about automatic restore (only read when autoRestore is on and a row needs it). */
+export type RoundFacts =
+  /** An open round (its journal not closed) whose decision this member follows. */
+  | { kind: 'open'; decision: AutoRestoreDecisionRef }
+  /**
+   * No open round: how the members voted. `superseded`: a round whose journal is still open but whose
+   * backup is no longer the newest trusted one (a newer backup exists): never followed for a new
+   * disaster; only a member its restored peers still wait for (row A8) completes it.
+   */
+  | { kind: 'voting'; tally: VoteTally; superseded?: AutoRestoreDecisionRef }
+  /** Another recovery holds the lock or has an unfinished journal: no automatic restore. */
+  | { kind: 'locked'; holder: string }
+  /** The round could not be read or written. */
+  | { kind: 'error'; message: string };
+
+export interface AutoRestoreFacts {
+  /** Absent until read (the decision asks for it with `read-round`, which also casts this member's "empty" vote). */
+  round?: RoundFacts;
+  /** How long, after the peer wait, an empty member waits for every member's vote. */
+  voteWaitSeconds: number;
+}
 
 export interface StartupFacts {
   member: string;
@@ -64,6 +115,8 @@ export interface StartupFacts {
   peerWaitSeconds: number;
   /** How long an empty member waits to be added by `member replace` / auto-heal to a running cluster. */
   joinWaitSeconds: number;
+  /** Present when automatic restore is on (autoRestore on the component, --auto-restore); absent: today's refusals. */
+  autoRestore?: AutoRestoreFacts;
 }
 
 export type StartupAction =
@@ -81,6 +134,12 @@ export type StartupAction =
   | { action: 'read-bucket'; reason: string }
   /** Read the data dir's revision, then decide again. */
   | { action: 'read-revision'; reason: string }
+  /** Cast this member's "empty" vote, read the votes and the open round, then decide again. */
+  | { action: 'read-round'; reason: string }
+  /** Every member voted empty and no round is open: take the lock, create the ONE decision (If-None-Match), then follow it. */
+  | { action: 'auto-restore-decide'; reason: string }
+  /** Restore this member from the open round's decision (take the lock, fetch + verify, set aside, restore), then start as new. */
+  | { action: 'auto-restore'; decision: AutoRestoreDecisionRef; reason: string }
   /** Do not start: one line (message) and the way out (hint). */
   | { action: 'refuse'; code: ErrorCode; message: string; hint: string; retryable: boolean };
 
@@ -88,6 +147,10 @@ const RUNBOOK_HINT = 'kubectl etcd-recover quorum --dry-run shows the plan; docs
 
 export function describeBackup(b: BackupRef): string {
   return `${b.name} (revision ${b.revision}, ${b.createdAt})`;
+}
+
+function followRound(d: AutoRestoreDecisionRef): StartupAction {
+  return { action: 'auto-restore', decision: d, reason: `restoring from ${d.snapshot.name} (revision ${d.snapshot.revision} + ${d.bump}) as automatic-restore round ${d.round} (${d.recoveryId}) decided` };
 }
 
 /** The start-up decision table. Rows are evaluated top to bottom; the first that applies decides. */
@@ -140,7 +203,16 @@ export function decideStartup(f: StartupFacts): StartupAction {
   if (p.kind === 'quorum') {
     // E1–E4: a running cluster: join it only the way it expects.
     if (p.me === 'learner' || p.me === 'started-learner') return { action: 'join', reason: `joining the running cluster as learner${p.memberId ? ` ${p.memberId}` : ''}` };
-    if (p.me === 'unstarted') return { action: 'bootstrap', reason: `initial member${p.memberId ? ` ${p.memberId}` : ''} starting after its peers bootstrapped` };
+    if (p.me === 'unstarted') {
+      // A8: its peers may be members an automatic restore already restored: it restores from the same decision (even one a newer backup superseded).
+      if (f.autoRestore) {
+        const r = f.autoRestore.round;
+        if (!r) return { action: 'read-round', reason: 'automatic restore is on: is a round open that this member must follow?' };
+        const d = r.kind === 'open' ? r.decision : r.kind === 'voting' ? r.superseded : undefined;
+        if (d && d.members.includes(f.member)) return followRound(d);
+      }
+      return { action: 'bootstrap', reason: `initial member${p.memberId ? ` ${p.memberId}` : ''} starting after its peers bootstrapped` };
+    }
     if (p.me === 'started') {
       return {
         action: 'refuse',
@@ -195,13 +267,37 @@ export function decideStartup(f: StartupFacts): StartupAction {
   }
   // E10: the rule: never an empty cluster while a verified backup exists.
   if (b.newestVerified) {
-    return {
+    const refusal = `${f.member} is empty, no peer has a quorum, and ${b.verified} verified backup(s) of this cluster exist: refusing to bootstrap an empty cluster; newest backup ${describeBackup(b.newestVerified)}, restore it with: kubectl etcd-recover quorum`;
+    const refuse = (why?: string, retryable = false): StartupAction => ({
       action: 'refuse',
       code: 'BACKUPS_EXIST',
-      message: `${f.member} is empty, no peer has a quorum, and ${b.verified} verified backup(s) of this cluster exist: refusing to bootstrap an empty cluster; newest backup ${describeBackup(b.newestVerified)}, restore it with: kubectl etcd-recover quorum`,
+      message: why ? `${refusal} (automatic restore: ${why})` : refusal,
       hint: RUNBOOK_HINT,
-      retryable: false,
-    };
+      retryable,
+    });
+    // A1–A7: automatic restore (opt-in): every member empty, by their votes → the ONE decision of a round.
+    if (!f.autoRestore) return refuse();
+    const ar = f.autoRestore;
+    if (!ar.round) return { action: 'read-round', reason: 'automatic restore is on: voting "empty" and reading the other members\' votes' };
+    const r = ar.round;
+    // A1: a round is open: every member follows the same decision.
+    if (r.kind === 'open') return r.decision.members.includes(f.member) ? followRound(r.decision) : refuse(`open round ${r.decision.round} does not list ${f.member}`);
+    // A2: another recovery (an operator's `quorum`, member replace, auto-heal) holds the lock or has an unfinished journal.
+    if (r.kind === 'locked') {
+      return { action: 'refuse', code: 'LOCKED', message: `${f.member} is empty and no peer has a quorum, but another recovery of this cluster is under way (${r.holder}): not restoring automatically; newest backup ${describeBackup(b.newestVerified)}`, hint: 'let that recovery finish (kubectl etcd-recover status shows it); the member decides again on its next start', retryable: true };
+    }
+    if (r.kind === 'error') return refuse(`the votes cannot be read or written: ${r.message}`, true);
+    // A3: only a trusted backup (verified, not suspect) is ever restored without an operator.
+    if (!b.newestTrusted) return refuse('no trusted backup (every verified backup is suspect): confirm one or run quorum');
+    const t = r.tally;
+    // A4: a member that holds data never lets an automatic restore happen (its own rows decide how it starts).
+    if (t.hasData.length) return refuse(`not while ${t.hasData.join(', ')} hold${t.hasData.length === 1 ? 's' : ''} data`);
+    // A5: every declared member voted empty, recently: decide.
+    if (t.allEmpty) return { action: 'auto-restore-decide', reason: `every member (${t.empty.join(', ')}) is empty: restoring from the newest trusted backup ${describeBackup(b.newestTrusted)}` };
+    // A6/A7: wait (bounded) for the other members' votes, then refuse as without automatic restore.
+    const waiting = [...t.missing, ...t.stale];
+    if (f.waitedSeconds < f.peerWaitSeconds + ar.voteWaitSeconds) return { action: 'wait', reason: `automatic restore: waiting for the votes of ${waiting.join(', ')} (every member must be empty)` };
+    return refuse(`no recent vote from ${waiting.join(', ')}, so it is not established that every member is empty`, true);
   }
   // E11: records that cannot be read might be good backups.
   if (b.unreadable > 0) {

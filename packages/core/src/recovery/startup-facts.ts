@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EtcdRecoverError, messageOf } from '../errors.js';
-import { isVerified, type Catalog } from '../snapshot/catalog.js';
+import { isTrusted, isVerified, type Catalog } from '../snapshot/catalog.js';
 import { describeDefects, verifySnapshotFile } from '../snapshot/verifier/index.js';
 import { RESTORED_MARKER } from './member-data.js';
 import type { BucketFacts, DataFacts } from './startup-decision.js';
@@ -18,9 +18,11 @@ export async function readBucketFacts(catalog: Catalog | undefined, signal?: Abo
     const { snapshots, unreadable } = await catalog.list(signal);
     const verified = snapshots.filter(isVerified);
     const newest = verified[0];
+    const trusted = snapshots.find(isTrusted);
     return {
       kind: 'listed',
       ...(newest ? { newestVerified: { name: newest.name, revision: newest.revision, createdAt: newest.createdAt } } : {}),
+      ...(trusted ? { newestTrusted: { name: trusted.name, revision: trusted.revision, createdAt: trusted.createdAt } } : {}),
       verified: verified.length,
       unverified: snapshots.length - verified.length,
       unreadable: unreadable.length,

@@ -6,7 +6,15 @@ import { stringify } from 'yaml';
 import {
   Etcd3Gateway,
   EtcdRecoverError,
+  castVote,
   decideStartup,
+  findEtcdBinaries,
+  readRoundFacts,
+  roundOfRestoredData,
+  runAutoRestore,
+  type AutoRestoreDecisionRef,
+  type MemberSpec,
+  type RoundFacts,
   readBucketFacts,
   readDataFacts,
   readDataRevision,
@@ -24,6 +32,10 @@ interface Decision {
   state: 'new' | 'existing';
   initialCluster: string;
   reason: string;
+  /** The initial-cluster token, when not the declared one (an automatic restore's new token). */
+  token?: string;
+  /** The automatic-restore round this member was restored by. */
+  autoRestore?: { round: string; recoveryId: string; snapshot: string; completed: boolean };
 }
 
 /**
@@ -39,6 +51,10 @@ interface Decision {
  *   time (--peer-wait) for peers with a quorum, and bootstraps a new cluster only when the bucket
  *   proves there is no verified backup of this cluster. Otherwise it exits non-zero with one line
  *   naming the newest backup and `kubectl etcd-recover quorum` (the pod stays in Init).
+ * - with --auto-restore (autoRestore on the component; off by default), that refusal becomes a
+ *   restore when every member is proven empty: each member votes in the bucket, ONE decision object
+ *   (If-None-Match) names the newest trusted backup, the new token and the revision bump, and every
+ *   member restores from it under the recovery lock, journaled (core recovery/auto-restore.ts).
  */
 export default class MemberInit extends BaseCommand {
   static override hidden = true;
@@ -60,6 +76,8 @@ export default class MemberInit extends BaseCommand {
     'etcd-arg': Flags.string({ multiple: true, description: 'Extra etcd flag --k=v (repeatable).' }),
     wait: Flags.integer({ default: 300, description: 'Seconds to wait to be added to an existing cluster.' }),
     'peer-wait': Flags.integer({ default: 30, min: 0, description: 'Seconds an empty member (or one behind the newest backup) waits for peers with a quorum before it looks at the bucket.' }),
+    'auto-restore': Flags.boolean({ default: false, description: 'When every member is empty and trusted backups exist, restore from the newest trusted backup (one decision in the bucket) instead of refusing.' }),
+    'vote-wait': Flags.integer({ default: 120, min: 0, description: 'With --auto-restore: seconds (after the peer wait) an empty member waits for every member to vote empty.' }),
     cluster: targetFlags.cluster,
     'contract-file': targetFlags['contract-file'],
     ...storeFlags,
@@ -99,6 +117,39 @@ export default class MemberInit extends BaseCommand {
     const began = Date.now();
     let data: DataFacts = readDataFacts(dataDir);
     let bucket: BucketFacts | undefined;
+    let round: RoundFacts | undefined;
+    let roundLogged = false;
+    const autoRestore = flags['auto-restore'] && catalog !== undefined;
+    const memberSpecs: MemberSpec[] = pairs(flags['initial-cluster']).map(([n, peerURL]) => ({ name: n, peerURL, clientURL: pairs(flags['client-urls']).find(([c]) => c === n)?.[1] ?? '' }));
+    const me = memberSpecs.find((m) => m.name === name) ?? { name, peerURL: flags['peer-url'], clientURL: flags['client-url'] };
+    const restore = async (decision: AutoRestoreDecisionRef | undefined, tally: Extract<RoundFacts, { kind: 'voting' }>['tally'] | undefined) =>
+      runAutoRestore({
+        catalog: catalog!,
+        me,
+        members: memberSpecs,
+        dataDir,
+        etcdutl: findEtcdBinaries().etcdutl,
+        ...(decision ? { decision } : {}),
+        ...(tally ? { tally } : {}),
+        command: `agent member-init --name ${name}`,
+        target: `member-init ${name}`,
+        signal: this.abort.signal,
+        progress: log,
+      });
+    let restoredToken: string | undefined;
+    if (autoRestore && data.present) {
+      // A member with data never lets an automatic restore happen: it votes "has data".
+      await castVote(catalog!, { member: name, state: 'has-data' }, this.abort.signal).catch((e: Error) => log(`warning: cannot write the automatic-restore vote: ${e.message}`));
+      if (data.restored) {
+        // Restored by an automatic-restore round: a crash before the journal recorded it is completed now.
+        const r = await roundOfRestoredData(catalog!, data.restored.recoveryId, name).catch(() => undefined);
+        if (r?.open) {
+          log(`data restored by automatic-restore round ${r.open.round}; recording it in its journal`);
+          await restore(r.open, undefined);
+        }
+        if (r) restoredToken = r.token;
+      }
+    }
     let lastWait = '';
     let lastWaitAt = 0;
     for (;;) {
@@ -111,12 +162,17 @@ export default class MemberInit extends BaseCommand {
         waitedSeconds: (Date.now() - began) / 1000,
         peerWaitSeconds: flags['peer-wait'],
         joinWaitSeconds: flags.wait,
+        ...(autoRestore ? { autoRestore: { ...(round ? { round } : {}), voteWaitSeconds: flags['vote-wait'] } } : {}),
       });
       let a: StartupAction = decideStartup(facts());
       // Facts gathered only when the table asks for them.
-      while (a.action === 'read-bucket' || a.action === 'read-revision') {
-        log(a.reason);
-        if (a.action === 'read-bucket') {
+      while (a.action === 'read-bucket' || a.action === 'read-revision' || a.action === 'read-round') {
+        if (a.action !== 'read-round' || !roundLogged) log(a.reason);
+        if (a.action === 'read-round') roundLogged = true;
+        if (a.action === 'read-round') {
+          round = await readRoundFacts(catalog!, name, memberSpecs.map((m) => m.name), { signal: this.abort.signal, vote: seen.facts.kind !== 'quorum' });
+          if (round.kind === 'error') log(`automatic restore: ${round.message}`);
+        } else if (a.action === 'read-bucket') {
           bucket = await readBucketFacts(catalog, this.abort.signal);
           log(describeBucket(bucket));
         } else if (data.present) {
@@ -131,6 +187,7 @@ export default class MemberInit extends BaseCommand {
           if (a.reason !== lastWait || Date.now() - lastWaitAt > 30_000) log(a.reason);
           lastWait = a.reason;
           lastWaitAt = Date.now();
+          round = undefined; // read again (renewing this member's vote) after the wait
           await sleep(2_000, undefined, { signal: this.abort.signal }).catch(() => {
             throw this.abort.signal.reason as Error;
           });
@@ -144,11 +201,23 @@ export default class MemberInit extends BaseCommand {
         }
         case 'refuse':
           throw new EtcdRecoverError(a.code, a.message, { hint: a.hint, retryable: a.retryable });
+        case 'auto-restore-decide':
+        case 'auto-restore': {
+          log(a.reason);
+          const r = await restore(a.action === 'auto-restore' ? a.decision : undefined, round?.kind === 'voting' ? round.tally : undefined);
+          return this.writeConfig(flags, {
+            state: 'new',
+            initialCluster: flags['initial-cluster'],
+            token: r.decision.token,
+            reason: `restored from ${r.decision.snapshot.name} by automatic-restore round ${r.decision.round} (${r.decision.recoveryId})`,
+            autoRestore: { round: r.decision.round, recoveryId: r.decision.recoveryId, snapshot: r.decision.snapshot.name, completed: r.completed },
+          });
+        }
         case 'join':
           return this.writeConfig(flags, { state: 'existing', initialCluster: seen.initialCluster(name), reason: a.reason });
         case 'start-on-data':
           if (a.warning) log(`warning: ${a.warning}`);
-          return this.writeConfig(flags, { state: 'new', initialCluster: flags['initial-cluster'], reason: a.reason });
+          return this.writeConfig(flags, { state: 'new', initialCluster: flags['initial-cluster'], reason: a.reason, ...(restoredToken ? { token: restoredToken } : {}) });
         case 'bootstrap':
           return this.writeConfig(flags, { state: 'new', initialCluster: flags['initial-cluster'], reason: a.reason });
       }
@@ -167,7 +236,7 @@ export default class MemberInit extends BaseCommand {
       'listen-metrics-urls': `http://0.0.0.0:${flags['metrics-port']}`,
       'initial-cluster': decision.initialCluster,
       'initial-cluster-state': decision.state,
-      'initial-cluster-token': flags['initial-cluster-token'],
+      'initial-cluster-token': decision.token ?? flags['initial-cluster-token'],
     };
     if (flags['quota-backend-bytes']) config['quota-backend-bytes'] = flags['quota-backend-bytes'];
     if (flags['server-tls-dir']) config['client-transport-security'] = tlsBlock(flags['server-tls-dir']);
