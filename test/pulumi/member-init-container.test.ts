@@ -49,4 +49,14 @@ describe('EtcdCluster member-init container (Pulumi mocks)', () => {
     assert.throws(() => new mod.EtcdCluster('etcd', { ...base, peerWaitSeconds: -1 } as never), /EtcdCluster "etcd": peerWaitSeconds: must be a whole number of seconds ≥ 0 \(got -1\)/);
     assert.throws(() => new mod.EtcdCluster('etcd', { ...base, peerWaitSeconds: 1.5 } as never), /peerWaitSeconds/);
   });
+
+  // autoRestore: off by default (the init container is exactly as above), on adds --auto-restore.
+  it('autoRestore is off by default, and true adds exactly --auto-restore to member-init', async () => {
+    const off = (await podSpec()).initContainers[0].args as string[];
+    assert.ok(!off.some((a) => a.startsWith('--auto-restore')));
+    mocks.reset();
+    assert.deepEqual((await podSpec({ autoRestore: false })).initContainers[0].args, off);
+    mocks.reset();
+    assert.deepEqual((await podSpec({ autoRestore: true })).initContainers[0].args, [...off, '--auto-restore']);
+  });
 });

@@ -1,18 +1,10 @@
 import { strict as assert } from 'node:assert';
-import { planMemberReplace, planQuorumRestore, summarize, computeRevisionBump, writeRate, MIN_BUMP, type MemberObservation, type RestorePoint } from '@etcd-recover/core';
+import { observeMembers, threeMembers } from '../../support/observations.js';
+import { planMemberReplace, planQuorumRestore, computeRevisionBump, writeRate, MIN_BUMP, type RestorePoint } from '@etcd-recover/core';
 
-const members = ['etcd-0', 'etcd-1', 'etcd-2'].map((name, i) => ({ name, peerURL: `http://10.0.0.${i}:2380`, clientURL: `http://10.0.0.${i}:2379` }));
+const members = threeMembers;
+const obs = observeMembers;
 const now = new Date('2026-11-21T12:00:00Z');
-
-function obs(alive: Record<string, number | undefined>): ReturnType<typeof summarize> {
-  const ms: MemberObservation[] = members.map((m) => {
-    const rev = alive[m.name];
-    return rev === undefined
-      ? { ...m, running: false, hasData: false, error: 'connection refused' }
-      : { ...m, running: true, hasData: true, status: { endpoint: m.clientURL, memberId: m.name, clusterId: 'c1', leaderId: '0', isLeader: false, isLearner: false, revision: rev, raftIndex: 1, raftAppliedIndex: 1, raftTerm: 1, dbSize: 1, dbSizeInUse: 1, version: '3.6.16', errors: [] } };
-  });
-  return summarize(ms);
-}
 
 const live: RestorePoint = { kind: 'live', member: 'etcd-2', revision: 500, reason: 'survivor' };
 const backup: RestorePoint = { kind: 'backup', name: 'full-20261121T110000000Z', revision: 400, createdAt: '2026-11-21T11:00:00.000Z', verified: true, reason: 'latest' };

@@ -1,21 +1,13 @@
 import { strict as assert } from 'node:assert';
-import { Catalog, MemoryObjectStore, planQuorumRestore, resolveRestorePoint, summarize, computeRevisionBump, type MemberObservation, type SnapshotRecord } from '@etcd-recover/core';
+import { observeMembers, threeMembers } from '../../support/observations.js';
+import { Catalog, MemoryObjectStore, planQuorumRestore, resolveRestorePoint, computeRevisionBump, type SnapshotRecord } from '@etcd-recover/core';
 
 // A survivor that answers with data older than the newest backup is what a member partitioned away
 // before the last backup looks like when the others are lost. A real etcd restarted alone does not
 // answer at all (it cannot publish itself without quorum), so this state is given as an observation.
-const members = ['etcd-0', 'etcd-1', 'etcd-2'].map((name, i) => ({ name, peerURL: `http://10.0.0.${i}:2380`, clientURL: `http://10.0.0.${i}:2379` }));
+const members = threeMembers;
+const observe = observeMembers;
 const now = new Date('2026-11-21T12:00:00Z');
-
-function observe(alive: Record<string, number>) {
-  const ms: MemberObservation[] = members.map((m) => {
-    const rev = alive[m.name];
-    return rev === undefined
-      ? { ...m, running: false, hasData: false, error: 'connection refused' }
-      : { ...m, running: true, hasData: true, status: { endpoint: m.clientURL, memberId: m.name, clusterId: 'c1', leaderId: '0', isLeader: false, isLearner: false, revision: rev, raftIndex: 1, raftAppliedIndex: 1, raftTerm: 1, dbSize: 1, dbSizeInUse: 1, version: '3.6.16', errors: [] } };
-  });
-  return summarize(ms);
-}
 
 async function catalogWith(records: Partial<SnapshotRecord>[]): Promise<Catalog> {
   const store = new MemoryObjectStore();
