@@ -1,3 +1,4 @@
+import { parseEtcdMetrics } from '../etcd/metrics.js';
 import { BatchV1Api, CoreV1Api, KubeConfig, type V1Job } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EtcdRecoverError } from '../errors.js';
@@ -156,18 +157,7 @@ export async function kubeMemberStatus(kc: KubeConfig, c: RecoveryContract): Pro
       if (out.pod?.phase === 'Running') {
         try {
           const text = await core.connectGetNamespacedPodProxyWithPath({ namespace: ns, name: `${m.name}:2381`, path: 'metrics' });
-          const metric = (name: string) => {
-            const r = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(String(text));
-            return r ? Number(r[1]) : 0;
-          };
-          out.etcd = {
-            hasLeader: metric('etcd_server_has_leader') === 1,
-            isLeader: metric('etcd_server_is_leader') === 1,
-            isLearner: metric('etcd_server_is_learner') === 1,
-            revision: metric('etcd_debugging_mvcc_current_revision'),
-            raftIndex: metric('etcd_server_proposals_committed_total'),
-            dbSize: metric('etcd_mvcc_db_total_size_in_bytes'),
-          };
+          out.etcd = parseEtcdMetrics(String(text));
         } catch (e) {
           out.error = `metrics unreachable: ${(e as Error).message.split('\n')[0]}`;
         }

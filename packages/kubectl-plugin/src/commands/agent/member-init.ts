@@ -8,6 +8,7 @@ import {
   EtcdRecoverError,
   castVote,
   decideStartup,
+  readEtcdMetrics,
   findEtcdBinaries,
   readRoundFacts,
   roundOfRestoredData,
@@ -153,7 +154,10 @@ export default class MemberInit extends BaseCommand {
     let lastWait = '';
     let lastWaitAt = 0;
     for (;;) {
-      const seen = await observePeers(peers, flags['peer-url'], tls);
+      // Without automatic restore, a peer that runs leaderless with data is looked for on its metrics
+      // port too. With it, the votes in the bucket prove every member empty instead (and a member an
+      // automatic restore already restored runs leaderless until its peers follow).
+      const seen = await observePeers(peers, flags['peer-url'], tls, flags['auto-restore'] ? undefined : flags['metrics-port']);
       const facts = () => ({
         member: name,
         data,
@@ -280,8 +284,8 @@ function tlsBlock(dir: string): Record<string, unknown> {
 }
 
 /** One round of asking the peers: the start-up decision's peer facts, and the membership a join uses. */
-async function observePeers(peers: string[], peerURL: string, tls: EtcdTls | undefined): Promise<{ facts: PeerFacts; initialCluster: (name: string) => string }> {
-  const { list, leaderless } = await clusterMembers(peers, tls);
+async function observePeers(peers: string[], peerURL: string, tls: EtcdTls | undefined, metricsPort?: number): Promise<{ facts: PeerFacts; initialCluster: (name: string) => string }> {
+  const { list, leaderless } = await clusterMembers(peers, tls, metricsPort);
   if (!list) {
     return { facts: leaderless ? { kind: 'leaderless-data', ...leaderless } : { kind: 'none' }, initialCluster: () => '' };
   }
@@ -296,8 +300,10 @@ async function observePeers(peers: string[], peerURL: string, tls: EtcdTls | und
 /**
  * The membership as a peer with a leader sees it; else, a peer that answers without a leader but
  * holds data (revision > 1: it served writes, unlike a member still bootstrapping a new cluster).
+ * A restarted member without a quorum does not serve clients at all, so each peer's metrics port
+ * (which answers as soon as etcd runs) is asked too: a survivor slow to find its peers is seen there.
  */
-async function clusterMembers(peers: string[], tls: EtcdTls | undefined) {
+async function clusterMembers(peers: string[], tls: EtcdTls | undefined, metricsPort?: number) {
   let leaderless: { endpoint: string; revision: number } | undefined;
   for (const p of peers) {
     const gw = new Etcd3Gateway({ endpoints: [p], timeoutMs: 2_000, ...(tls ? { tls } : {}) });
@@ -312,6 +318,16 @@ async function clusterMembers(peers: string[], tls: EtcdTls | undefined) {
       /* not reachable */
     } finally {
       gw.close();
+    }
+  }
+  if (!leaderless && metricsPort) {
+    for (const p of peers) {
+      const url = `http://${new URL(p).hostname}:${metricsPort}/metrics`;
+      const m = await readEtcdMetrics(url);
+      if (m && !m.hasLeader && m.revision > 1) {
+        leaderless = { endpoint: url, revision: m.revision };
+        break;
+      }
     }
   }
   return { leaderless };
