@@ -1,10 +1,7 @@
 import { EtcdRecoverError } from '../errors.js';
 import { layout } from '../layout.js';
 import { Catalog, type SnapshotRecord, type VerificationResult } from './catalog.js';
-import { SnapshotVerifier, describeDefects, verifySnapshotFile, type SnapshotDefect, type SnapshotReport } from './verifier/index.js';
-
-/** etcd's sha256 trailer: 32 bytes after the bbolt pages (etcdctl snapshot save, the stream). */
-const TRAILER_BYTES = 32;
+import { SnapshotVerifier, describeDefects, verifySnapshotFile, type SnapshotReport } from './verifier/index.js';
 
 export interface BucketVerification {
   record: SnapshotRecord;
@@ -68,38 +65,11 @@ export function compareWithRecord(record: SnapshotRecord, report: SnapshotReport
 }
 
 /**
- * Verifies a local file natively and refuses any length that is neither whole pages (a raw
- * bbolt `member/snap/db` copy) nor whole pages plus a complete 32-byte sha256 trailer (what
- * `etcdctl snapshot save` writes): such a file was cut or damaged, even if the pages the meta
- * page points at happen to be intact. The page size is the one the meta page declares.
+ * Verifies a local file natively. A length that is neither whole pages (a raw bbolt `member/snap/db`
+ * copy) nor whole pages plus the 32-byte trailer is refused by the verifier itself (TRUNCATED).
  */
 export async function verifyLocalFile(path: string, opts: { requireTrailer?: boolean } = {}): Promise<SnapshotReport> {
-  return withLengthCheck(await verifySnapshotFile(path, { requireTrailer: opts.requireTrailer ?? false }));
-}
-
-/** The TRUNCATED defect of a length that is neither pages nor pages + trailer; undefined when the length is sound (or the format unknown). */
-export function lengthDefect(report: Pick<SnapshotReport, 'fileSize' | 'pageSize' | 'defects'>): SnapshotDefect | undefined {
-  const ps = report.pageSize;
-  const n = report.fileSize;
-  // No page size (empty, not bbolt, unreadable meta pages): the verifier has already failed the file.
-  if (!ps || n === 0 || report.defects.some((d) => d.code === 'EMPTY' || d.code === 'NOT_BBOLT')) return undefined;
-  if (n % ps === 0 || (n > TRAILER_BYTES && (n - TRAILER_BYTES) % ps === 0)) return undefined;
-  const pages = Math.floor(n / ps);
-  return {
-    code: 'TRUNCATED',
-    page: pages,
-    fatal: true,
-    reason:
-      `file length ${n} bytes is neither whole ${ps}-byte pages (a raw database copy) nor whole pages plus a ${TRAILER_BYTES}-byte sha256 trailer: ` +
-      `${pages} pages and ${n - pages * ps} bytes (page size ${ps} from the meta page): the file is truncated or damaged`,
-  };
-}
-
-/** The report with lengthDefect added (first, fatal) when the length is unsound. */
-export function withLengthCheck(report: SnapshotReport): SnapshotReport {
-  const d = lengthDefect(report);
-  if (!d) return report;
-  return { ...report, ok: false, defects: [d, ...report.defects] };
+  return verifySnapshotFile(path, { requireTrailer: opts.requireTrailer ?? false });
 }
 
 /** True when the bytes were proven end to end by etcd's sha256 trailer (a raw copy has none). */

@@ -221,6 +221,18 @@ export class SnapshotVerifier {
     const contentLen = hasTrailer ? total - TRAILER_SIZE : total;
     if (this.phase === 'pages') {
       const ps = this.ps;
+      // bbolt files are whole pages and etcd's snapshots whole pages + the trailer: any other length
+      // was cut or damaged, even when every page the meta page points at happens to be there.
+      if (contentLen % ps !== 0) {
+        const pages = Math.floor(total / ps);
+        this.defects.add(
+          'TRUNCATED',
+          pages,
+          `file length ${total} bytes is neither whole ${ps}-byte pages (a raw database copy) nor whole pages plus a ${TRAILER_SIZE}-byte sha256 trailer: ` +
+            `${pages} pages and ${total - pages * ps} bytes (page size ${ps} from the meta page): the file is truncated or damaged`,
+          true,
+        );
+      }
       if (!this.active) {
         this.defects.add('TRUNCATED', 1, `file truncated: ${contentLen} bytes, shorter than the two meta pages (${2 * ps} bytes)`, true);
       } else {
