@@ -7,7 +7,8 @@ import { layout } from '../layout.js';
 import { listAll, readJson } from '../store/object-store.js';
 import { isTrusted, isVerified, type Catalog, type SnapshotRecord } from '../snapshot/catalog.js';
 import { Journal } from './journal.js';
-import { RecoveryLock, describeHolder } from './lock.js';
+import { RecoveryLock, describeHolder, storeNow } from './lock.js';
+import { faultAfterStep } from './executor.js';
 import { fetchVerifiedSnapshot, restoreDataDir, restoredBy, setAsideData, volumeStepKey } from './member-data.js';
 import type { MemberSpec } from './observation.js';
 import { newRecoveryId, type RecoveryPlan } from './plan.js';
@@ -96,13 +97,6 @@ export async function castVote(catalog: Catalog, vote: Omit<Vote, 'at' | 'runId'
   return (await catalog.store.head(key, signal))?.lastModified;
 }
 
-/** The store's time, read from the Last-Modified of the lock's clock object (written now). */
-async function storeNow(catalog: Catalog, signal?: AbortSignal): Promise<Date | undefined> {
-  const key = layout.lockClock(catalog.cluster);
-  await catalog.store.put(key, JSON.stringify({ at: new Date().toISOString() }), { ...(signal ? { signal } : {}) });
-  return (await catalog.store.head(key, signal))?.lastModified;
-}
-
 async function readVotes(catalog: Catalog, signal?: AbortSignal): Promise<{ member: string; state: VoteState; lastModified?: Date }[]> {
   const out: { member: string; state: VoteState; lastModified?: Date }[] = [];
   for (const o of await listAll(catalog.store, layout.autoRestoreVotesPrefix(catalog.cluster), signal)) {
@@ -137,12 +131,11 @@ function ref(d: AutoRestoreDecision): AutoRestoreDecisionRef {
 export async function readRoundFacts(catalog: Catalog, member: string, members: string[], o: { runId?: string; signal?: AbortSignal; vote?: boolean } = {}): Promise<RoundFacts> {
   try {
     // A member beside a running quorum (row A8) only looks: it never votes "empty" there.
-    const now = o.vote === false ? await storeNow(catalog, o.signal) : await castVote(catalog, { member, state: 'empty', ...(o.runId ? { runId: o.runId } : {}) }, o.signal);
+    const now = o.vote === false ? await storeNow(catalog.store, catalog.cluster, o.signal) : await castVote(catalog, { member, state: 'empty', ...(o.runId ? { runId: o.runId } : {}) }, o.signal);
     const latest = await latestRound(catalog, o.signal);
     let superseded: AutoRestoreDecisionRef | undefined;
     if (latest.decision && latest.open) {
-      const newest = (await catalog.list(o.signal)).snapshots.find(isTrusted);
-      if (!newest || newest.name === latest.decision.snapshot.name) return { kind: 'open', decision: ref(latest.decision) };
+      if (await stillNewest(catalog, latest.decision, o.signal)) return { kind: 'open', decision: ref(latest.decision) };
       superseded = ref(latest.decision);
     }
     const lock = new RecoveryLock(catalog.store, catalog.cluster);
@@ -278,16 +271,14 @@ export async function runAutoRestore(o: AutoRestoreRun): Promise<AutoRestoreResu
   for (;;) {
     const lock = new RecoveryLock(store, cluster, { ...(o.staleAfterMs ? { staleAfterMs: o.staleAfterMs } : {}) });
     const candidate = decisionRef?.recoveryId ?? newRecoveryId(new Date(), randomBytes(2).toString('hex'));
-    try {
-      await lock.acquire(candidate, 'auto-restore', o.command, o.signal);
-    } catch (e) {
-      if (!(e instanceof EtcdRecoverError && e.code === 'LOCKED')) throw e;
-      const cur = await lock.read(o.signal).catch(() => undefined);
-      if (cur && cur.holder.kind !== 'auto-restore') {
-        throw new EtcdRecoverError('LOCKED', `${o.me.name}: not restoring automatically: another recovery of cluster ${cluster} holds the lock (${describeHolder(cur.holder)})`, { hint: 'let it finish; the member decides again on its next start', retryable: true });
+    const got = await lock.tryAcquire(candidate, 'auto-restore', o.command, o.signal);
+    if ('heldBy' in got) {
+      const h = got.heldBy;
+      if (h.kind !== 'auto-restore') {
+        throw new EtcdRecoverError('LOCKED', `${o.me.name}: not restoring automatically: another recovery of cluster ${cluster} holds the lock (${describeHolder(h)})`, { hint: 'let it finish; the member decides again on its next start', retryable: true });
       }
-      if (Date.now() > deadline) throw new EtcdRecoverError('LOCKED', `${o.me.name}: waited too long for the automatic-restore lock (${e.message})`, { retryable: true });
-      o.progress(`waiting for the recovery lock: ${cur ? `${cur.holder.command} restores its member` : 'it is changing hands'}`);
+      if (Date.now() > deadline) throw new EtcdRecoverError('LOCKED', `${o.me.name}: waited too long for the automatic-restore lock (held by ${describeHolder(h)})`, { retryable: true });
+      o.progress(`waiting for the recovery lock: ${h.command} restores its member`);
       await sleep(1_000 + Math.floor(Math.random() * 1_000), undefined, s);
       if (!decisionRef) {
         const latest = await latestRound(catalog, o.signal);
@@ -387,7 +378,7 @@ async function underLock(o: AutoRestoreRun, lock: RecoveryLock, want: AutoRestor
       await o.beforeEffect?.(`set-aside:${me}`);
       const moved = setAsideData(o.dataDir, decision.recoveryId);
       aside = moved.aside;
-      faultAfter(`set-aside:${me}`);
+      faultAfterStep(`set-aside:${me}`);
       o.progress(moved.moved ? `what was in ${o.dataDir} is set aside in ${moved.aside} (never deleted)` : `nothing in ${o.dataDir} to set aside`);
       await mark(`set-aside:${me}`, 'done');
 
@@ -407,7 +398,7 @@ async function underLock(o: AutoRestoreRun, lock: RecoveryLock, want: AutoRestor
         bump: decision.bump,
         ...(s ? { signal: s } : {}),
       });
-      faultAfter(`restore:${me}`);
+      faultAfterStep(`restore:${me}`);
       rmSync(snapshotFile, { force: true });
       await mark(`restore:${me}`, 'done');
       o.progress(`restored ${record.name} (revision ${record.revision} + ${decision.bump}) into ${o.dataDir}`);
@@ -439,11 +430,6 @@ async function underLock(o: AutoRestoreRun, lock: RecoveryLock, want: AutoRestor
     }
     throw err;
   }
-}
-
-/** Test-only fault injection, as the executor's: die right after a step's effect, before the journal records it. */
-function faultAfter(step: string): void {
-  if (process.env['ETCD_RECOVER_FAULT_AFTER_STEP'] === step) process.kill(process.pid, 'SIGKILL');
 }
 
 async function stillNewest(catalog: Catalog, d: AutoRestoreDecision, signal?: AbortSignal): Promise<boolean> {

@@ -59,6 +59,10 @@ const PARALLEL_KINDS: ReadonlySet<PlanStep['kind']> = new Set(['set-aside', 'res
 
 /** Test-only fault injection: die right after a step's effect, before the journal records it. */
 const FAULT_ENV = 'ETCD_RECOVER_FAULT_AFTER_STEP';
+/** Test-only fault injection (ETCD_RECOVER_FAULT_AFTER_STEP): dies right after a step's effect, before the journal records it. */
+export function faultAfterStep(step: string): void {
+  if (process.env[FAULT_ENV] === step) process.kill(process.pid, 'SIGKILL');
+}
 /** Test-only fault injection: `step:ms` pauses after that step is journaled (room to freeze the process). */
 const PAUSE_ENV = 'ETCD_RECOVER_FAULT_PAUSE_AFTER_STEP';
 
@@ -115,7 +119,7 @@ export async function executePlan(o: ExecuteOptions): Promise<RecoveryReport> {
     rec.startedAt = new Date().toISOString();
     await journal.save();
     if (!(await impl.holds(ctx))) await impl.run(ctx);
-    if (process.env[FAULT_ENV] === step.id) process.kill(process.pid, 'SIGKILL');
+    faultAfterStep(step.id);
     rec.state = 'done';
     rec.finishedAt = new Date().toISOString();
     delete rec.error;

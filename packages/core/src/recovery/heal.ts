@@ -6,7 +6,7 @@ import type { RecoveryContract } from '../contract/recovery-contract.js';
 import type { Catalog, SnapshotRecord } from '../snapshot/catalog.js';
 import { executePlan, type RecoveryReport } from './executor.js';
 import { Journal } from './journal.js';
-import { RecoveryLock, describeHolder, type LockHolder } from './lock.js';
+import { RecoveryLock, describeHolder, lockedError, type LockHolder } from './lock.js';
 import { observeMembers, quorumSize, type ClusterObservation, type MemberSpec } from './observation.js';
 import { newRecoveryId, planMemberReplace, type PlanStep, type RecoveryPlan } from './plan.js';
 import type { KubeGateway } from './ports.js';
@@ -96,7 +96,6 @@ export async function healOnce(o: HealOptions): Promise<HealResult> {
   const cluster = o.catalog.cluster;
   const lockOpts = o.lockStaleAfterMs !== undefined ? { staleAfterMs: o.lockStaleAfterMs } : {};
   const none = { healthy: [] as string[], unhealthy: [] as string[], promoted: [] as string[] };
-  const skipped = (h: LockHolder): HealResult => ({ action: 'skipped', ...none, message: `a recovery holds the lock: ${describeHolder(h)}; auto-heal changed nothing` });
 
   if (o.member && !members.some((m) => m.name === o.member)) {
     throw new EtcdRecoverError('USAGE', `no member named ${o.member} (members: ${members.map((m) => m.name).join(', ')})`);
@@ -161,12 +160,8 @@ export async function healOnce(o: HealOptions): Promise<HealResult> {
   let promoted: string[] = [];
   if (learners.length) {
     const lock = new RecoveryLock(store, cluster, lockOpts);
-    try {
-      await lock.acquire(`heal-${Date.now().toString(36)}`, 'auto-heal', o.command ?? 'agent heal (promote learners)', o.signal);
-    } catch (e) {
-      if (isEtcdRecoverError(e) && e.code === 'LOCKED') return lockedSkip(e);
-      throw e;
-    }
+    const got = await lock.tryAcquire(`heal-${Date.now().toString(36)}`, 'auto-heal', o.command ?? 'agent heal (promote learners)', o.signal);
+    if ('heldBy' in got) return skipped(got.heldBy);
     try {
       promoted = await promoteLearners(o.etcd, lock, log, o.signal);
     } finally {
@@ -214,12 +209,8 @@ export async function healOnce(o: HealOptions): Promise<HealResult> {
   const name = unhealthy[0]!;
   const id = newRecoveryId(new Date(), randomBytes(2).toString('hex'));
   const lock = new RecoveryLock(store, cluster, lockOpts);
-  try {
-    await lock.acquire(id, 'member-replace', o.command ?? `agent heal (auto-heal of ${name})`, o.signal);
-  } catch (e) {
-    if (isEtcdRecoverError(e) && e.code === 'LOCKED') return lockedSkip(e);
-    throw e;
-  }
+  const got = await lock.tryAcquire(id, 'member-replace', o.command ?? `agent heal (auto-heal of ${name})`, o.signal);
+  if ('heldBy' in got) return skipped(got.heldBy);
   try {
     // Under the lock, look again: a recovery may have run between the checks and now.
     if (await Journal.findOpen(store, cluster)) {
@@ -241,22 +232,26 @@ export async function healOnce(o: HealOptions): Promise<HealResult> {
   }
 }
 
-function lockedError(cluster: string, h: LockHolder): EtcdRecoverError {
-  return new EtcdRecoverError('LOCKED', `another recovery of cluster ${cluster} is running: ${describeHolder(h)}`, { hint: 'wait for it to finish (its journal shows progress), then rerun' });
+function skipped(h: LockHolder): HealResult {
+  return { action: 'skipped', healthy: [], unhealthy: [], promoted: [], message: `a recovery holds the lock: ${describeHolder(h)}; auto-heal changed nothing` };
 }
 
-function lockedSkip(e: EtcdRecoverError): HealResult {
-  const holder = e.message.replace(/^another recovery of cluster \S+ is running: /, '');
-  return { action: 'skipped', healthy: [], unhealthy: [], promoted: [], message: `a recovery holds the lock: ${holder}; auto-heal changed nothing` };
+/**
+ * The plan of a member replacement done in place on Kubernetes (what the heal Job executes, and what
+ * `member replace --dry-run` shows of it). Pure.
+ */
+export function planInPlaceMemberReplace(i: { id: string; cluster: string; target: string; members: MemberSpec[]; observation: ClusterObservation; member: string; pvc: string; now?: Date }): RecoveryPlan {
+  const plan = planMemberReplace({ id: i.id, cluster: i.cluster, target: i.target, now: i.now ?? new Date(), members: i.members, observation: i.observation, member: i.member });
+  plan.steps = inPlaceReplaceSteps(i.member, i.pvc);
+  if (i.observation.healthy.includes(i.member)) plan.warnings.push(`${i.member} is healthy: replacing it lowers fault tolerance until it has caught up`);
+  return plan;
 }
 
 async function replacePlan(o: HealOptions, id: string, name: string): Promise<RecoveryPlan> {
   const target = new InPlaceMemberTarget(o);
   const observation = await target.observe(o.signal);
-  const plan = planMemberReplace({ id, cluster: o.catalog.cluster, target: target.describe(), now: new Date(), members: target.members(), observation, member: name });
-  plan.steps = inPlaceReplaceSteps(name, o.contract.etcd.members.find((m) => m.name === name)!.pvc);
-  if (observation.healthy.includes(name)) plan.warnings.push(`${name} is healthy: replacing it lowers fault tolerance until it has caught up`);
-  return plan;
+  const pvc = o.contract.etcd.members.find((m) => m.name === name)!.pvc;
+  return planInPlaceMemberReplace({ id, cluster: o.catalog.cluster, target: target.describe(), members: target.members(), observation, member: name, pvc });
 }
 
 /** Runs (or resumes) a journaled replacement through the executor; takes the lock if not given. */
@@ -265,11 +260,10 @@ async function replace(o: HealOptions, journal: Journal, name: string, healthy: 
   let lock = held;
   if (!lock) {
     lock = new RecoveryLock(o.catalog.store, o.catalog.cluster, lockOpts);
-    try {
-      await lock.acquire(journal.id, 'member-replace', o.command ?? `agent heal (resume ${journal.id})`, o.signal);
-    } catch (e) {
-      if (!o.member && isEtcdRecoverError(e) && e.code === 'LOCKED') return lockedSkip(e);
-      throw e;
+    const got = await lock.tryAcquire(journal.id, 'member-replace', o.command ?? `agent heal (resume ${journal.id})`, o.signal);
+    if ('heldBy' in got) {
+      if (o.member) throw lockedError(o.catalog.cluster, got.heldBy);
+      return skipped(got.heldBy);
     }
   }
   const resumed = journal.doc.runs.length > 0;

@@ -47,6 +47,21 @@ export function describeHolder(h: LockHolder): string {
   return `${h.kind} ${h.recoveryId} by pid ${h.pid} on ${h.host}, started ${h.startedAt}, last heartbeat ${h.heartbeatAt} (run ${h.runId ?? 'unknown'})`;
 }
 
+/**
+ * The store's own time: the Last-Modified of a small object written now. Whatever is judged stale or
+ * fresh in the bucket (a lock, a vote) is judged by this clock, never by the local one.
+ */
+export async function storeNow(store: ObjectStore, cluster: string, signal?: AbortSignal): Promise<Date | undefined> {
+  const key = layout.lockClock(cluster);
+  await store.put(key, JSON.stringify({ at: new Date().toISOString() }), { ...(signal ? { signal } : {}) });
+  return (await store.head(key, signal))?.lastModified;
+}
+
+/** LOCKED, naming the live holder: what every command that finds the lock held says. */
+export function lockedError(cluster: string, h: LockHolder, hint = 'wait for it to finish (its journal shows progress), then rerun'): EtcdRecoverError {
+  return new EtcdRecoverError('LOCKED', `another recovery of cluster ${cluster} is running: ${describeHolder(h)}`, { hint });
+}
+
 export interface LockOptions {
   staleAfterMs?: number;
   /** Called once when the lock is found lost (taken over, or heartbeats failing too long). */
@@ -101,17 +116,11 @@ export class RecoveryLock {
     if (holderDiedHere(h)) return true;
     const info = await this.store.head(this.key, signal);
     if (!info?.lastModified) return false;
-    const now = await this.storeNow(signal);
+    const now = await storeNow(this.store, this.cluster, signal);
     if (!now) return false;
     return now.getTime() - info.lastModified.getTime() > this.staleAfterMs;
   }
 
-  /** The store's own time: the Last-Modified of an object written now. */
-  private async storeNow(signal?: AbortSignal): Promise<Date | undefined> {
-    const key = layout.lockClock(this.cluster);
-    await this.store.put(key, JSON.stringify({ runId: this.runId, at: new Date().toISOString() }), { ...(signal ? { signal } : {}) });
-    return (await this.store.head(key, signal))?.lastModified;
-  }
 
   /** Refuses a store that accepts writes whose conditions do not hold: such a lock fences nothing. */
   async probeConditionalWrites(signal?: AbortSignal): Promise<void> {
@@ -137,6 +146,15 @@ export class RecoveryLock {
    * one to resume).
    */
   async acquire(recoveryId: string, kind: string, command: string, signal?: AbortSignal): Promise<{ previous?: LockHolder }> {
+    const got = await this.tryAcquire(recoveryId, kind, command, signal);
+    if ('heldBy' in got) {
+      throw lockedError(this.cluster, got.heldBy, `wait for it to finish; if that process is gone for good, rerun once its lock has not been renewed for ${Math.round(this.staleAfterMs / 1000)} s (judged by the bucket's clock)`);
+    }
+    return got;
+  }
+
+  /** As acquire, but a live holder is an answer (`heldBy`), not an error: for runs that skip when busy. */
+  async tryAcquire(recoveryId: string, kind: string, command: string, signal?: AbortSignal): Promise<{ previous?: LockHolder } | { heldBy: LockHolder }> {
     await this.probeConditionalWrites(signal);
     const now = new Date().toISOString();
     const boot = bootId();
@@ -149,11 +167,7 @@ export class RecoveryLock {
       }
       const cur = await this.read(signal);
       if (!cur) continue;
-      if (!(await this.holderIsGone(cur.holder, signal))) {
-        throw new EtcdRecoverError('LOCKED', `another recovery of cluster ${this.cluster} is running: ${describeHolder(cur.holder)}`, {
-          hint: `wait for it to finish; if that process is gone for good, rerun once its lock has not been renewed for ${Math.round(this.staleAfterMs / 1000)} s (judged by the bucket's clock)`,
-        });
-      }
+      if (!(await this.holderIsGone(cur.holder, signal))) return { heldBy: cur.holder };
       if (cur.etag && (await this.store.put(this.key, JSON.stringify(holder), { ifMatch: cur.etag, ...s }))) {
         await this.adopt(holder, signal);
         return { previous: cur.holder };

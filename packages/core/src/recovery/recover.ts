@@ -5,7 +5,7 @@ import { readJson } from '../store/object-store.js';
 import { isVerified, type Catalog } from '../snapshot/catalog.js';
 import { executePlan, type RecoveryReport, type StepEvent } from './executor.js';
 import { Journal, type JournalDoc } from './journal.js';
-import { RecoveryLock, describeHolder } from './lock.js';
+import { RecoveryLock, describeHolder, lockedError } from './lock.js';
 import { quorumSize, type ClusterObservation } from './observation.js';
 import { newRecoveryId, planMemberReplace, planQuorumRestore, type RecoveryPlan } from './plan.js';
 import { resolveRestorePoint, type RestorePointRequest } from './restore-point.js';
@@ -32,9 +32,7 @@ async function refuseIfLocked(c: Common): Promise<void> {
   const lock = new RecoveryLock(c.catalog.store, c.catalog.cluster);
   const cur = await lock.read(c.signal);
   if (cur && !(await lock.holderIsGone(cur.holder, c.signal))) {
-    throw new EtcdRecoverError('LOCKED', `another recovery of cluster ${c.catalog.cluster} is running: ${describeHolder(cur.holder)}`, {
-      hint: 'wait for it to finish (its journal shows progress)',
-    });
+    throw lockedError(c.catalog.cluster, cur.holder, 'wait for it to finish (its journal shows progress)');
   }
 }
 
