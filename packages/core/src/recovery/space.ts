@@ -13,7 +13,15 @@ export interface SpaceNeed {
   /** The restored database (about the snapshot's bbolt size). */
   restoredDb: number;
   wal: number;
-  total: number;
+}
+
+export function needTotal(n: SpaceNeed): number {
+  return n.snapshot + n.restoredDb + n.wal;
+}
+
+/** What several members' restores on one filesystem need together. */
+export function addNeeds(a: SpaceNeed, b: SpaceNeed): SpaceNeed {
+  return { snapshot: a.snapshot + b.snapshot, restoredDb: a.restoredDb + b.restoredDb, wal: a.wal + b.wal };
 }
 
 /**
@@ -23,7 +31,7 @@ export interface SpaceNeed {
 export function restoreSpaceNeed(record: SnapshotRecord, o: { snapshotInVolume: boolean }): SpaceNeed {
   const snapshot = o.snapshotInVolume ? (record.objectSize || record.dbSize) : 0;
   const restoredDb = record.dbSize || record.objectSize;
-  return { snapshot, restoredDb, wal: RESTORE_WAL_BYTES, total: snapshot + restoredDb + RESTORE_WAL_BYTES };
+  return { snapshot, restoredDb, wal: RESTORE_WAL_BYTES };
 }
 
 export function formatBytes(n: number): string {
@@ -52,15 +60,15 @@ export function describeNeed(n: SpaceNeed): string {
 /** Throws NO_SPACE naming every volume that is short, with needed and free bytes; nothing has been stopped yet. */
 export function refuseUnlessRoom(volumes: VolumeSpace[], progress: (m: string) => void): void {
   for (const v of volumes) {
-    progress(`${v.volume} (${v.members.join(', ')}): ${formatBytes(v.freeBytes)} free, the restore needs ${formatBytes(v.need.total)}`);
+    progress(`${v.volume} (${v.members.join(', ')}): ${formatBytes(v.freeBytes)} free, the restore needs ${formatBytes(needTotal(v.need))}`);
   }
-  const short = volumes.filter((v) => v.freeBytes < v.need.total);
+  const short = volumes.filter((v) => v.freeBytes < needTotal(v.need));
   if (!short.length) return;
   throw new EtcdRecoverError(
     'NO_SPACE',
     `not enough free space for the restore; nothing was stopped or changed: ` +
       short
-        .map((v) => `${v.volume} (${v.members.join(', ')}) needs ${v.need.total} bytes (${describeNeed(v.need)}; old data stays set aside in place) but has ${v.freeBytes} bytes free — ${formatBytes(v.need.total - v.freeBytes)} short`)
+        .map((v) => `${v.volume} (${v.members.join(', ')}) needs ${needTotal(v.need)} bytes (${describeNeed(v.need)}; old data stays set aside in place) but has ${v.freeBytes} bytes free — ${formatBytes(needTotal(v.need) - v.freeBytes)} short`)
         .join('; '),
     { hint: 'grow the volume(s) or free space on them, then rerun the same command: it resumes from the space check' },
   );

@@ -8,7 +8,7 @@ import type { RecoveryTarget, RestoreParams, StepContext } from '../recovery/tar
 import type { SnapshotRecord } from '../snapshot/catalog.js';
 import { asidePath, fetchVerifiedSnapshot, restoreDataDir, restoredBy, setAsideData } from '../recovery/member-data.js';
 import { isAlive } from '../processes.js';
-import { refuseUnlessRoom, restoreSpaceNeed, type VolumeSpace } from '../recovery/space.js';
+import { addNeeds, refuseUnlessRoom, restoreSpaceNeed, type VolumeSpace } from '../recovery/space.js';
 import type { Sandbox } from './sandbox.js';
 
 
@@ -86,31 +86,24 @@ export class SandboxTarget implements RecoveryTarget {
   /**
    * Each member restores beside its data dir (`<data>.restoring-<id>`, then renamed in): the
    * filesystem of the data dir's folder must hold the restored DB and its new WAL. The old data is
-   * renamed in place (it stays, needing nothing new); the staged snapshot is already on disk. Members
-   * sharing a filesystem add up.
+   * renamed in place (it stays, needing nothing new); the staged snapshot is already on disk (the plan
+   * stages it before the space check). Members sharing a filesystem add up.
    */
   async checkSpace(names: string[], record: SnapshotRecord, ctx: StepContext): Promise<void> {
+    const need = restoreSpaceNeed(record, { snapshotInVolume: false });
     const byDevice = new Map<number, VolumeSpace>();
-    const stagedMissing = !existsSync(this.stagedPath(ctx.recoveryId));
     for (const name of names) {
       const dir = dirname(this.sandbox.member(name).dataDir);
       const dev = statSync(dir).dev;
-      const s = statfsSync(dir);
-      const need = restoreSpaceNeed(record, { snapshotInVolume: false });
       const v = byDevice.get(dev);
       if (!v) {
+        const s = statfsSync(dir);
         byDevice.set(dev, { volume: `filesystem of ${dir}`, members: [name], freeBytes: s.bavail * s.bsize, need });
       } else {
         v.members.push(name);
         v.volume += `, ${dir}`;
-        v.need = { snapshot: v.need.snapshot + need.snapshot, restoredDb: v.need.restoredDb + need.restoredDb, wal: v.need.wal + need.wal, total: v.need.total + need.total };
+        v.need = addNeeds(v.need, need);
       }
-    }
-    if (stagedMissing) {
-      // Not staged yet (it always is by now): its download needs room where it goes.
-      const dir = this.recoveryDir(ctx.recoveryId);
-      const v = byDevice.get(statSync(existsSync(dir) ? dir : this.sandbox.dir).dev);
-      if (v) v.need = { ...v.need, snapshot: v.need.snapshot + record.objectSize, total: v.need.total + record.objectSize };
     }
     refuseUnlessRoom([...byDevice.values()], ctx.progress);
   }
