@@ -11,7 +11,7 @@ import { readJson } from '../store/object-store.js';
 import { layout } from '../layout.js';
 import { refuseUnlessRoom, restoreSpaceNeed, type VolumeSpace } from '../recovery/space.js';
 import { ComponentCronJobs, CRONJOBS_FACT } from './component-cronjobs.js';
-import { RECOVERY_LABEL, apiError, awaitJob, componentCronJobs, jobFailed, jobSpecFromCronJob, kubeMemberStatus, pollDelay, recoveryJobName, statusOf, type Permission } from './kube-cluster.js';
+import { RECOVERY_LABEL, apiError, awaitJob, jobOutcome, componentCronJobs, jobFailed, jobSpecFromCronJob, kubeMemberStatus, pollDelay, recoveryJobName, statusOf, type Permission } from './kube-cluster.js';
 
 /** Annotation remembering a workload's replicas while a recovery holds it at zero. */
 export const REPLICAS_ANNOTATION = 'etcd-recover.io/replicas-before';
@@ -198,7 +198,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     }
     const { succeeded } = await awaitJob(this.kc, ns, name, this.jobMs + 60_000, ctx.signal);
     if (!succeeded) {
-      const log = await this.jobLog(name);
+      const { log } = await jobOutcome(this.kc, ns, name);
       throw new EtcdRecoverError('STEP_FAILED', `job ${ns}/${name} failed${log ? `: ${log}` : ''}`, { hint: `kubectl -n ${ns} logs job/${name}` });
     }
     // A finished pod that mounts a PVC still counts as using it for the PVC protection finalizer:
@@ -218,20 +218,6 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     } catch (e) {
       if (statusOf(e) === 404) return undefined;
       throw apiError(`get job ${this.ns}/${name}`, e);
-    }
-  }
-
-  /** The last lines of the newest pod of a Job (best effort: needs pods/log). */
-  private async jobLog(job: string): Promise<string | undefined> {
-    try {
-      const pods = await this.core.listNamespacedPod({ namespace: this.ns, labelSelector: `job-name=${job}` });
-      const newest = pods.items.sort((a, b) => String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')))[0];
-      if (!newest) return undefined;
-      const log = await this.core.readNamespacedPodLog({ namespace: this.ns, name: newest.metadata!.name!, tailLines: 5 });
-      const lines = String(log).trim().split('\n').filter(Boolean);
-      return lines.slice(-3).join(' | ') || undefined;
-    } catch {
-      return undefined;
     }
   }
 

@@ -7,11 +7,10 @@ import {
   type JournalDoc,
   Journal,
   RecoveryLock,
-  describeHolder,
+  lockedError,
   describeOpenJournal,
-  inPlaceReplaceSteps,
   newRecoveryId,
-  planMemberReplace,
+  planInPlaceMemberReplace,
   prepareMemberReplace,
   type Catalog,
   type RecoveryPlan,
@@ -116,9 +115,7 @@ Journaled and resumable like \`quorum\` (on Kubernetes too: the Job that runs it
     } else {
       const krt = await target.recoveryTarget();
       const observation = await krt.observe(this.abort.signal);
-      plan = planMemberReplace({ id, cluster: c.cluster, target: `kubernetes ${ns}/${c.etcd.statefulSet} (in the cluster, as a Job of cronjob ${cron})`, now: new Date(), members: krt.members(), observation, member });
-      plan.steps = inPlaceReplaceSteps(member, pvc);
-      if (observation.healthy.includes(member)) plan.warnings.push(`${member} is healthy: replacing it lowers fault tolerance until it has caught up`);
+      plan = planInPlaceMemberReplace({ id, cluster: c.cluster, target: `kubernetes ${ns}/${c.etcd.statefulSet} (in the cluster, as a Job of cronjob ${cron})`, members: krt.members(), observation, member, pvc });
     }
     if (flags['dry-run']) {
       this.render(plan, () => describePlan(plan, Boolean(open)));
@@ -165,7 +162,7 @@ Journaled and resumable like \`quorum\` (on Kubernetes too: the Job that runs it
       if (!cur || (await lock.holderIsGone(cur.holder, this.abort.signal))) return;
       const dead = resuming !== undefined && cur.holder.recoveryId === resuming && (await k.podIsGone(kc, ns, cur.holder.host));
       if (!dead || Date.now() > deadline) {
-        throw new EtcdRecoverError('LOCKED', `another recovery of cluster ${cluster} is running: ${describeHolder(cur.holder)}`, { hint: 'wait for it to finish (its journal shows progress), then rerun' });
+        throw lockedError(cluster, cur.holder);
       }
       if (!said) this.progress.step(`the lock is still held by the crashed run of ${resuming} (pod ${cur.holder.host} is gone); waiting until the bucket's clock calls it stale`);
       await new Promise((r) => setTimeout(r, 3_000));
