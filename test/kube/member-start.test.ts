@@ -3,7 +3,7 @@ import { AppsV1Api, CoreV1Api, KubernetesObjectApi, PatchStrategy, type Kubernet
 import { Etcd3 } from 'etcd3';
 import { Catalog, Journal, layout, listAll, readJson, type Sandbox } from '@etcd-recover/core';
 import { waitFor, sleep, type ControlPlane } from '../support/kube/index.js';
-import { declaredCluster } from '../support/declared-cluster.js';
+import { declaredCluster, memberIPs as memberIPsOf, writeKeys } from '../support/declared-cluster.js';
 import { stopSandbox, storeFor } from '../support/sandbox.js';
 import { json, runCli, type CliResult } from '../support/cli.js';
 
@@ -181,18 +181,8 @@ async function waitReady(apps: AppsV1Api): Promise<void> {
   await waitFor('etcd 3/3 ready', async () => (await apps.readNamespacedStatefulSet({ namespace: NS, name: 'etcd' })).status?.readyReplicas === 3, 300_000, 500);
 }
 
-async function memberIPs(cp: ControlPlane): Promise<string[]> {
-  return Promise.all(MEMBERS.map((m) => cp.podIP(NS, m)));
-}
-
-async function writeKeys(ips: string[], prefix: string, n: number): Promise<void> {
-  const client = new Etcd3({ hosts: ips.map((ip) => `http://${ip}:2379`) });
-  try {
-    for (let i = 0; i < n; i += 50) await Promise.all(Array.from({ length: Math.min(50, n - i) }, (_, j) => client.put(`${prefix}${String(i + j).padStart(5, '0')}`).value(`v${i + j}`)));
-  } finally {
-    client.close();
-  }
-}
+/** The members' pod IPs. */
+const memberIPs = (cp: ControlPlane) => memberIPsOf(cp, NS, MEMBERS);
 
 /** One member's own view (status), or undefined when nothing answers. */
 async function memberStatus(ip: string): Promise<{ revision: number; leader: string } | undefined> {

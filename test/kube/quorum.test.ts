@@ -6,7 +6,7 @@ import { AppsV1Api, BatchV1Api, CoreV1Api, RbacAuthorizationV1Api } from '@kuber
 import { Etcd3 } from 'etcd3';
 import { Journal, S3ObjectStore, layout, type Sandbox } from '@etcd-recover/core';
 import { applyManifests, waitFor, KUBE_VERSION, type ControlPlane } from '../support/kube/index.js';
-import { declaredCluster } from '../support/declared-cluster.js';
+import { declaredCluster, memberIPs as memberIPsOf, writeKeys } from '../support/declared-cluster.js';
 import { stopSandbox } from '../support/sandbox.js';
 import { json, runCli, type CliResult } from '../support/cli.js';
 
@@ -446,18 +446,8 @@ async function waitReady(cp: ControlPlane): Promise<void> {
   }
 }
 
-async function memberIPs(cp: ControlPlane): Promise<string[]> {
-  return Promise.all(MEMBERS.map((m) => cp.podIP(NS, m)));
-}
-
-async function writeKeys(ips: string[], prefix: string, n: number): Promise<void> {
-  const client = new Etcd3({ hosts: ips.map((ip) => `http://${ip}:2379`) });
-  try {
-    for (let i = 0; i < n; i += 50) await Promise.all(Array.from({ length: Math.min(50, n - i) }, (_, j) => client.put(`${prefix}${String(i + j).padStart(5, '0')}`).value(`v${i + j}`)));
-  } finally {
-    client.close();
-  }
-}
+/** The members' pod IPs. */
+const memberIPs = (cp: ControlPlane) => memberIPsOf(cp, NS, MEMBERS);
 
 async function maxRevision(ips: string[]): Promise<number> {
   let max = 0;

@@ -1,4 +1,5 @@
 import { CoreV1Api } from '@kubernetes/client-node';
+import { Etcd3 } from 'etcd3';
 import type { EtcdClusterArgs } from '@etcd-recover/pulumi';
 import type { Sandbox } from '@etcd-recover/core';
 import { applyManifests, startControlPlane, type ControlPlane } from './kube/index.js';
@@ -48,5 +49,20 @@ export async function declaredCluster(namespace: string, args: Partial<EtcdClust
     await cp.stop();
     if (store) await stopSandbox(store);
     throw e;
+  }
+}
+
+/** The pod IPs of a declared cluster's members, in order. */
+export function memberIPs(cp: ControlPlane, namespace: string, members: readonly string[]): Promise<string[]> {
+  return Promise.all(members.map((m) => cp.podIP(namespace, m)));
+}
+
+/** Writes n keys `${prefix}NNNNN` = `vN` through the members' client ports, 50 at a time. */
+export async function writeKeys(ips: string[], prefix: string, n: number): Promise<void> {
+  const client = new Etcd3({ hosts: ips.map((ip) => `http://${ip}:2379`) });
+  try {
+    for (let i = 0; i < n; i += 50) await Promise.all(Array.from({ length: Math.min(50, n - i) }, (_, j) => client.put(`${prefix}${String(i + j).padStart(5, '0')}`).value(`v${i + j}`)));
+  } finally {
+    client.close();
   }
 }

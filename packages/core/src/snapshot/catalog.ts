@@ -172,9 +172,9 @@ export class Catalog {
     return parseRecord(got.body, key);
   }
 
-  async latest(opts: { verifiedOnly: boolean; trustedOnly?: boolean }, signal?: AbortSignal): Promise<SnapshotRecord | undefined> {
+  async latest(opts: { verifiedOnly: boolean }, signal?: AbortSignal): Promise<SnapshotRecord | undefined> {
     const { snapshots } = await this.list(signal);
-    return snapshots.find((s) => (opts.trustedOnly ? isTrusted(s) : !opts.verifiedOnly || isVerified(s)));
+    return snapshots.find((s) => !opts.verifiedOnly || isVerified(s));
   }
 
   /**

@@ -1,5 +1,5 @@
 import { EtcdRecoverError } from '../errors.js';
-import { isSuspect, isTrusted, isVerified, type SnapshotRecord } from './catalog.js';
+import { isSuspect, isTrusted, isVerified, newestFirst, type SnapshotRecord } from './catalog.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -133,7 +133,7 @@ export function applyRetention(snapshots: readonly SnapshotRecord[], policy: Ret
 
 /** Unconfirmed suspect backups newer than the newest trusted one, newest first: what blocks pruning of trusted backups. */
 export function pendingSuspects(snapshots: readonly SnapshotRecord[]): SnapshotRecord[] {
-  const sorted = [...snapshots].sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt) || b.revision - a.revision);
+  const sorted = [...snapshots].sort(newestFirst);
   const i = sorted.findIndex(isTrusted);
   return sorted.slice(0, i < 0 ? sorted.length : i).filter(isSuspect);
 }
