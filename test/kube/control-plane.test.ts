@@ -66,7 +66,7 @@ describe('kube harness: real control plane + process kubelet', function () {
   let agent: { args: string[]; expected: string };
 
   before(async function () {
-    this.timeout(180_000);
+    this.timeout(2_400_000); // on a cold cache this waits for setup's background build of the binaries
     cp = await startControlPlane();
     console.log(`      control plane ready in ${cp.readyMs} ms (${cp.server}, node ${cp.nodeName}, pods ${cp.network.podCIDR})`);
     kc = cp.kubeConfig();

@@ -38,7 +38,8 @@ describe('EtcdCluster on a real control plane', function () {
   let store: Sandbox;
   let manifests: Record<string, any>[];
 
-  before(async () => {
+  before(async function () {
+    this.timeout(2_400_000); // on a cold cache this waits for setup's background build of the binaries
     ({ cp, store, manifests } = await declaredCluster(NS));
   });
   after(async () => {

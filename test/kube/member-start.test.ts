@@ -43,7 +43,8 @@ describe('member start on Kubernetes (real control plane)', function () {
   const scale = (replicas: number) =>
     KubernetesObjectApi.makeApiClient(cp.kubeConfig()).patch({ apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'etcd', namespace: NS }, spec: { replicas } } as KubernetesObject, undefined, undefined, 'member-start-test', undefined, PatchStrategy.MergePatch);
 
-  before(async () => {
+  before(async function () {
+    this.timeout(2_400_000); // on a cold cache this waits for setup's background build of the binaries
     // A short peer wait keeps the test quick; the default is 30 s.
     ({ cp, store } = await declaredCluster(NS, { autoHeal: { enabled: false }, peerWaitSeconds: 3 }));
     kube = ['--kubeconfig', cp.kubeconfigPath, '-n', NS];

@@ -6,7 +6,7 @@ import { AppsV1Api, BatchV1Api, CoreV1Api, RbacAuthorizationV1Api } from '@kuber
 import { Etcd3 } from 'etcd3';
 import { Journal, S3ObjectStore, layout, type Sandbox } from '@etcd-recover/core';
 import { applyManifests, waitFor, KUBE_VERSION, type ControlPlane } from '../support/kube/index.js';
-import { declaredCluster, memberIPs as memberIPsOf, writeKeys } from '../support/declared-cluster.js';
+import { declaredCluster, loseMembers as loseMembersOf, memberIPs as memberIPsOf, writeKeys } from '../support/declared-cluster.js';
 import { stopSandbox } from '../support/sandbox.js';
 import { json, runCli, type CliResult } from '../support/cli.js';
 
@@ -29,7 +29,8 @@ describe('quorum on Kubernetes (real control plane)', function () {
 
   const cli = (args: string[], env?: NodeJS.ProcessEnv): Promise<CliResult> => runCli([...args, ...kube], { timeoutMs: 900_000, ...(env ? { env } : {}) });
 
-  before(async () => {
+  before(async function () {
+    this.timeout(2_400_000); // on a cold cache this waits for setup's background build of the binaries
     ({ cp, store } = await declaredCluster(NS, {
       // The heal CronJob exists (member replace runs as its Job; it is suspended during quorum) but
       // never fires on its own during the suite.
@@ -470,15 +471,7 @@ async function maxRevision(ips: string[]): Promise<number> {
  * empty volumes, where member-init refuses to bootstrap beside a survivor's data. Waits until the
  * plugin sees the quorum lost.
  */
-async function loseMembers(cp: ControlPlane, members: string[]): Promise<void> {
-  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
-  for (const m of members) await core.deleteNamespacedPersistentVolumeClaim({ namespace: NS, name: PVC(m) });
-  for (const m of members) await core.deleteNamespacedPod({ namespace: NS, name: m, gracePeriodSeconds: 0 });
-  await waitFor('quorum lost', async () => {
-    const st = await runCli(['status', '--kubeconfig', cp.kubeconfigPath, '-n', NS, '-o', 'json']);
-    return st.stdout.startsWith('{') && json(st).quorum === false;
-  }, 120_000, 1_000);
-}
+const loseMembers = (cp: ControlPlane, members: string[]) => loseMembersOf(cp, NS, members);
 
 /** Every key under the prefix on every member (each asked alone), at a revision above `floor`. */
 async function assertRestored(cp: ControlPlane, prefix: string, n: number, floor: number): Promise<void> {

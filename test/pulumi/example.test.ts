@@ -25,7 +25,12 @@ describe('examples/hosted-control-plane (the program Pulumi.yaml runs), under mo
     assert.equal(mocks.find('kubernetes:core/v1:Namespace', 'hcp').inputs.metadata.name, 'hcp-demo');
     assert.ok(mocks.find('etcd-recover:index:EtcdCluster', 'etcd'));
     const api = mocks.find('kubernetes:apps/v1:Deployment', 'kube-apiserver').inputs;
-    assert.ok(api.spec.template.spec.containers[0].args.includes('--etcd-servers=http://etcd-client.hcp-demo.svc:2379'));
+    const args: string[] = api.spec.template.spec.containers[0].args;
+    assert.ok(args.includes('--etcd-servers=https://etcd-client.hcp-demo.svc:2379'), args.join(' '));
+    assert.ok(args.includes('--etcd-certfile=/etc/kubernetes/etcd-client/tls.crt'), 'TLS to etcd by default');
+    const sts = mocks.find('kubernetes:apps/v1:StatefulSet', 'etcd-statefulset').inputs;
+    const init = sts.spec.template.spec.initContainers[0].args as string[];
+    assert.ok(init.includes('--server-tls-dir=/etc/etcd/tls/server') && init.includes('--peer-tls-dir=/etc/etcd/tls/peer'), init.join(' '));
     const contract = parseContract(mocks.find('kubernetes:core/v1:ConfigMap', 'etcd-recovery-contract').inputs.data['contract.json'], 'example');
     assert.deepEqual(contract.dependents.map((d) => `${d.kind}/${d.name}`), ['Deployment/kube-apiserver']);
     assert.equal(contract.backup.bucket, 'hcp-demo-etcd-backups');

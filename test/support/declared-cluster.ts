@@ -2,8 +2,9 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import type { EtcdClusterArgs } from '@etcd-recover/pulumi';
 import type { Sandbox } from '@etcd-recover/core';
-import { applyManifests, startControlPlane, type ControlPlane } from './kube/index.js';
+import { applyManifests, startControlPlane, waitFor, type ControlPlane } from './kube/index.js';
 import { kubernetesManifests } from './manifests.js';
+import { json, runCli } from './cli.js';
 import { setupMocks } from './pulumi-mocks.js';
 import { startSandbox, stopSandbox } from './sandbox.js';
 
@@ -65,4 +66,15 @@ export async function writeKeys(ips: string[], prefix: string, n: number): Promi
   } finally {
     client.close();
   }
+}
+
+/** Loses members the hard way: their PVCs deleted, their pods killed; returns once `status` sees no quorum. */
+export async function loseMembers(cp: ControlPlane, namespace: string, members: string[]): Promise<void> {
+  const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+  for (const m of members) await core.deleteNamespacedPersistentVolumeClaim({ namespace, name: `data-${m}` });
+  for (const m of members) await core.deleteNamespacedPod({ namespace, name: m, gracePeriodSeconds: 0 });
+  await waitFor('quorum lost', async () => {
+    const st = await runCli(['status', '--kubeconfig', cp.kubeconfigPath, '-n', namespace, '-o', 'json']);
+    return st.stdout.startsWith('{') && json(st).quorum === false;
+  }, 120_000, 1_000);
 }

@@ -105,3 +105,15 @@ export async function readMember(endpoint: string, prefix = 'k/'): Promise<{ key
     client.close();
   }
 }
+
+/** An etcd3 client for a sandbox's members (default all), presenting its client certificate when it runs TLS. */
+export function sandboxClient(sb: Sandbox, hosts: string[] = sb.endpoints()): Etcd3 {
+  const tls = sb.etcdConnection().tls;
+  return new Etcd3({ hosts, ...(tls ? { credentials: { rootCertificate: tls.ca!, certChain: tls.cert!, privateKey: tls.key! } } : {}) });
+}
+
+/** Registers a sandbox started elsewhere (e.g. by `sandbox up` through the CLI) for the exit-time clean-up. */
+export function adoptSandbox(sb: Sandbox): Sandbox {
+  live.add(sb);
+  return sb;
+}

@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'STORE_UNREACHABLE'
   | 'STORE_ERROR'
   | 'ETCD_UNREACHABLE'
+  | 'ETCD_TLS'
   | 'ETCD_ERROR'
   | 'QUORUM_LOST'
   | 'QUORUM_HOLDS'
@@ -46,6 +47,8 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   FORBIDDEN: 5,
   STORE_UNREACHABLE: 6,
   ETCD_UNREACHABLE: 6,
+  /** The TLS handshake with a member failed (CA, client certificate, http/https): not retryable. */
+  ETCD_TLS: 6,
   STORE_ERROR: 6,
   ETCD_ERROR: 6,
   KUBERNETES_ERROR: 6,

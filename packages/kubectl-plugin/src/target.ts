@@ -102,7 +102,10 @@ export class Target {
       this.etcd = { endpoints: contract.etcd.members.map((m) => m.clientURL), ...(tls ? { tls } : {}) };
     } else if (sandbox) {
       this.kind = 'sandbox';
-      this.etcd = sandbox.etcdConnection();
+      // A TLS sandbox brings its own CA and client certificate; --cacert/--cert/--key/--etcd-tls-dir,
+      // when given, replace those pieces (a plaintext sandbox has no use for them).
+      const own = sandbox.etcdConnection();
+      this.etcd = own.tls && tls ? { ...own, tls: { ...own.tls, ...tls } } : own;
     } else {
       this.kind = 'endpoints';
       this.etcd = undefined;
@@ -175,7 +178,7 @@ export class Target {
       return this.krt;
     }
     if (this.sandbox) {
-      this.rt ??= new SandboxTarget(this.sandbox);
+      this.rt ??= new SandboxTarget(this.sandbox, this.etcd);
       return this.rt;
     }
     throw new EtcdRecoverError('CONFIG', 'recoveries need a target that can stop, restore and start members: the sandbox or a Kubernetes cluster', {

@@ -17,7 +17,7 @@ export interface CreateBucketArgs {
   readonly expirationDays?: number;
   /** Object lock for backups (needs store support). Default: none. */
   readonly objectLock?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; days: number };
-  /** Delete every object on destroy. Default false. */
+  /** Empty and delete the bucket on `pulumi destroy`. Default false: destroy leaves the bucket and every backup in it (the bucket leaves the stack). */
   readonly forceDestroy?: boolean;
 }
 
@@ -136,6 +136,11 @@ export interface EtcdClusterArgs {
    * "Automatic restore".
    */
   readonly autoRestore?: boolean;
+  /**
+   * How long `pulumi up` waits for the StatefulSet to become ready before it fails with the
+   * provider's reason (e.g. "10m", "90s"). Default "10m".
+   */
+  readonly readyTimeout?: string;
 }
 
 /**
@@ -171,6 +176,8 @@ export interface ResolvedArgs {
   pause: PauseArgs | undefined;
   peerWaitSeconds: number;
   autoRestore: boolean;
+  /** Pulumi customTimeouts form ("90s", "10m"). */
+  readyTimeout: string;
 }
 
 /**
@@ -247,6 +254,8 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
   }
   const peerWaitSeconds = a.peerWaitSeconds ?? 30;
   if (!Number.isInteger(peerWaitSeconds) || peerWaitSeconds < 0) fail('peerWaitSeconds', `must be a whole number of seconds ≥ 0 (got ${peerWaitSeconds})`);
+  const readyTimeout = a.readyTimeout ?? '10m';
+  if (!/^[1-9][0-9]*(s|m|h)$/.test(readyTimeout)) fail('readyTimeout', `"${readyTimeout}" is not a duration in seconds, minutes or hours (e.g. 90s, 10m)`);
   const verifyCount = b.verifyCount ?? 3;
   if (!Number.isInteger(verifyCount) || verifyCount < 1) fail('backup.verifyCount', 'must be at least 1');
   if (a.quotaBackendBytes !== undefined && !(a.quotaBackendBytes > 0)) fail('quotaBackendBytes', 'must be positive');
@@ -296,5 +305,6 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
     pause: a.pause,
     peerWaitSeconds,
     autoRestore: a.autoRestore === true,
+    readyTimeout,
   };
 }

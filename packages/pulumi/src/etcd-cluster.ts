@@ -63,7 +63,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
       parent,
     );
 
-    const etcd = createEtcd(name, r, parent);
+    const etcd = createEtcd(name, r, contract, parent);
     createJobs(name, r, { contract, credentials }, parent);
 
     this.clientEndpoint = pulumi.output(`${r.scheme}://${n.client}.${r.namespace}.svc:${PORTS.client}`);
@@ -102,7 +102,9 @@ function createBucket(name: string, r: ResolvedArgs, opts: pulumi.CustomResource
       ...(c.objectLock ? { objectLock: c.objectLock } : {}),
       forceDestroy: c.forceDestroy ?? false,
     },
-    opts,
+    // `pulumi destroy` never deletes backups: the bucket leaves the stack and stays, with every
+    // backup in it, unless forceDestroy says to empty and delete it.
+    { ...opts, retainOnDelete: !(c.forceDestroy ?? false) },
   );
   return bucket.bucket;
 }

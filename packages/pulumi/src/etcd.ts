@@ -60,6 +60,8 @@ function memberInit(r: ResolvedArgs, mounts: VolumeMount[]): Container {
     name: 'member-init',
     image: r.agentImage,
     command: ['kubectl-etcd_recover'],
+    // The last log lines (the one-line error) become the pod's status message, which `pulumi up` and `kubectl describe` show.
+    terminationMessagePolicy: 'FallbackToLogsOnError',
     args,
     env: [
       ...downward,
@@ -80,7 +82,11 @@ function affinity(r: ResolvedArgs): k8s.types.input.core.v1.Affinity | undefined
     : { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: term }] } };
 }
 
-export function createEtcd(name: string, r: ResolvedArgs, opts: pulumi.CustomResourceOptions) {
+/**
+ * The members. `contract` is the ConfigMap member-init reads: the StatefulSet waits for it (and so
+ * for the bucket it names), so a bucket that cannot be created stops `up` before any member starts.
+ */
+export function createEtcd(name: string, r: ResolvedArgs, contract: pulumi.Resource, opts: pulumi.CustomResourceOptions) {
   const n = namesFor(name);
   const labels = podLabels(r);
   const { volumes, mounts } = tlsMounts(r);
@@ -98,7 +104,17 @@ export function createEtcd(name: string, r: ResolvedArgs, opts: pulumi.CustomRes
   );
   const client = new k8s.core.v1.Service(
     `${name}-client`,
-    { metadata: { name: n.client, namespace: r.namespace, labels }, spec: { selector: labels, ports: [ports[0]!] } },
+    {
+      metadata: {
+        name: n.client,
+        namespace: r.namespace,
+        labels,
+        // `up` waits for the members through the StatefulSet (bounded by readyTimeout); the provider's
+        // own wait for this Service's endpoints would hang `up` for 10 minutes on a member that cannot start.
+        annotations: { 'pulumi.com/skipAwait': 'true' },
+      },
+      spec: { selector: labels, ports: [ports[0]!] },
+    },
     opts,
   );
   const probe = (path: string, failureThreshold: number): k8s.types.input.core.v1.Probe => ({
@@ -131,6 +147,7 @@ export function createEtcd(name: string, r: ResolvedArgs, opts: pulumi.CustomRes
                 image: r.image,
                 command: ['etcd'],
                 args: [`--config-file=${CONFIG_FILE}`],
+                terminationMessagePolicy: 'FallbackToLogsOnError',
                 ports: [
                   { name: 'client', containerPort: PORTS.client },
                   { name: 'peer', containerPort: PORTS.peer },
@@ -157,7 +174,7 @@ export function createEtcd(name: string, r: ResolvedArgs, opts: pulumi.CustomRes
         ],
       },
     },
-    { ...opts, dependsOn: [headless] },
+    { ...opts, dependsOn: [headless, contract], customTimeouts: { create: r.readyTimeout, update: r.readyTimeout } },
   );
   const pdb = new k8s.policy.v1.PodDisruptionBudget(
     `${name}-pdb`,

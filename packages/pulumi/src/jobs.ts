@@ -105,7 +105,8 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
                   serviceAccountName: serviceAccounts[job]!.metadata.name,
                   automountServiceAccountToken: rules[job as keyof typeof rules].length > 0,
                   restartPolicy: 'Never',
-                  securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532 },
+                  // fsGroup: mounted Secrets (etcd's client TLS key, 0400) are group-readable by the agent's group, as on every kubelet.
+                  securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532 },
                   containers: [
                     {
                       name: job,
@@ -114,6 +115,7 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
                       args,
                       env,
                       volumeMounts: mounts,
+                      terminationMessagePolicy: 'FallbackToLogsOnError',
                       securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
                     },
                   ],

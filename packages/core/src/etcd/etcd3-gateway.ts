@@ -1,6 +1,7 @@
 import type { Etcd3, IOptions } from 'etcd3';
 import { EtcdRecoverError, messageOf } from '../errors.js';
 import { decodeStatusResponse, grpcSnapshot, grpcUnary } from './grpc-snapshot.js';
+import { classifyTls, tlsError } from './tls-errors.js';
 import {
   idToHex,
   hexToId,
@@ -48,9 +49,11 @@ export class Etcd3Gateway implements EtcdGateway {
         faultHandling: { host: () => noop, global: noop },
       };
       const tls = this.conn.tls;
-      if (tls && (tls.ca || tls.cert)) {
+      // The scheme decides, as on the snapshot and status path: TLS material is for https:// members.
+      if (tls && (tls.ca || tls.cert) && endpoint.startsWith('https:')) {
         opts.credentials = {
-          rootCertificate: tls.ca ?? Buffer.alloc(0),
+          // No CA given: the system's roots (grpc-js reads null so), not an empty, trust-nothing bundle.
+          rootCertificate: tls.ca ?? (null as unknown as Buffer),
           ...(tls.cert ? { certChain: tls.cert } : {}),
           ...(tls.key ? { privateKey: tls.key } : {}),
         };
@@ -65,20 +68,33 @@ export class Etcd3Gateway implements EtcdGateway {
     return { deadline: new Date(Date.now() + ms) };
   }
 
+  /** What went wrong talking to one member, on one line; TLS causes named (tls-errors.ts). */
+  private describe(endpoint: string, e: unknown): string {
+    return classifyTls(endpoint, e, this.conn.tls)?.cause ?? describeGrpc(e);
+  }
+
+  /**
+   * No member answered: when every one of them failed on TLS, that is the one error (the same
+   * settings reach them all, so the first names the cause), else the list of what each said.
+   */
+  private noneAnswered(what: string, failures: { ep: string; e: unknown }[], hint?: string): EtcdRecoverError {
+    const tls = failures.map((f) => classifyTls(f.ep, f.e, this.conn.tls));
+    if (failures.length && tls.every(Boolean)) return tlsError(failures[0]!.ep, tls[0]!, failures[0]!.e);
+    return new EtcdRecoverError('ETCD_UNREACHABLE', `${what}: no etcd member answered (${failures.map((f) => `${f.ep}: ${this.describe(f.ep, f.e)}`).join('; ')})`, hint ? { hint } : {});
+  }
+
   /** Runs fn against each endpoint in turn until one answers. */
   private async any<T>(what: string, fn: (c: Etcd3, endpoint: string) => Promise<T>, signal?: AbortSignal): Promise<T> {
-    const errors: string[] = [];
+    const failures: { ep: string; e: unknown }[] = [];
     for (const ep of this.endpoints) {
       signal?.throwIfAborted();
       try {
         return await fn(await this.client(ep), ep);
       } catch (e) {
-        errors.push(`${ep}: ${describeGrpc(e)}`);
+        failures.push({ ep, e });
       }
     }
-    throw new EtcdRecoverError('ETCD_UNREACHABLE', `${what}: no etcd member answered (${errors.join('; ')})`, {
-      hint: 'check that at least one member is running and reachable, and the TLS settings',
-    });
+    throw this.noneAnswered(what, failures, 'check that at least one member is running and reachable, and the TLS settings');
   }
 
   async status(endpoint: string, signal?: AbortSignal): Promise<MemberStatus> {
@@ -102,6 +118,7 @@ export class Etcd3Gateway implements EtcdGateway {
         errors: s.errors,
       };
     } catch (e) {
+      if (e instanceof EtcdRecoverError && e.code === 'ETCD_TLS') throw e;
       throw new EtcdRecoverError('ETCD_UNREACHABLE', `etcd member ${endpoint} did not answer: ${describeGrpc(e)}`, {
         cause: e,
         hint: 'the member may be down; check its process or pod',
@@ -122,7 +139,12 @@ export class Etcd3Gateway implements EtcdGateway {
 
   async defragment(endpoint: string, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
-    await (await this.client(endpoint)).maintenance.defragment(this.deadline(120_000));
+    try {
+      await (await this.client(endpoint)).maintenance.defragment(this.deadline(120_000));
+    } catch (e) {
+      const tls = classifyTls(endpoint, e, this.conn.tls);
+      throw tls ? tlsError(endpoint, tls, e) : e;
+    }
   }
 
   async hashKV(endpoint: string, revision: number, signal?: AbortSignal): Promise<number> {
@@ -133,6 +155,8 @@ export class Etcd3Gateway implements EtcdGateway {
       const r = await m.client.exec('Maintenance', 'hashKv', { revision: String(revision) }, this.deadline(60_000));
       return Number(r.hash);
     } catch (e) {
+      const tls = classifyTls(endpoint, e, this.conn.tls);
+      if (tls) throw tlsError(endpoint, tls, e);
       throw new EtcdRecoverError('ETCD_UNREACHABLE', `hashKV on ${endpoint} failed: ${describeGrpc(e)}`, { cause: e });
     }
   }
@@ -147,7 +171,7 @@ export class Etcd3Gateway implements EtcdGateway {
   async add(peerURLs: string[], opts: { learner: boolean }, signal?: AbortSignal): Promise<EtcdMember> {
     // Not via any(): "unhealthy cluster" (etcd wants 5 s of stable peer connections after a
     // membership change) must surface as retryable so the caller can wait and retry.
-    const errors: string[] = [];
+    const failures: { ep: string; e: unknown }[] = [];
     for (const ep of this.endpoints) {
       signal?.throwIfAborted();
       try {
@@ -156,10 +180,10 @@ export class Etcd3Gateway implements EtcdGateway {
       } catch (e) {
         const m = describeGrpc(e);
         if (/unhealthy cluster|not enough started members|too many learner/i.test(m)) throw new EtcdRecoverError('ETCD_ERROR', `member add: ${m}`, { retryable: true, cause: e });
-        errors.push(`${ep}: ${m}`);
+        failures.push({ ep, e });
       }
     }
-    throw new EtcdRecoverError('ETCD_UNREACHABLE', `member add: no etcd member answered (${errors.join('; ')})`);
+    throw this.noneAnswered('member add', failures);
   }
 
   async remove(memberId: string, signal?: AbortSignal): Promise<void> {
@@ -170,7 +194,7 @@ export class Etcd3Gateway implements EtcdGateway {
 
   async promote(memberId: string, signal?: AbortSignal): Promise<void> {
     // Not via any(): "learner not in sync" must surface to the caller, which retries.
-    const errors: string[] = [];
+    const failures: { ep: string; e: unknown }[] = [];
     for (const ep of this.endpoints) {
       signal?.throwIfAborted();
       try {
@@ -181,14 +205,14 @@ export class Etcd3Gateway implements EtcdGateway {
         // "rpc not supported for learner": this endpoint IS a learner (often the one being promoted,
         // first in the list): ask the next member. "…in sync with leader": retry later.
         if (/not supported for learner/i.test(m)) {
-          errors.push(`${ep}: ${m}`);
+          failures.push({ ep, e });
           continue;
         }
         if (/not in sync|in sync with leader|learner/i.test(m)) throw new EtcdRecoverError('ETCD_ERROR', m, { retryable: true, cause: e });
-        errors.push(`${ep}: ${m}`);
+        failures.push({ ep, e });
       }
     }
-    throw new EtcdRecoverError('ETCD_UNREACHABLE', `member promote: no member answered (${errors.join('; ')})`);
+    throw this.noneAnswered('member promote', failures);
   }
 
   readonly kv: EtcdKv = {

@@ -2,6 +2,7 @@ import { connect, constants, type ClientHttp2Session, type SecureClientSessionOp
 import { EtcdRecoverError } from '../errors.js';
 import { chunksOf } from '../streams.js';
 import { idToHex, type EtcdTls, type SnapshotHeader, type SnapshotStream } from './etcd-gateway.js';
+import { explainConnectionFailure } from './tls-errors.js';
 
 /**
  * etcd's Maintenance/Snapshot stream over node:http2 directly. The etcd3
@@ -62,6 +63,8 @@ function grpcCall(session: ClientHttp2Session, path: string, message: Buffer) {
   });
   let status: string | undefined;
   let text: string | undefined;
+  let answered = false;
+  req.on('response', () => (answered = true));
   const take = (h: Record<string, unknown>) => {
     if (h['grpc-status'] !== undefined) status = String(h['grpc-status']);
     if (h['grpc-message'] !== undefined) text = decodeURIComponent(String(h['grpc-message']));
@@ -72,7 +75,7 @@ function grpcCall(session: ClientHttp2Session, path: string, message: Buffer) {
   frame.writeUInt32BE(message.length, 1);
   message.copy(frame, 5);
   req.end(frame);
-  return { req, result: () => ({ status, message: text }) };
+  return { req, result: () => ({ status, message: text }), answered: () => answered };
 }
 
 /** Per-stream and connection receive window: bounds what etcd may send ahead of the consumer (2 MiB). */
@@ -91,13 +94,16 @@ export function grpcSnapshot(endpoint: string, tls: EtcdTls | undefined, signal?
 
   async function* frames(): AsyncGenerator<Buffer> {
     let session: ClientHttp2Session | undefined;
+    let answered = () => false;
     const fail = (what: string, e: unknown) =>
       new EtcdRecoverError('ETCD_UNREACHABLE', `snapshot from ${endpoint} ${what}: ${(e as Error).message ?? e}`, { cause: e });
     try {
       session = await openSession(endpoint, tls, connectTimeoutMs).catch((e) => {
         throw fail('failed to connect', e);
       });
-      const { req, result } = grpcCall(session, '/etcdserverpb.Maintenance/Snapshot', Buffer.alloc(0));
+      const call = grpcCall(session, '/etcdserverpb.Maintenance/Snapshot', Buffer.alloc(0));
+      const { req, result } = call;
+      answered = call.answered;
       const onAbort = () => req.close(constants.NGHTTP2_CANCEL);
       signal?.addEventListener('abort', onAbort, { once: true });
 
@@ -118,7 +124,7 @@ export function grpcSnapshot(endpoint: string, tls: EtcdTls | undefined, signal?
       if (status === undefined) throw new EtcdRecoverError('ETCD_UNREACHABLE', `snapshot stream from ${endpoint} ended without a status`);
       if (!parser.atBoundary()) throw new EtcdRecoverError('ETCD_ERROR', `snapshot stream from ${endpoint} ended inside a message`);
     } catch (e) {
-      const err = e instanceof EtcdRecoverError ? e : fail('broke', e);
+      const err = (signal?.aborted ? undefined : await explainConnectionFailure(endpoint, tls, e, answered())) ?? (e instanceof EtcdRecoverError ? e : fail('broke', e));
       rejectHeader(err);
       resolveExpected(undefined);
       throw err;
@@ -137,12 +143,22 @@ export function grpcSnapshot(endpoint: string, tls: EtcdTls | undefined, signal?
  * Used for Maintenance/Status so that a backup never has to load the etcd3 client.
  */
 export async function grpcUnary(endpoint: string, tls: EtcdTls | undefined, path: string, request: Buffer, timeoutMs: number, signal?: AbortSignal): Promise<Buffer> {
+  let answered = () => false;
+  try {
+    return await unary(endpoint, tls, path, request, timeoutMs, (a) => (answered = a), signal);
+  } catch (e) {
+    throw (signal?.aborted ? undefined : await explainConnectionFailure(endpoint, tls, e, answered())) ?? e;
+  }
+}
+
+async function unary(endpoint: string, tls: EtcdTls | undefined, path: string, request: Buffer, timeoutMs: number, onCall: (answered: () => boolean) => void, signal?: AbortSignal): Promise<Buffer> {
   const session = await openSession(endpoint, tls, timeoutMs);
   const timer = setTimeout(() => session.destroy(new Error('timed out')), timeoutMs);
   const onAbort = () => session.destroy(new Error('aborted'));
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    const { req, result } = grpcCall(session, path, request);
+    const { req, result, answered } = grpcCall(session, path, request);
+    onCall(answered);
     const parts: Buffer[] = [];
     for await (const c of req as AsyncIterable<Buffer>) parts.push(c);
     const { status, message } = result();

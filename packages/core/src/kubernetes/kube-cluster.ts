@@ -259,7 +259,8 @@ export async function awaitJob(kc: KubeConfig, namespace: string, name: string, 
 
 /**
  * Runs one of the declared CronJobs now (as `kubectl create job --from=cronjob/…`), optionally with
- * other arguments, and waits for it. Returns the Job's name and whether it succeeded.
+ * other arguments, and waits for it. Returns the Job's name, whether it succeeded and, when it failed,
+ * the agent's own error line (or the log's tail): the cause, without a trip to `kubectl logs`.
  */
 export async function runJobFromCronJob(
   kc: KubeConfig,
@@ -268,7 +269,7 @@ export async function runJobFromCronJob(
   args: string[] | undefined,
   timeoutMs: number,
   signal?: AbortSignal,
-): Promise<{ job: string; succeeded: boolean }> {
+): Promise<{ job: string; succeeded: boolean; cause?: string }> {
   const ns = c.namespace;
   const spec = await jobSpecFromCronJob(kc, ns, cronJob, args);
   const name = `${cronJob}-manual-${Date.now().toString(36)}`;
@@ -278,7 +279,12 @@ export async function runJobFromCronJob(
   } catch (e) {
     throw apiError(`create job in ${ns}`, e);
   }
-  return { job: name, ...(await awaitJob(kc, ns, name, timeoutMs, signal)) };
+  const { succeeded } = await awaitJob(kc, ns, name, timeoutMs, signal);
+  if (succeeded) return { job: name, succeeded };
+  const { log } = await jobOutcome(kc, ns, name);
+  const errorLine = log?.split(' | ').find((l) => l.startsWith('error: '))?.slice('error: '.length);
+  const cause = errorLine ?? log;
+  return { job: name, succeeded, ...(cause ? { cause } : {}) };
 }
 
 export interface ClusterOverview {

@@ -11,6 +11,7 @@ import { backupRestorePoint } from '../recovery/restore-point.js';
 import { isTrusted, type Catalog, type SnapshotRecord } from '../snapshot/catalog.js';
 import { MemoryObjectStore } from '../store/memory-object-store.js';
 import { Sandbox } from './sandbox.js';
+import { opensslAvailable } from './sandbox-pki.js';
 import { SandboxTarget } from './sandbox-target.js';
 
 export interface DrillOptions {
@@ -18,6 +19,13 @@ export interface DrillOptions {
   /** Backup to drill; default the newest verified one. */
   name?: string;
   members?: number;
+  /**
+   * Run the throwaway cluster with TLS (https, client and peer certificate auth, a throwaway CA).
+   * Default: when the backup was taken over TLS (its source member's endpoint is https://), as the
+   * source cluster runs — unless the openssl CLI is missing, which is then said and the drill runs
+   * plaintext (TLS does not change what a drill proves about the backup). `true` requires openssl.
+   */
+  tls?: boolean;
   /** Keep the throwaway cluster's folder (for inspection). Default false. */
   keep?: boolean;
   healthyTimeoutMs?: number;
@@ -30,6 +38,8 @@ export interface DrillReport extends RecoveryReport {
   backup: string;
   snapshotRevision: number;
   snapshotKeys: number;
+  /** Whether the throwaway cluster ran with TLS. */
+  tls: boolean;
   dir?: string;
 }
 
@@ -48,8 +58,13 @@ export async function drillRestore(o: DrillOptions): Promise<DrillReport> {
     record = (await o.catalog.list(o.signal)).snapshots.find(isTrusted);
     if (!record) throw new EtcdRecoverError('NO_RESTORE_POINT', `no trusted (verified, not suspect) backup of cluster ${o.catalog.cluster} to drill`, { hint: 'name one: backup drill NAME' });
   }
+  let tls = o.tls ?? record.sourceMember.endpoint.startsWith('https:');
+  if (tls && o.tls === undefined && !(await opensslAvailable())) {
+    o.onMessage?.(`${record.name} was taken over TLS, but the openssl CLI is not on PATH: the throwaway cluster runs without TLS`);
+    tls = false;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'etcd-recover-drill-'));
-  const sb = await Sandbox.up({ dir, members: o.members ?? 3, cluster: o.catalog.cluster, store: false, startMembers: false });
+  const sb = await Sandbox.up({ dir, members: o.members ?? 3, cluster: o.catalog.cluster, store: false, startMembers: false, tls });
   const target = new SandboxTarget(sb);
   try {
     const now = new Date();
@@ -81,7 +96,7 @@ export async function drillRestore(o: DrillOptions): Promise<DrillReport> {
       ...(o.onMessage ? { onMessage: o.onMessage } : {}),
       healthyTimeoutMs: o.healthyTimeoutMs ?? 60_000,
     });
-    return { ...report, backup: record.name, snapshotRevision: record.revision, snapshotKeys: record.totalKeys, ...(o.keep ? { dir } : {}) };
+    return { ...report, backup: record.name, snapshotRevision: record.revision, snapshotKeys: record.totalKeys, tls, ...(o.keep ? { dir } : {}) };
   } finally {
     target.close();
     await sb.down({ purge: !o.keep });

@@ -2,8 +2,8 @@ import { existsSync, readFileSync, statSync, statfsSync, writeFileSync } from 'n
 import { dirname, join } from 'node:path';
 import { EtcdRecoverError } from '../errors.js';
 import { Etcd3Gateway } from '../etcd/etcd3-gateway.js';
-import type { EtcdGateway } from '../etcd/etcd-gateway.js';
-import { observeMembers, type ClusterObservation, type MemberSpec } from '../recovery/observation.js';
+import type { EtcdConnection, EtcdGateway } from '../etcd/etcd-gateway.js';
+import { summarize, type ClusterObservation, type MemberObservation, type MemberSpec } from '../recovery/observation.js';
 import type { RecoveryTarget, RestoreParams, StepContext } from '../recovery/target.js';
 import type { SnapshotRecord } from '../snapshot/catalog.js';
 import { asidePath, fetchVerifiedSnapshot, restoreDataDir, restoredBy, setAsideData } from '../recovery/member-data.js';
@@ -24,7 +24,8 @@ export class SandboxTarget implements RecoveryTarget {
   readonly quiesces = false;
   private gw: EtcdGateway | undefined;
 
-  constructor(readonly sandbox: Sandbox) {}
+  /** `connection`: how to reach the members; default the sandbox's own (its client TLS included). */
+  constructor(readonly sandbox: Sandbox, private readonly connection?: EtcdConnection) {}
 
   get cluster(): string {
     return this.sandbox.state.cluster;
@@ -39,7 +40,7 @@ export class SandboxTarget implements RecoveryTarget {
   }
 
   gateway(): EtcdGateway {
-    this.gw ??= new Etcd3Gateway({ endpoints: this.sandbox.endpoints(), timeoutMs: 2_000 });
+    this.gw ??= new Etcd3Gateway({ ...(this.connection ?? this.sandbox.etcdConnection()), timeoutMs: 2_000 });
     return this.gw;
   }
 
@@ -48,16 +49,30 @@ export class SandboxTarget implements RecoveryTarget {
     this.gw = undefined;
   }
 
+  /**
+   * Every member's status, in parallel (as observeMembers). A member that fails on TLS is not a lost
+   * member: when no quorum answers and any member failed so, the TLS error is thrown — a recovery
+   * must never plan around members that only our certificates could not reach.
+   */
   async observe(signal?: AbortSignal): Promise<ClusterObservation> {
-    return observeMembers(
-      this.members(),
-      this.gateway(),
-      async (spec) => {
+    const gw = this.gateway();
+    const tlsFailures: (EtcdRecoverError | undefined)[] = [];
+    const members = await Promise.all(
+      this.members().map(async (spec, i): Promise<MemberObservation> => {
         const m = this.sandbox.member(spec.name);
-        return { running: isAlive(m.pid), hasData: existsSync(join(m.dataDir, 'member')) };
-      },
-      signal,
+        const facts = { running: isAlive(m.pid), hasData: existsSync(join(m.dataDir, 'member')) };
+        try {
+          return { ...spec, ...facts, running: true, status: await gw.status(spec.clientURL, signal) };
+        } catch (e) {
+          if (e instanceof EtcdRecoverError && e.code === 'ETCD_TLS') tlsFailures[i] = e;
+          return { ...spec, ...facts, error: (e as Error).message };
+        }
+      }),
     );
+    const o = summarize(members);
+    const tls = tlsFailures.find(Boolean);
+    if (!o.quorum && tls) throw tls;
+    return o;
   }
 
   private recoveryDir(id: string): string {

@@ -14,6 +14,7 @@ import { isAlive, spawnDetached, stopProcess } from '../processes.js';
 import { Catalog } from '../snapshot/catalog.js';
 import { decideStartup } from '../recovery/startup-decision.js';
 import { readBucketFacts } from '../recovery/startup-facts.js';
+import { createSandboxPki, readClientTls, type MemberTls, type SandboxTls } from './sandbox-pki.js';
 
 export const SANDBOX_FORMAT_VERSION = 1;
 
@@ -24,6 +25,8 @@ export interface SandboxMember {
   dataDir: string;
   logFile: string;
   pid?: number;
+  /** Its server and peer certificates: in a TLS sandbox (https client and peer URLs). */
+  tls?: MemberTls;
 }
 
 export interface SandboxState {
@@ -35,6 +38,8 @@ export interface SandboxState {
   createdAt: string;
   binaries: EtcdBinaries;
   members: SandboxMember[];
+  /** Absent: plaintext. Present: the throwaway CA, and the client certificate every command presents. */
+  tls?: SandboxTls;
   /** Absent when the sandbox runs without an object store (a restore drill). */
   minio?: {
     url: string;
@@ -59,6 +64,12 @@ export interface SandboxUpOptions {
   store?: boolean;
   /** Start the members now. Default true; a drill restores data into them first. */
   startMembers?: boolean;
+  /**
+   * https client and peer URLs with client-cert-auth and peer-client-cert-auth, certificates from a
+   * throwaway CA under `<dir>/tls` (made with the openssl CLI). Default false. An existing sandbox
+   * keeps what it was created with; asking a plaintext one for TLS is refused.
+   */
+  tls?: boolean;
   /** Address MinIO listens on. Default 127.0.0.1 (tests pass a bridge address that pods can reach). */
   storeHost?: string;
   onProgress?: (message: string) => void;
@@ -134,6 +145,11 @@ export class Sandbox {
     const dir = opts.dir ?? defaultSandboxDir();
     const existing = Sandbox.load(dir);
     if (existing) {
+      if (opts.tls && !existing.state.tls) {
+        throw new EtcdRecoverError('USAGE', `the sandbox at ${dir} was created without TLS`, {
+          hint: 'remove it with `kubectl etcd-recover sandbox down --purge`, then `sandbox up --tls`',
+        });
+      }
       if (opts.startMembers !== false) await existing.start(opts.onProgress);
       return existing;
     }
@@ -143,17 +159,20 @@ export class Sandbox {
     const withStore = opts.store !== false;
     const minioBin = withStore ? findMinio() : undefined;
     mkdirSync(dir, { recursive: true });
+    const names = Array.from({ length: n }, (_, i) => `etcd-${i}`);
+    const pki = opts.tls ? await createSandboxPki(join(dir, 'tls'), names) : undefined;
+    const scheme = pki ? 'https' : 'http';
     const members: SandboxMember[] = [];
-    for (let i = 0; i < n; i++) {
-      const name = `etcd-${i}`;
+    for (const name of names) {
       const mdir = join(dir, 'members', name);
       mkdirSync(mdir, { recursive: true });
       members.push({
         name,
-        clientURL: `http://127.0.0.1:${await freePort()}`,
-        peerURL: `http://127.0.0.1:${await freePort()}`,
+        clientURL: `${scheme}://127.0.0.1:${await freePort()}`,
+        peerURL: `${scheme}://127.0.0.1:${await freePort()}`,
         dataDir: join(mdir, 'data'),
         logFile: join(mdir, 'etcd.log'),
+        ...(pki ? { tls: pki.members[name]! } : {}),
       });
     }
     const minioDir = join(dir, 'minio');
@@ -167,6 +186,7 @@ export class Sandbox {
       createdAt: new Date().toISOString(),
       binaries,
       members,
+      ...(pki ? { tls: pki.tls } : {}),
       ...(minioBin
         ? {
             minio: {
@@ -274,6 +294,14 @@ export class Sandbox {
       '--log-level', 'warn',
     ];
     if (!this.state.fsync) args.push('--unsafe-no-fsync');
+    const ca = this.state.tls?.caFile;
+    if (m.tls && ca) {
+      // As member-init's client- and peer-transport-security blocks: every client and peer must present a certificate of this CA.
+      args.push(
+        '--cert-file', m.tls.certFile, '--key-file', m.tls.keyFile, '--trusted-ca-file', ca, '--client-cert-auth',
+        '--peer-cert-file', m.tls.peerCertFile, '--peer-key-file', m.tls.peerKeyFile, '--peer-trusted-ca-file', ca, '--peer-client-cert-auth',
+      );
+    }
     return args;
   }
 
@@ -332,15 +360,17 @@ export class Sandbox {
   /** Waits until the named members answer status and the cluster has a leader. */
   async waitHealthy(names = this.state.members.map((m) => m.name), timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    const conn = this.etcdConnection();
     for (const name of names) {
       const m = this.member(name);
       for (;;) {
-        const gw = new Etcd3Gateway({ endpoints: [m.clientURL], timeoutMs: 1_000 });
+        const gw = new Etcd3Gateway({ ...conn, endpoints: [m.clientURL], timeoutMs: 1_000 });
         try {
           const s = await gw.status(m.clientURL);
           if (s.leaderId !== '0') break;
-        } catch {
-          /* starting */
+        } catch (e) {
+          // Starting; but a TLS failure will not go away by waiting.
+          if (e instanceof EtcdRecoverError && e.code === 'ETCD_TLS') throw e;
         } finally {
           gw.close();
         }
@@ -359,8 +389,9 @@ export class Sandbox {
     return this.state.members.map((m) => m.clientURL);
   }
 
+  /** How a client reaches the members: their client URLs, and in a TLS sandbox its CA and client certificate. */
   etcdConnection(): EtcdConnection {
-    return { endpoints: this.endpoints() };
+    return { endpoints: this.endpoints(), ...(this.state.tls ? { tls: readClientTls(this.state.tls) } : {}) };
   }
 
   s3Config(): S3Config {

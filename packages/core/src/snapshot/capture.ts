@@ -80,7 +80,7 @@ export async function collectStatuses(gateway: EtcdGateway, signal?: AbortSignal
       try {
         return { endpoint, status: await gateway.status(endpoint, signal) };
       } catch (e) {
-        return { endpoint, error: (e as Error).message };
+        return { endpoint, error: (e as Error).message, cause: e };
       }
     }),
   );
@@ -107,6 +107,9 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
     ...(opts.allowNoLeader ? { allowNoLeader: true } : {}),
   });
   if (!choice) {
+    // Every member refused our certificates (or we theirs): that is the one clear cause, not "unhealthy".
+    const tls = candidates.map((c) => c.cause).filter((e): e is EtcdRecoverError => e instanceof EtcdRecoverError && e.code === 'ETCD_TLS');
+    if (tls.length && tls.length === candidates.length) throw tls[0]!;
     const why = candidates.map((c) => `${c.endpoint}: ${c.error ?? 'unhealthy'}`).join('; ');
     throw new EtcdRecoverError('ETCD_UNREACHABLE', `no healthy etcd member to snapshot (${why})`, {
       hint: 'check the members with `kubectl etcd-recover status`; if quorum is lost, restore with `kubectl etcd-recover quorum`',

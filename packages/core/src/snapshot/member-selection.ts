@@ -7,6 +7,8 @@ export interface MemberCandidate {
   endpoint: string;
   status?: MemberStatus;
   error?: string;
+  /** The error itself, when the member could not be asked. */
+  cause?: unknown;
 }
 
 export interface MemberChoice {

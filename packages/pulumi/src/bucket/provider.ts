@@ -1,6 +1,6 @@
 import type * as S3 from '@aws-sdk/client-s3';
 import type * as pulumi from '@pulumi/pulumi';
-import { argProblems } from './validate.js';
+import type { ArgProblem } from './validate.js';
 
 /*
  * The dynamic provider behind S3Bucket. Pulumi serializes this object and every
@@ -8,10 +8,22 @@ import { argProblems } from './validate.js';
  * host, so:
  *   - the AWS SDK is imported INSIDE the methods (a captured module-level import
  *     fails closure serialization, silently);
- *   - the methods are arrow functions using only the helpers of this file and the
- *     pure argProblems() (nothing that holds sockets, files or classes);
+ *   - the methods are arrow functions using only the helpers of this file
+ *     (nothing that holds sockets, files or classes);
+ *   - argProblems() is imported inside them too, by package name: a module-level
+ *     import of it would capture its module and, through bucketNameProblem, all of
+ *     @etcd-recover/core (whose async generators the serializer cannot parse) —
+ *     found by the real engine (test/engine), which Pulumi's mocks never showed;
  *   - only types are imported at module level (they vanish at compile time).
  */
+
+/** The package path of validate.ts (a variable, so the import resolves where the provider runs). */
+const VALIDATE_MODULE = '@etcd-recover/pulumi/bucket-validate';
+
+async function problemsOf(a: object): Promise<ArgProblem[]> {
+  const { argProblems } = (await import(VALIDATE_MODULE)) as typeof import('./validate.js');
+  return argProblems(a as Record<string, unknown>);
+}
 
 export type ChecksumMode = 'when_supported' | 'when_required';
 export interface ObjectLockSpec {
@@ -133,7 +145,7 @@ function httpStatus(e: unknown): number | undefined {
 }
 
 /** "Code (HTTP 403): message" for an SDK or network error. */
-function describe(e: unknown): string {
+function describeError(e: unknown): string {
   const code = errCode(e);
   const status = httpStatus(e);
   const err = e as { message?: string; errors?: { message?: string }[] } | undefined;
@@ -160,10 +172,10 @@ const GONE = ['NoSuchBucket', 'NotFound'];
 function stepError(c: Pick<Conn, 'o' | 'op'>, call: string, e: unknown, feature?: { name: string; codes: string[] }): Error {
   const code = errCode(e);
   if (feature && feature.codes.includes(code)) {
-    return fail(c.op, c.o, `${feature.name} is not supported by this store or bucket (${call} answered ${describe(e)})`);
+    return fail(c.op, c.o, `${feature.name} is not supported by this store or bucket (${call} answered ${describeError(e)})`);
   }
   const hint = CREDENTIALS.includes(code) ? '; check accessKeyId/secretAccessKey and their permissions' : '';
-  return fail(c.op, c.o, `${call} failed: ${describe(e)}${hint}`);
+  return fail(c.op, c.o, `${call} failed: ${describeError(e)}${hint}`);
 }
 
 async function connect(o: S3BucketOutputs, op: string): Promise<Conn> {
@@ -182,8 +194,8 @@ async function connect(o: S3BucketOutputs, op: string): Promise<Conn> {
   return { s3, client: new s3.S3Client(cfg), o, op };
 }
 
-function assertValid(o: S3BucketOutputs, op: string): void {
-  const problems = argProblems(o as unknown as Record<string, unknown>);
+async function assertValid(o: S3BucketOutputs, op: string): Promise<void> {
+  const problems = await problemsOf(o);
   if (problems.length) throw fail(op, o, problems.map((p) => `${p.property}: ${p.reason}`).join('; '));
 }
 
@@ -343,13 +355,13 @@ function dropUndefined<T extends object>(o: T): T {
  */
 export const s3BucketProvider: pulumi.dynamic.ResourceProvider<S3BucketInputs, S3BucketOutputs> = {
   check: async (_olds, news) => {
-    const failures = argProblems(news as unknown as Record<string, unknown>);
+    const failures = await problemsOf(news);
     return failures.length ? { failures } : { inputs: news };
   },
 
   create: async (inputs) => {
     const o = normalize(inputs);
-    assertValid(o, 'create');
+    await assertValid(o, 'create');
     const c = await connect(o, 'create');
     const { s3, client } = c;
     try {
@@ -482,7 +494,7 @@ export const s3BucketProvider: pulumi.dynamic.ResourceProvider<S3BucketInputs, S
   update: async (_id, oldsRaw, newsRaw) => {
     const olds = normalize(oldsRaw);
     const news = normalize(newsRaw);
-    assertValid(news, 'update');
+    await assertValid(news, 'update');
     const versioningChanged = olds.versioning !== news.versioning;
     const lifecycleChanged = versioningChanged || olds.expirationDays !== news.expirationDays || olds.expirationPrefix !== news.expirationPrefix;
     if (versioningChanged || lifecycleChanged) {

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Flags } from '@oclif/core';
@@ -28,6 +28,7 @@ import {
 } from '@etcd-recover/core';
 import { BaseCommand } from '../../base-command.js';
 import { storeFlags, targetFlags } from '../../flags.js';
+import { readTlsDir, requireTlsDir } from '../../tls-dir.js';
 
 interface Decision {
   state: 'new' | 'existing';
@@ -90,7 +91,10 @@ export default class MemberInit extends BaseCommand {
     const name = flags.name;
     const dataDir = flags['data-dir'];
     const peers = pairs(flags['client-urls']).filter(([n]) => n !== name).map(([, u]) => u);
-    const tls = flags['client-tls-dir'] ? readTls(flags['client-tls-dir']) : undefined;
+    // A TLS Secret missing a key is found here, naming the Secret, before etcd starts.
+    if (flags['server-tls-dir']) requireTlsDir(flags['server-tls-dir'], "etcd's server TLS Secret (tls.serverSecret)");
+    if (flags['peer-tls-dir']) requireTlsDir(flags['peer-tls-dir'], "etcd's peer TLS Secret (tls.peerSecret)");
+    const tls = flags['client-tls-dir'] ? readTlsDir(flags['client-tls-dir'], "etcd's client TLS Secret (tls.clientSecret)") : undefined;
     const log = (m: string) => this.progress.step(`member-init ${name}: ${m}`);
 
     let catalog: Catalog | undefined;
@@ -273,10 +277,6 @@ function pairs(s: string): [string, string][] {
     const i = p.indexOf('=');
     return [p.slice(0, i), p.slice(i + 1)];
   });
-}
-
-function readTls(dir: string): EtcdTls {
-  return { ca: readFileSync(join(dir, 'ca.crt')), cert: readFileSync(join(dir, 'tls.crt')), key: readFileSync(join(dir, 'tls.key')) };
 }
 
 function tlsBlock(dir: string): Record<string, unknown> {

@@ -47,7 +47,7 @@ export default class BackupCreate extends BaseCommand {
       this.progress.step(`running a backup Job from cronjob ${target.kube!.namespace}/${target.contract!.cluster}-backup`);
       const r = await runJobFromCronJob(target.kube!.kc, target.contract!, `${target.contract!.cluster}-backup`, args, 600_000, this.abort.signal);
       if (!r.succeeded) {
-        throw new EtcdRecoverError('STEP_FAILED', `backup job ${target.kube!.namespace}/${r.job} failed`, { hint: `kubectl -n ${target.kube!.namespace} logs job/${r.job}` });
+        throw new EtcdRecoverError('STEP_FAILED', `backup job ${target.kube!.namespace}/${r.job} failed${r.cause ? `: ${r.cause}` : ''}`, { hint: `kubectl -n ${target.kube!.namespace} logs job/${r.job}` });
       }
       const record = (await catalog.list(this.abort.signal)).snapshots.find((s) => !before.has(s.name));
       if (!record) throw new EtcdRecoverError('INTERNAL', `backup job ${r.job} succeeded but no new backup is in ${catalog.store.description}`);

@@ -23,7 +23,7 @@ export default class SandboxStatus extends BaseCommand {
     'sandbox-dir': Flags.string({ description: 'State folder.', env: 'ETCD_RECOVER_SANDBOX' }),
   };
 
-  async run(): Promise<{ dir: string; processes: ProcRow[] }> {
+  async run(): Promise<{ dir: string; processes: ProcRow[]; tls?: { caFile: string; clientDir: string } }> {
     const { flags } = await this.parse(SandboxStatus);
     this.setup({ ...flags, quiet: true });
     const dir = flags['sandbox-dir'] ?? defaultSandboxDir();
@@ -34,8 +34,10 @@ export default class SandboxStatus extends BaseCommand {
     ];
     const mi = sb.state.minio;
     if (mi) processes.push({ name: 'minio', url: mi.url, ...(mi.pid ? { pid: mi.pid } : {}), running: isAlive(mi.pid), log: mi.logFile });
-    const result = { dir, processes };
+    const tls = sb.state.tls;
+    const result = { dir, processes, ...(tls ? { tls: { caFile: tls.caFile, clientDir: tls.clientDir } } : {}) };
     this.render(result, () =>
+      (tls ? `TLS: CA ${tls.caFile}, client certificate ${tls.clientDir}\n` : '') +
       table(processes, [
         { header: 'Process', get: (p) => p.name },
         { header: 'URL', get: (p) => p.url },
