@@ -5,13 +5,12 @@ import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { Sandbox } from '@etcd-recover/core';
 import { hostedControlPlane } from '../../examples/hosted-control-plane/program.js';
 import { runCli } from '../support/cli.js';
-import { engineMessage, engineStack, type EngineStack } from '../support/engine.js';
+import { EXAMPLE_PROJECT as PROJECT, engineMessage, engineStack, exampleConfig, type EngineStack } from '../support/engine.js';
 import { createHcpSecrets } from '../support/hcp-secrets.js';
 import { startControlPlane, type ControlPlane } from '../support/kube/index.js';
 import { Pki } from '../support/kube/pki.js';
 import { startSandbox, stopSandbox } from '../support/sandbox.js';
 
-const PROJECT = 'etcd-recover-hosted-control-plane';
 
 /**
  * What `pulumi up` of the example does with bad input, through the real engine on the real control
@@ -43,20 +42,7 @@ describe('pulumi up for real: bad input fails clearly and in bounded time (real 
       name: ns,
       project: PROJECT,
       program: async () => ({ ...hostedControlPlane() }),
-      config: {
-        'kubernetes:kubeconfig': { value: readFileSync(cp.kubeconfigPath, 'utf8'), secret: true },
-        [`${PROJECT}:namespace`]: { value: ns },
-        [`${PROJECT}:createNamespace`]: { value: 'false' },
-        [`${PROJECT}:members`]: { value: '1' },
-        [`${PROJECT}:apiserverReplicas`]: { value: '1' },
-        [`${PROJECT}:storageSize`]: { value: '1Gi' },
-        [`${PROJECT}:bucket`]: { value: `${ns}-backups` },
-        [`${PROJECT}:s3Endpoint`]: { value: s3.endpoint! },
-        [`${PROJECT}:s3AccessKeyId`]: { value: s3.credentials!.accessKeyId, secret: true },
-        [`${PROJECT}:s3SecretAccessKey`]: { value: s3.credentials!.secretAccessKey, secret: true },
-        [`${PROJECT}:readyTimeout`]: { value: '75s' },
-        ...Object.fromEntries(Object.entries(extra).map(([k, value]) => [k.includes(':') ? k : `${PROJECT}:${k}`, { value, secret: /Secret|Key/.test(k) }])),
-      },
+      config: exampleConfig({ kubeconfigPath: cp.kubeconfigPath, s3, namespace: ns, bucket: `${ns}-backups`, extra: { members: '1', readyTimeout: '75s', ...extra } }),
     });
     stacks.push(eng);
     return { eng, pki };

@@ -1,18 +1,16 @@
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
 import { AppsV1Api, BatchV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { S3ObjectStore, listAll, type Sandbox } from '@etcd-recover/core';
 import type { UpResult } from '@pulumi/pulumi/automation/index.js';
 import { hostedControlPlane } from '../../examples/hosted-control-plane/program.js';
 import { json, runCli, type CliResult } from '../support/cli.js';
 import { loseMembers, memberIPs } from '../support/declared-cluster.js';
-import { engineStack, type EngineStack } from '../support/engine.js';
+import { EXAMPLE_PROJECT as PROJECT, engineStack, exampleConfig, type EngineStack } from '../support/engine.js';
 import { createHcpSecrets, tlsClient, writeKeysTls, type HcpPki } from '../support/hcp-secrets.js';
 import { startControlPlane, waitFor, type ControlPlane } from '../support/kube/index.js';
 import { startSandbox, stopSandbox } from '../support/sandbox.js';
 
 const NS = 'hcp-engine';
-const PROJECT = 'etcd-recover-hosted-control-plane';
 const BUCKET = 'hcp-engine-backups';
 const MEMBERS = ['etcd-0', 'etcd-1', 'etcd-2'];
 
@@ -54,18 +52,7 @@ describe('pulumi up for real: the hosted-control-plane example through the real 
       name: 'hcp',
       project: PROJECT,
       program: async () => ({ ...hostedControlPlane() }),
-      config: {
-        'kubernetes:kubeconfig': { value: readFileSync(cp.kubeconfigPath, 'utf8'), secret: true },
-        [`${PROJECT}:namespace`]: { value: NS },
-        [`${PROJECT}:createNamespace`]: { value: 'false' },
-        [`${PROJECT}:bucket`]: { value: BUCKET },
-        [`${PROJECT}:s3Endpoint`]: { value: s3.endpoint! },
-        [`${PROJECT}:s3AccessKeyId`]: { value: s3.credentials!.accessKeyId, secret: true },
-        [`${PROJECT}:s3SecretAccessKey`]: { value: s3.credentials!.secretAccessKey, secret: true },
-        [`${PROJECT}:storageSize`]: { value: '1Gi' },
-        [`${PROJECT}:apiserverReplicas`]: { value: '1' },
-        [`${PROJECT}:readyTimeout`]: { value: '6m' },
-      },
+      config: exampleConfig({ kubeconfigPath: cp.kubeconfigPath, s3, namespace: NS, bucket: BUCKET, extra: { readyTimeout: '6m' } }),
     });
   });
   after(async () => {

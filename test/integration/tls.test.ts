@@ -197,6 +197,11 @@ describe('TLS sandbox: https client and peer URLs with certificate auth, every r
     assert.ok(report.revisionAfter > backup.revision);
     assert.equal(new Set(report.members.map((m: { hashKV: number }) => m.hashKV)).size, 1);
     assert.match(r.stderr, /all 3 members hold the same keyspace/);
+    // --no-tls drills the same backup in plaintext (what TLS changes is transport, not the data).
+    const plain = await cli('backup', 'drill', backup.name, '--no-tls', '--members', '1', '-o', 'json');
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.equal(json(plain).tls, false);
+    assert.equal(json(plain).keys, backup.userKeys);
   });
 
   it('a CA that did not sign the members\' certificates: one line naming the endpoint and the cause (exit 6), and quorum stops nothing', async () => {
@@ -231,6 +236,9 @@ describe('TLS sandbox: https client and peer URLs with certificate auth, every r
     // status over --endpoints names it per member.
     const s = json(await runCli(['status', '--endpoints', sb.endpoints().join(','), '--cacert', sb.state.tls!.caFile, '--bucket', mi.bucket, '--s3-endpoint', mi.url, '-o', 'json'], { env }));
     assert.deepEqual(s.members.map((m: { error: string }) => m.error), sb.endpoints().map((e) => `etcd at ${e}: the server requires a client certificate: pass --cert/--key or --etcd-tls-dir`));
+    // …and the table says why each member is unreachable, not only that it is.
+    const table = await runCli(['status', '--endpoints', sb.endpoints().join(','), '--cacert', sb.state.tls!.caFile, '--bucket', mi.bucket, '--s3-endpoint', mi.url], { env });
+    for (const e of sb.endpoints()) assert.ok(table.stdout.includes(`: etcd at ${e}: the server requires a client certificate`), table.stdout);
   });
 
   it('a client certificate of another CA is named as rejected by the server (exit 6)', async () => {

@@ -1,32 +1,23 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalWorkspace, PulumiCommand, type ConfigMap, type Stack } from '@pulumi/pulumi/automation/index.js';
-import { repoRoot } from './binaries.js';
+import type { S3Config } from '@etcd-recover/core';
+import { ensureBinaries, repoRoot } from './binaries.js';
 
 /** The npm SDK version of @pulumi/kubernetes the locally built provider is stamped with. */
 export const KUBERNETES_PROVIDER_VERSION = '4.25.0';
 
-let built: { cli: string; provider: string } | undefined;
-
 /**
  * The real Pulumi engine (CLI) and Kubernetes provider, built from the Go module proxy by
- * scripts/ensure-binaries.sh (cached; PULUMI_BIN_DIR / PULUMI_KUBERNETES_BIN_DIR point at existing
- * ones). A missing binary is a failure, never a skip.
+ * scripts/ensure-binaries.sh (cached; PULUMI_BIN_DIR / PULUMI_KUBERNETES_BIN_DIR point at existing ones).
  */
 export function pulumiBinaries(): { cli: string; provider: string } {
-  if (!built) {
-    const out = execFileSync('bash', [join(repoRoot, 'scripts', 'ensure-binaries.sh'), 'pulumi', 'pulumi_kubernetes'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const env = Object.fromEntries(out.trim().split('\n').map((l) => l.split('=') as [string, string]));
-    built = { cli: env['PULUMI_BIN_DIR']!, provider: env['PULUMI_KUBERNETES_BIN_DIR']! };
-    for (const [what, p] of [['pulumi', join(built.cli, 'pulumi')], ['pulumi-resource-kubernetes', join(built.provider, 'pulumi-resource-kubernetes')]] as const) {
-      if (!existsSync(p)) throw new Error(`required binary ${what} not found at ${p} (scripts/ensure-binaries.sh pulumi pulumi_kubernetes)`);
-    }
-  }
-  return built;
+  const env = ensureBinaries(['pulumi', 'pulumi_kubernetes'], (e) => [
+    join(e['PULUMI_BIN_DIR'] ?? '', 'pulumi'),
+    join(e['PULUMI_BIN_DIR'] ?? '', 'pulumi-resource-pulumi-nodejs'),
+    join(e['PULUMI_KUBERNETES_BIN_DIR'] ?? '', 'pulumi-resource-kubernetes'),
+  ]);
+  return { cli: env['PULUMI_BIN_DIR']!, provider: env['PULUMI_KUBERNETES_BIN_DIR']! };
 }
 
 export interface EngineStackOptions {
@@ -96,4 +87,32 @@ export async function engineStack(o: EngineStackOptions): Promise<EngineStack> {
 export function engineMessage(e: unknown): string {
   const err = e as { stderr?: string; stdout?: string; message?: string };
   return [err.message ?? '', err.stderr ?? '', err.stdout ?? ''].join('\n');
+}
+
+/** The Pulumi project of examples/hosted-control-plane (Pulumi.yaml): the namespace of its config keys. */
+export const EXAMPLE_PROJECT = 'etcd-recover-hosted-control-plane';
+
+/**
+ * The example's stack config for one namespace of the harness, as a user would set it with
+ * `pulumi config set`: the harness's kubeconfig, the namespace (made beforehand, with its Secrets),
+ * the bucket on the test's MinIO, small volumes, one hosted API server. `extra` adds or overrides
+ * the example's keys (values as strings; keys containing "Secret" or "Key" are set as secrets).
+ */
+export function exampleConfig(o: { kubeconfigPath: string; s3: S3Config; namespace: string; bucket: string; extra?: Record<string, string> }): ConfigMap {
+  const key = (k: string) => (k.includes(':') ? k : `${EXAMPLE_PROJECT}:${k}`);
+  const plain: Record<string, string> = {
+    namespace: o.namespace,
+    createNamespace: 'false',
+    bucket: o.bucket,
+    s3Endpoint: o.s3.endpoint!,
+    storageSize: '1Gi',
+    apiserverReplicas: '1',
+    ...o.extra,
+  };
+  return {
+    'kubernetes:kubeconfig': { value: readFileSync(o.kubeconfigPath, 'utf8'), secret: true },
+    [key('s3AccessKeyId')]: { value: o.s3.credentials!.accessKeyId, secret: true },
+    [key('s3SecretAccessKey')]: { value: o.s3.credentials!.secretAccessKey, secret: true },
+    ...Object.fromEntries(Object.entries(plain).map(([k, value]) => [key(k), { value, secret: /Secret|Key/.test(k) }])),
+  };
 }

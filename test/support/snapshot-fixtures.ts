@@ -4,17 +4,16 @@
  * saves a snapshot with `etcdctl snapshot save`, and asks `etcdutl snapshot
  * status` for the reference numbers.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
+import { ensureBinaries } from './binaries.js';
 
 const pExecFile = promisify(execFile);
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 let binDir: string | undefined;
 
@@ -23,10 +22,7 @@ export function etcdBinDir(): string {
   if (binDir) return binDir;
   const env = process.env['ETCD_BIN_DIR'];
   if (env) return (binDir = env);
-  const out = execFileSync('bash', [join(REPO, 'scripts', 'ensure-binaries.sh'), 'etcd'], { encoding: 'utf8' });
-  const m = /ETCD_BIN_DIR=(\S+)/.exec(out);
-  if (!m) throw new Error(`scripts/ensure-binaries.sh etcd printed no ETCD_BIN_DIR:\n${out}`);
-  return (binDir = m[1]!);
+  return (binDir = ensureBinaries(['etcd'], (e) => [join(e['ETCD_BIN_DIR'] ?? '', 'etcdutl')])['ETCD_BIN_DIR']!);
 }
 
 export function freePort(): Promise<number> {

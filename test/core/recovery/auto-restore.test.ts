@@ -35,6 +35,7 @@ describe('automatic restore: vote counting', () => {
     ], now);
     assert.equal(t.allEmpty, false);
     assert.deepEqual(t.hasData, ['etcd-2']);
+    assert.deepEqual(t.hasDataStale, ['etcd-2'], 'an hour-old "has data" vote: still blocking, and known to be old');
   });
   it('a missing vote or one older than the bound (store clock) is not established emptiness', () => {
     const t = tallyVotes(MEMBERS, [
@@ -100,6 +101,19 @@ describe('automatic restore: the start-up decision rows', () => {
     const a = decideStartup(facts({ bucket: trusted, round: { kind: 'voting', tally: tally({ empty: ['etcd-0', 'etcd-1'], hasData: ['etcd-2'] }) } }));
     assert.equal(a.action === 'refuse' && a.code, 'BACKUPS_EXIST');
     assert.match(a.action === 'refuse' ? a.message : '', /automatic restore: not while etcd-2 holds data/);
+  });
+  it('A4/A6/A7: a member whose only "has data" vote is old (cast at its last start) → wait for its new vote, then refuse naming it; never restore', () => {
+    const round: RoundFacts = { kind: 'voting', tally: tally({ empty: ['etcd-0', 'etcd-1'], hasData: ['etcd-2'], hasDataStale: ['etcd-2'] }) };
+    const waiting = decideStartup(facts({ bucket: trusted, round, waited: 60 }));
+    assert.equal(waiting.action, 'wait');
+    assert.match(waiting.action === 'wait' ? waiting.reason : '', /waiting for the votes of etcd-2/);
+    const a = decideStartup(facts({ bucket: trusted, round, waited: 200 }));
+    assert.equal(a.action === 'refuse' && a.code, 'BACKUPS_EXIST');
+    assert.ok(a.action === 'refuse' && a.retryable);
+    assert.match(a.action === 'refuse' ? a.message : '', /automatic restore: not while etcd-2 last said it holds data/);
+    // A fresh "has data" vote beside an old one: refuse at once, naming the fresh one.
+    const now = decideStartup(facts({ bucket: trusted, round: { kind: 'voting', tally: tally({ empty: ['etcd-0'], hasData: ['etcd-1', 'etcd-2'], hasDataStale: ['etcd-2'] }) } }));
+    assert.match(now.action === 'refuse' ? now.message : '', /not while etcd-1 holds data\)/);
   });
   it('A2: another recovery holds the lock (an operator\'s quorum) → refuse LOCKED, no automatic restore', () => {
     const a = decideStartup(facts({ bucket: trusted, round: { kind: 'locked', holder: 'quorum rec-1 by pid 7 on laptop' } }));

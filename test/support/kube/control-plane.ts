@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
+import { ensureBinaries } from '../binaries.js';
 import { acquireSlot, type Slot } from './net.js';
 import { Pki, type CertPaths } from './pki.js';
 import { ProcessKubelet, defaultImages, type ImageSpec, type KubeletOptions } from './process-kubelet.js';
@@ -74,20 +75,12 @@ function preflight(): void {
   if (missing.length) throw new Error(`startControlPlane needs ${missing.join(', ')} on PATH (Debian packages: iproute2, util-linux, mount, openssl)`);
 }
 
-let cachedBins: { etcd: string; kube: string } | undefined;
 export function kubeBinaries(): { etcd: string; kube: string } {
-  if (!cachedBins) {
-    const out = execFileSync('bash', [join(repoRoot, 'scripts', 'ensure-binaries.sh'), 'etcd', 'kubernetes'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const kv = Object.fromEntries(out.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
-    cachedBins = { etcd: kv['ETCD_BIN_DIR']!, kube: kv['KUBE_BIN_DIR']! };
-    for (const b of [join(cachedBins.etcd, 'etcd'), join(cachedBins.kube, 'kube-apiserver'), join(cachedBins.kube, 'kube-controller-manager'), join(cachedBins.kube, 'kube-scheduler')]) {
-      if (!existsSync(b)) throw new Error(`required binary missing: ${b} (scripts/ensure-binaries.sh)`);
-    }
-  }
-  return cachedBins;
+  const env = ensureBinaries(['etcd', 'kubernetes'], (e) => [
+    join(e['ETCD_BIN_DIR'] ?? '', 'etcd'),
+    ...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'].map((b) => join(e['KUBE_BIN_DIR'] ?? '', b)),
+  ]);
+  return { etcd: env['ETCD_BIN_DIR']!, kube: env['KUBE_BIN_DIR']! };
 }
 
 function kubeconfigYaml(server: string, caFile: string, user: { cert?: CertPaths; token?: string }, name = 'etcd-recover-test'): string {

@@ -67,12 +67,16 @@ export interface AutoRestoreDecision extends AutoRestoreDecisionRef {
  * `freshMs` before `now` (both the store's clock); a vote without a time is stale.
  */
 export function tallyVotes(members: string[], votes: { member: string; state: VoteState; lastModified?: Date }[], now: Date, freshMs = VOTE_FRESH_MS): VoteTally {
-  const t: VoteTally = { allEmpty: false, empty: [], hasData: [], missing: [], stale: [] };
+  const t: VoteTally = { allEmpty: false, empty: [], hasData: [], hasDataStale: [], missing: [], stale: [] };
   for (const m of members) {
     const v = votes.find((x) => x.member === m);
+    const stale = !v?.lastModified || now.getTime() - v.lastModified.getTime() > freshMs;
     if (!v) t.missing.push(m);
-    else if (v.state === 'has-data') t.hasData.push(m); // data blocks however old the vote: only a fresh "empty" vote replaces it
-    else if (!v.lastModified || now.getTime() - v.lastModified.getTime() > freshMs) t.stale.push(m);
+    else if (v.state === 'has-data') {
+      // Data blocks however old the vote: only a fresh "empty" vote replaces it.
+      t.hasData.push(m);
+      if (stale) t.hasDataStale!.push(m);
+    } else if (stale) t.stale.push(m);
     else t.empty.push(m);
   }
   t.allEmpty = members.length > 0 && t.empty.length === members.length;

@@ -65,7 +65,15 @@ export interface VoteTally {
   /** Every declared member voted "empty" within the freshness bound (by the store's clock). */
   allEmpty: boolean;
   empty: string[];
+  /** Members whose vote says they hold data, however old the vote: none of them ever lets a restore happen. */
   hasData: string[];
+  /**
+   * Those of `hasData` whose vote is older than the bound: a member with data votes when it starts,
+   * so after a disaster its old vote is still there until its member-init votes again. Peers wait
+   * (bounded) for that new vote instead of refusing at once; absent an "empty" vote, they refuse.
+   * Absent in decisions written by older versions.
+   */
+  hasDataStale?: string[];
   /** No vote, or one older than the bound. */
   missing: string[];
   stale: string[];
@@ -291,12 +299,16 @@ export function decideStartup(f: StartupFacts): StartupAction {
     if (!b.newestTrusted) return refuse('no trusted backup (every verified backup is suspect): confirm one or run quorum');
     const t = r.tally;
     // A4: a member that holds data never lets an automatic restore happen (its own rows decide how it starts).
-    if (t.hasData.length) return refuse(`not while ${t.hasData.join(', ')} hold${t.hasData.length === 1 ? 's' : ''} data`);
+    // Said recently: refuse now. Said long ago (at its last start): wait below for its new vote.
+    const staleData = t.hasDataStale ?? [];
+    const freshData = t.hasData.filter((m) => !staleData.includes(m));
+    if (freshData.length) return refuse(`not while ${freshData.join(', ')} hold${freshData.length === 1 ? 's' : ''} data`);
     // A5: every declared member voted empty, recently: decide.
     if (t.allEmpty) return { action: 'auto-restore-decide', reason: `every member (${t.empty.join(', ')}) is empty: restoring from the newest trusted backup ${describeBackup(b.newestTrusted)}` };
     // A6/A7: wait (bounded) for the other members' votes, then refuse as without automatic restore.
-    const waiting = [...t.missing, ...t.stale];
+    const waiting = [...t.missing, ...t.stale, ...staleData];
     if (f.waitedSeconds < f.peerWaitSeconds + ar.voteWaitSeconds) return { action: 'wait', reason: `automatic restore: waiting for the votes of ${waiting.join(', ')} (every member must be empty)` };
+    if (staleData.length) return refuse(`not while ${staleData.join(', ')} last said ${staleData.length === 1 ? 'it holds' : 'they hold'} data (no newer vote)`, true);
     return refuse(`no recent vote from ${waiting.join(', ')}, so it is not established that every member is empty`, true);
   }
   // E11: records that cannot be read might be good backups.

@@ -133,6 +133,8 @@ export default class Status extends BaseCommand {
           { header: 'Version', get: (m) => m.version, wide: true },
         ], { wide: this.format === 'wide' }),
       ];
+      // Why a member is unreachable (a TLS mismatch reads very differently from a dead member).
+      for (const m of members) if (!m.healthy && m.error) lines.push(`${m.name}: ${m.error}`);
       const b = result.backups;
       if (b.error) lines.push(`backups: ${b.error}`);
       else if (!b.latestVerified) lines.push(`backups: no verified backup — RPO ${flags.rpo} NOT met`);

@@ -22,6 +22,10 @@ Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup r
     members: Flags.integer({ description: 'Members of the throwaway cluster.', default: 3, min: 1, max: 7 }),
     keep: Flags.boolean({ description: 'Keep the throwaway cluster\'s folder for inspection.' }),
     timeout: Flags.integer({ description: 'Seconds to wait for the restored members to become healthy.', default: 60, min: 5 }),
+    tls: Flags.boolean({
+      description: 'Run the throwaway cluster with TLS (a throwaway CA; needs openssl). Default: TLS when the backup was taken over TLS; --no-tls for plaintext.',
+      allowNo: true,
+    }),
   };
 
   async run(): Promise<DrillReport> {
@@ -34,13 +38,14 @@ Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup r
       members: flags.members,
       keep: flags.keep,
       healthyTimeoutMs: flags.timeout * 1000,
+      ...(flags.tls !== undefined ? { tls: flags.tls } : {}),
       signal: this.abort.signal,
       onStep: (e) => this.progress.step(describeStep(e)),
       onMessage: (m) => this.progress.step(`      ${m}`),
     });
     this.render(report, () =>
       [
-        `backup ${report.backup} restores: ${report.members.length} members healthy in ${duration(report.rtoMs)}`,
+        `backup ${report.backup} restores: ${report.members.length} members healthy in ${duration(report.rtoMs)}${report.tls ? ' (over TLS)' : ''}`,
         `  revision ${report.snapshotRevision} → ${report.revisionAfter}, ${report.keys} keys, identical keyspace on every member (hashKV ${report.members[0]?.hashKV})`,
       ].join('\n'),
     );
