@@ -5,7 +5,7 @@ import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import type { Sandbox } from '@etcd-recover/core';
 import { hostedControlPlane } from '../../examples/hosted-control-plane/program.js';
 import { runCli } from '../support/cli.js';
-import { EXAMPLE_PROJECT as PROJECT, engineMessage, engineStack, exampleConfig, type EngineStack } from '../support/engine.js';
+import { EXAMPLE_PROJECT as PROJECT, engineMessage, engineStack, exampleConfig, pulumiBinaries, type EngineStack } from '../support/engine.js';
 import { createHcpSecrets } from '../support/hcp-secrets.js';
 import { startControlPlane, type ControlPlane } from '../support/kube/index.js';
 import { Pki } from '../support/kube/pki.js';
@@ -25,6 +25,7 @@ describe('pulumi up for real: bad input fails clearly and in bounded time (real 
 
   before(async function () {
     this.timeout(2_400_000); // a cold cache builds the engine here (or waits for setup's background build)
+    pulumiBinaries();
     cp = await startControlPlane();
     store = await startSandbox({ members: 1, cluster: 'store-only', storeHost: cp.network.hostIP });
   });

@@ -254,7 +254,8 @@ spec:
     const pvName = (await core.readNamespacedPersistentVolumeClaim({ name: 'protected', namespace: NS })).spec!.volumeName!;
     const pv = await core.readPersistentVolume({ name: pvName });
     const hostDir = pv.spec!.hostPath!.path;
-    assert.ok(existsSync(join(hostDir, 'file')), `the pod wrote into the PV's host directory ${hostDir}`);
+    // Ready means started, not that the shell has run its `echo` yet: wait for the file.
+    await waitFor(`the pod wrote into the PV's host directory ${hostDir}`, async () => existsSync(join(hostDir, 'file')), 30_000);
 
     await core.deleteNamespacedPersistentVolumeClaim({ name: 'protected', namespace: NS });
     const pvc = await core.readNamespacedPersistentVolumeClaim({ name: 'protected', namespace: NS });
