@@ -74,7 +74,18 @@ export class Slot {
     const veth = `erv${this.index}-${ip.split('.')[3]}`;
     runQuiet('ip', ['netns', 'del', ns]); // leftovers of an earlier pod with this address
     await run('ip', ['netns', 'add', ns]);
-    await run('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    // The kernel destroys a deleted netns (and so the host end of its veth) asynchronously: an address
+    // reused soon after can meet its old `erv…` still there ("File exists"). Delete it and retry.
+    for (let attempt = 1; ; attempt++) {
+      runQuiet('ip', ['link', 'del', veth]);
+      try {
+        await run('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+        break;
+      } catch (e) {
+        if (attempt >= 10 || !/File exists/.test((e as Error).message)) throw e;
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+      }
+    }
     await run('ip', ['link', 'set', veth, 'master', this.bridge, 'up']);
     await run('ip', ['-n', ns, '-batch', '-'], {
       input: [`addr add ${ip}/24 dev eth0`, 'link set eth0 up', 'link set lo up', `route add unreachable ${this.serviceCIDR}`].join('\n') + '\n',
