@@ -84,8 +84,9 @@ describe('backups on a real 3-member etcd and MinIO', function () {
     const all = json(await cli('backup', 'list', '--all', '-o', 'json'));
     assert.deepEqual(all.incomplete.map((i: { name: string }) => i.name), ['full-20990101T000000000Z']);
     const table = await cli('backup', 'list');
-    assert.match(table.stdout.split('\n')[0]!, /^NAME\s+AGE\s+REVISION\s+KEYS\s+SIZE\s+VERIFIED$/);
+    assert.match(table.stdout.split('\n')[0]!, /^NAME\s+AGE\s+REVISION\s+KEYS\s+SIZE\s+VERIFIED\s+ENCRYPTED$/);
     assert.equal(table.stdout.trim().split('\n').length, 3);
+    assert.match(table.stdout.split('\n')[1]!, /\sno$/, 'a plain backup says it is not encrypted');
     const yaml = await cli('backup', 'list', '-o', 'yaml');
     assert.match(yaml.stdout, /^snapshots:\n  - formatVersion: 1/);
   });

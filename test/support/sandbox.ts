@@ -16,12 +16,12 @@ process.on('exit', () => {
 });
 
 /** A real N-member etcd cluster and a real MinIO on loopback (random ports, temp dir). */
-export async function startSandbox(opts: { members?: number; cluster?: string; storeHost?: string } = {}): Promise<Sandbox> {
+export async function startSandbox(opts: { members?: number; cluster?: string; storeHost?: string; encrypt?: boolean } = {}): Promise<Sandbox> {
   const b = binaries();
   process.env['ETCD_BIN_DIR'] = b.etcdBinDir;
   process.env['MINIO_BIN'] = b.minio;
   const dir = mkdtempSync(join(tmpdir(), 'etcd-recover-test-'));
-  const sb = await Sandbox.up({ dir, members: opts.members ?? 3, ...(opts.cluster ? { cluster: opts.cluster } : {}), ...(opts.storeHost ? { storeHost: opts.storeHost } : {}) });
+  const sb = await Sandbox.up({ dir, members: opts.members ?? 3, ...(opts.cluster ? { cluster: opts.cluster } : {}), ...(opts.storeHost ? { storeHost: opts.storeHost } : {}), ...(opts.encrypt ? { encrypt: true } : {}) });
   live.add(sb);
   return sb;
 }

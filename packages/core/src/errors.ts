@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'RESUME_CONFLICT'
   | 'NO_SPACE'
   | 'STORE_UNSAFE'
+  | 'VERSION_MISMATCH'
   | 'BACKUPS_EXIST'
   | 'ABORTED'
   | 'PRECONDITION'
@@ -31,6 +32,7 @@ export type ErrorCode =
   | 'KUBERNETES_ERROR'
   | 'FORBIDDEN'
   | 'TIMEOUT'
+  | 'ENCRYPTION_KEY'
   | 'INTERNAL';
 
 /** Exit codes, documented in docs/exit-codes.md. Stable: scripts depend on them. */
@@ -64,6 +66,10 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   STEP_FAILED: 10,
   NO_SPACE: 11,
   STORE_UNSAFE: 12,
+  /** A backup is encrypted and no configured identity opens it (missing or wrong key): never "corrupt". */
+  ENCRYPTION_KEY: 13,
+  /** The restore point was written by an etcd the target's etcd cannot restore (a newer minor; with --require-same-version any other release). */
+  VERSION_MISMATCH: 14,
 };
 
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([

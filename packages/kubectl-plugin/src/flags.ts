@@ -55,6 +55,16 @@ export const storeFlags = {
     env: 'ETCD_RECOVER_S3_CHECKSUM',
     helpGroup: 'BACKUP STORE',
   })(),
+  'age-recipients-file': Flags.string({
+    description: 'age recipients (public keys "age1…", one per line): new backups are encrypted for them. Default: the identity file\'s own keys, else the key Secret the contract names.',
+    env: 'ETCD_RECOVER_AGE_RECIPIENTS_FILE',
+    helpGroup: 'ENCRYPTION',
+  }),
+  'age-identity-file': Flags.string({
+    description: 'age identity file (as age-keygen writes it): opens encrypted backups. Never printed or logged.',
+    env: 'ETCD_RECOVER_AGE_IDENTITY_FILE',
+    helpGroup: 'ENCRYPTION',
+  }),
 };
 
 export const outputFlag = {

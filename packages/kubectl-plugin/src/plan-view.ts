@@ -16,6 +16,7 @@ export function describePlan(plan: RecoveryPlan, resumed: boolean): string {
         : `  restore:    backup ${rp.name} (revision ${rp.revision}, ${rp.totalKeys} keys, taken ${age(rp.createdAt)} ago${rp.verified ? ', verified' : ', NOT yet verified'}) — ${rp.reason}`,
     );
   }
+  if (plan.versions) lines.push(`  etcd:       ${describeVersions(plan.versions)}`);
   if (plan.bump) lines.push(`  revisions:  bumped by ${plan.bump.bump} and marked compacted (${plan.bump.reason})`);
   if (plan.loss) {
     const parts = [plan.loss.revisions !== undefined ? `${plan.loss.revisions} revisions` : undefined, plan.loss.seconds !== undefined ? `${plan.loss.seconds} s of writes` : undefined].filter(Boolean);
@@ -37,11 +38,18 @@ export function describeStep(e: StepEvent): string {
 export function describeReport(r: RecoveryReport): string {
   const lines = [`Recovery ${r.id} completed${r.resumed ? ' (resumed)' : ''} in ${duration(r.rtoMs)}.`];
   if (r.restorePoint) lines.push(`  restored from: ${r.restorePoint.kind === 'live' ? `live snapshot of ${r.restorePoint.member}` : 'backup'} ${r.restorePoint.name ?? ''} (revision ${r.restorePoint.revision ?? '?'})`);
+  if (r.versions) lines.push(`  etcd:          ${describeVersions(r.versions)}`);
   if (r.revisionBefore !== undefined || r.bump) lines.push(`  revision:      ${r.revisionBefore ?? '?'} before → ${r.revisionAfter} after${r.bump ? ` (bump ${r.bump})` : ''}`);
   lines.push(`  keys:          ${r.keys}`);
   lines.push(`  members:       ${r.members.map((m) => `${m.name}${m.isLeader ? '*' : ''}@${m.revision}`).join(', ')}${r.members[0]?.hashKV !== undefined ? ` — identical keyspace (hashKV ${r.members[0].hashKV})` : ''}`);
   if (r.loss) lines.push(`  data loss:     ${r.loss.note}`);
   lines.push(`  old data kept: ${Object.values(r.oldData).join(', ')}`);
   lines.push(`  RTO:           ${duration(r.rtoMs)}`);
+  for (const w of r.warnings ?? []) lines.push(`  warning: ${w}`);
   return lines.join('\n');
+}
+
+/** "snapshot 3.6.15 → target 3.6.16 (warn)", unknown versions named so. */
+function describeVersions(v: NonNullable<RecoveryPlan['versions']>): string {
+  return `snapshot ${v.snapshot.version ?? 'unknown'} → target ${v.target.version ?? 'unknown'} (${v.verdict === 'ok' ? 'ok' : v.verdict === 'warn' ? 'warning' : 'REFUSED'}${v.requireSame ? ', same release required' : ''}; target's from ${v.target.source})`;
 }

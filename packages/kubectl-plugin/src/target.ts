@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  AgeKeys,
   Catalog,
   Etcd3Gateway,
   EtcdRecoverError,
@@ -38,6 +39,8 @@ export interface TargetFlags {
   's3-credentials-file'?: string | undefined;
   's3-profile'?: string | undefined;
   's3-checksum'?: 'when_supported' | 'when_required' | undefined;
+  'age-recipients-file'?: string | undefined;
+  'age-identity-file'?: string | undefined;
 }
 
 /**
@@ -76,10 +79,17 @@ export class Target {
       });
       const declared = await k.resolveDeclaredCluster(kc, namespace, flags.cluster);
       const creds = flags['s3-credentials-file'] ? undefined : await k.readBackupCredentials(kc, declared.contract);
-      return new Target(flags, { contract: declared.contract, kube: { kc, namespace: declared.namespace, configMap: declared.configMap }, ...(creds ? { credentials: creds } : {}) });
+      const t = new Target(flags, { contract: declared.contract, kube: { kc, namespace: declared.namespace, configMap: declared.configMap }, ...(creds ? { credentials: creds } : {}) });
+      t.keys = await loadKeys(flags, t, () => k.readAgeKeySecret(kc, declared.contract));
+      return t;
     }
-    return new Target(flags);
+    const t = new Target(flags);
+    t.keys = await loadKeys(flags, t);
+    return t;
   }
+
+  /** The age keys backups are encrypted and opened with (none: plain backups). */
+  keys: AgeKeys | undefined;
 
   constructor(flags: TargetFlags, resolved?: { contract: RecoveryContract; kube: NonNullable<Target['kube']>; credentials?: { accessKeyId: string; secretAccessKey: string } }) {
     const contract = resolved?.contract ?? (flags['contract-file'] && !flags.endpoints ? readContract(flags['contract-file']) : undefined);
@@ -187,7 +197,7 @@ export class Target {
   }
 
   catalog(): Catalog {
-    return new Catalog(this.store(), this.cluster);
+    return new Catalog(this.store(), this.cluster, this.keys);
   }
 
   close(): void {
@@ -195,6 +205,44 @@ export class Target {
     this.gw?.close();
     this.st?.destroy();
   }
+}
+
+/**
+ * The age keys, first found wins: --age-recipients-file/--age-identity-file (or their env vars, which
+ * the in-cluster jobs get pointing at the mounted key Secret), else the key Secret the contract names
+ * (read through the API from an operator's machine), else the sandbox's own key. A contract that
+ * names a key Secret never falls back to plain backups: a missing key is an error.
+ */
+async function loadKeys(flags: TargetFlags, t: Target, fromSecret?: () => Promise<{ recipients?: string; identities?: string; source: string } | undefined>): Promise<AgeKeys | undefined> {
+  const read = (p: string, what: string) => {
+    try {
+      return readFileSync(p, 'utf8');
+    } catch (e) {
+      throw new EtcdRecoverError('CONFIG', `cannot read the age ${what} file ${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+    }
+  };
+  const rf = flags['age-recipients-file'];
+  const idf = flags['age-identity-file'];
+  if (rf || idf) {
+    return AgeKeys.parse({
+      ...(rf ? { recipients: read(rf, 'recipients') } : {}),
+      ...(idf ? { identities: read(idf, 'identity') } : {}),
+      source: [rf ? `file ${rf}` : '', idf ? `file ${idf}` : ''].filter(Boolean).join(' and '),
+    });
+  }
+  const named = t.contract?.backup.encryption;
+  if (named && fromSecret) {
+    const got = await fromSecret();
+    if (got) return AgeKeys.parse(got);
+  }
+  if (named) {
+    throw new EtcdRecoverError('ENCRYPTION_KEY', `the recovery contract says backups are encrypted (key Secret ${named.secretName}), but no age key was given`, {
+      hint: 'pass --age-identity-file (and --age-recipients-file), or run with access to that Secret',
+    });
+  }
+  const sb = t.sandbox?.state.encryption;
+  if (sb && !flags.bucket) return AgeKeys.parse({ identities: read(sb.identityFile, 'identity'), source: `the sandbox key ${sb.identityFile}` });
+  return undefined;
 }
 
 function readContract(path: string): RecoveryContract {

@@ -49,6 +49,13 @@ export interface BackupArgs {
   readonly forcePathStyle?: boolean;
   /** SDK checksum mode for stores that reject the newer checksums. Default "when_supported". */
   readonly checksumMode?: 'when_supported' | 'when_required';
+  /**
+   * Client-side encryption of every backup (age, X25519): an existing Secret in the namespace with
+   * key `recipients` (age public keys, one per line) and key `identity` (the `age-keygen` file). The
+   * backup job mounts only `recipients`; verification, restores and member-init also `identity`.
+   * The identity never passes through Pulumi's state. Default: plain backups.
+   */
+  readonly encryption?: { readonly secretName: string };
   /** Credentials; stored in a Secret for the jobs and kept secret in Pulumi state. */
   readonly credentials: { readonly accessKeyId: pulumi.Input<string>; readonly secretAccessKey: pulumi.Input<string> };
   /** Full backup schedule (cron). Default every 30 minutes. */
@@ -208,6 +215,9 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
     if (c.expirationDays !== undefined && !(c.expirationDays > 0)) fail('backup.bucket.create.expirationDays', 'must be a positive number of days');
     if (c.objectLock && !(c.objectLock.days > 0)) fail('backup.bucket.create.objectLock.days', 'must be a positive number of days');
     if (c.objectLock && c.versioning === false) fail('backup.bucket.create.objectLock', 'needs versioning');
+  }
+  if (b.encryption && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(b.encryption.secretName ?? '')) {
+    fail('backup.encryption.secretName', `"${b.encryption.secretName}" is not a Secret name`);
   }
   const schedule = b.schedule ?? '*/30 * * * *';
   const verifySchedule = b.verifySchedule ?? '15 * * * *';

@@ -55,6 +55,7 @@ export function buildContract(r: ResolvedArgs, bucket: string, endpoint: string 
       forcePathStyle: r.backup.forcePathStyle ?? Boolean(endpoint),
       checksumMode: r.backup.checksumMode,
       credentialsSecret: n.credentials,
+      ...(r.backup.encryption ? { encryption: { secretName: r.backup.encryption.secretName } } : {}),
     },
     agent: { image: r.agentImage, restoreServiceAccount: n.sa('restore') },
     dependents: r.dependents.map((d) => ({ apiVersion: 'apps/v1' as const, ...d })),

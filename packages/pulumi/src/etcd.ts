@@ -2,7 +2,7 @@ import * as pulumi from '@pulumi/pulumi';
 import * as k8s from '@pulumi/kubernetes';
 import type { ResolvedArgs } from './args.js';
 import { buildContract, podLabels } from './contract.js';
-import { CONFIG_FILE, DATA_DIR, MOUNT, PORTS, TLS_DIR, namesFor } from './names.js';
+import { AGE_DIR, AGE_VOLUME, CONFIG_FILE, DATA_DIR, MOUNT, PORTS, TLS_DIR, namesFor } from './names.js';
 
 type Input<T> = pulumi.Input<T>;
 type Container = k8s.types.input.core.v1.Container;
@@ -10,6 +10,20 @@ type Volume = k8s.types.input.core.v1.Volume;
 type VolumeMount = k8s.types.input.core.v1.VolumeMount;
 
 /** TLS secrets mounted into the etcd pod (and passed to member-init, which writes etcd's config). */
+/** member-init opens backups (auto-restore, the start-up decision): the whole age key Secret, when backups are encrypted. */
+function ageMounts(r: ResolvedArgs): { volumes: Volume[]; mounts: VolumeMount[]; env: k8s.types.input.core.v1.EnvVar[] } {
+  const enc = r.backup.encryption;
+  if (!enc) return { volumes: [], mounts: [], env: [] };
+  return {
+    volumes: [{ name: AGE_VOLUME, secret: { secretName: enc.secretName, defaultMode: 0o440 } }],
+    mounts: [{ name: AGE_VOLUME, mountPath: AGE_DIR, readOnly: true }],
+    env: [
+      { name: 'ETCD_RECOVER_AGE_RECIPIENTS_FILE', value: `${AGE_DIR}/recipients` },
+      { name: 'ETCD_RECOVER_AGE_IDENTITY_FILE', value: `${AGE_DIR}/identity` },
+    ],
+  };
+}
+
 function tlsMounts(r: ResolvedArgs): { volumes: Volume[]; mounts: VolumeMount[] } {
   const volumes: Volume[] = [];
   const mounts: VolumeMount[] = [];
@@ -69,8 +83,9 @@ function memberInit(r: ResolvedArgs, mounts: VolumeMount[]): Container {
       { name: 'AWS_SECRET_ACCESS_KEY', valueFrom: { secretKeyRef: { name: n.credentials, key: 'AWS_SECRET_ACCESS_KEY' } } },
       { name: 'ETCD_RECOVER_CONTRACT', value: `${CONTRACT_DIR}/contract.json` },
       { name: 'HOME', value: '/tmp' },
+      ...ageMounts(r).env,
     ],
-    volumeMounts: [{ name: 'data', mountPath: MOUNT }, { name: 'contract', mountPath: CONTRACT_DIR, readOnly: true }, ...mounts],
+    volumeMounts: [{ name: 'data', mountPath: MOUNT }, { name: 'contract', mountPath: CONTRACT_DIR, readOnly: true }, ...mounts, ...ageMounts(r).mounts],
   };
 }
 
@@ -159,7 +174,7 @@ export function createEtcd(name: string, r: ResolvedArgs, contract: pulumi.Resou
                 volumeMounts: [{ name: 'data', mountPath: MOUNT }, ...mounts],
               },
             ],
-            volumes: [...volumes, { name: 'contract', configMap: { name: n.contract } }],
+            volumes: [...volumes, ...ageMounts(r).volumes, { name: 'contract', configMap: { name: n.contract } }],
           },
         },
         volumeClaimTemplates: [

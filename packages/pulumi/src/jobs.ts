@@ -2,7 +2,7 @@ import * as pulumi from '@pulumi/pulumi';
 import * as k8s from '@pulumi/kubernetes';
 import type { ResolvedArgs } from './args.js';
 import { podLabels } from './contract.js';
-import { TLS_DIR, namesFor } from './names.js';
+import { AGE_DIR, AGE_VOLUME, TLS_DIR, namesFor } from './names.js';
 
 type PolicyRule = k8s.types.input.rbac.v1.PolicyRule;
 
@@ -82,6 +82,22 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
     { name: 'HOME', value: '/tmp' },
     ...(r.tls?.clientSecret ? [{ name: 'ETCD_RECOVER_ETCD_TLS_DIR', value: `${TLS_DIR}/client` }] : []),
   ];
+  // The age key, least privilege: the backup job encrypts, so it sees the public recipients only;
+  // the verify job (and the restore Jobs made from the backup job's template) opens backups.
+  const enc = r.backup.encryption;
+  const age = (job: string) => {
+    if (!enc || (job !== 'backup' && job !== 'verify')) return { volumes, mounts, env };
+    const full = job === 'verify';
+    return {
+      volumes: [...volumes, { name: AGE_VOLUME, secret: { secretName: enc.secretName, defaultMode: 0o440, ...(full ? {} : { items: [{ key: 'recipients', path: 'recipients' }] }) } }],
+      mounts: [...mounts, { name: AGE_VOLUME, mountPath: AGE_DIR, readOnly: true }],
+      env: [
+        ...env,
+        { name: 'ETCD_RECOVER_AGE_RECIPIENTS_FILE', value: `${AGE_DIR}/recipients` },
+        ...(full ? [{ name: 'ETCD_RECOVER_AGE_IDENTITY_FILE', value: `${AGE_DIR}/identity` }] : []),
+      ],
+    };
+  };
   const cron = (job: string, schedule: string, args: string[], deadlineSeconds: number) =>
     new k8s.batch.v1.CronJob(
       `${name}-${job}`,
@@ -113,13 +129,13 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
                       image: r.agentImage,
                       command: ['kubectl-etcd_recover'],
                       args,
-                      env,
-                      volumeMounts: mounts,
+                      env: age(job).env,
+                      volumeMounts: age(job).mounts,
                       terminationMessagePolicy: 'FallbackToLogsOnError',
                       securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
                     },
                   ],
-                  volumes,
+                  volumes: age(job).volumes,
                 },
               },
             },

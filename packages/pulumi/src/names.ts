@@ -20,3 +20,6 @@ export const MOUNT = '/var/lib/etcd';
 export const DATA_DIR = '/var/lib/etcd/data';
 export const CONFIG_FILE = '/var/lib/etcd/etcd.conf.yml';
 export const TLS_DIR = '/etc/etcd/tls';
+/** Where jobs mount the age key Secret (backup.encryption): `recipients`, and where allowed `identity`. */
+export const AGE_DIR = '/etc/etcd-recover-age';
+export const AGE_VOLUME = 'age-key';

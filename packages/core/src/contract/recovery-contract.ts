@@ -54,6 +54,11 @@ export interface RecoveryContract {
     clientService: string;
     replicas: number;
     image: string;
+    /**
+     * The etcd version the image runs, e.g. "3.6.16" (optional; the Pulumi component does not write it
+     * yet). Without it the plugin reads the version from the StatefulSet's image tag.
+     */
+    version?: string;
     containerName: string;
     /** The volumeClaimTemplate name; PVCs are `<template>-<pod>`. */
     volumeClaimTemplate: string;
@@ -80,6 +85,11 @@ export interface RecoveryContract {
     checksumMode?: 'when_supported' | 'when_required';
     /** Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for jobs and for the plugin. */
     credentialsSecret?: string;
+    /**
+     * Client-side encryption (age): the Secret with key `recipients` (public keys; what the backup
+     * jobs mount) and key `identity` (what verify, drill and restores mount). Absent: plain backups.
+     */
+    encryption?: { secretName: string };
   };
   agent: {
     image: string;

@@ -117,6 +117,36 @@ export async function readBackupCredentials(kc: KubeConfig, c: RecoveryContract)
   }
 }
 
+/**
+ * The age keys from the Secret the contract names (`recipients`, `identity`), for the plugin on an
+ * operator's machine; undefined when the contract names none. A Secret that cannot be read is an
+ * error, never a silent fall back to plain backups. The identity is returned only to be parsed.
+ */
+export async function readAgeKeySecret(kc: KubeConfig, c: RecoveryContract): Promise<{ recipients?: string; identities?: string; source: string } | undefined> {
+  const name = c.backup.encryption?.secretName;
+  if (!name) return undefined;
+  const where = `Secret ${c.namespace}/${name}`;
+  let s;
+  try {
+    s = await kc.makeApiClient(CoreV1Api).readNamespacedSecret({ namespace: c.namespace, name });
+  } catch (e) {
+    const code = statusOf(e);
+    if (code === 404 || code === 403) {
+      throw new EtcdRecoverError('ENCRYPTION_KEY', `backups are encrypted, but the key ${where} ${code === 404 ? 'does not exist' : 'cannot be read with your credentials (forbidden)'}`, {
+        hint: 'pass the key with --age-identity-file (your break-glass copy), or get read access to that Secret',
+      });
+    }
+    throw apiError(`get secret ${c.namespace}/${name}`, e);
+  }
+  const d = (k: string) => (s.data?.[k] ? Buffer.from(s.data[k]!, 'base64').toString('utf8') : undefined);
+  const recipients = d('recipients');
+  const identities = d('identity');
+  if (!recipients && !identities) {
+    throw new EtcdRecoverError('ENCRYPTION_KEY', `the key ${where} has neither a "recipients" nor an "identity" key`, { hint: 'see docs/runbooks/backups.md, "Encryption"' });
+  }
+  return { ...(recipients ? { recipients } : {}), ...(identities ? { identities } : {}), source: where };
+}
+
 export interface KubeMemberStatus {
   name: string;
   pod: { phase: string; ready: boolean; restarts: number; reason?: string } | undefined;

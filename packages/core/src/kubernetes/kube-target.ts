@@ -5,7 +5,8 @@ import type { RecoveryContract } from '../contract/recovery-contract.js';
 import { asidePath, volumeStepKey } from '../recovery/member-data.js';
 import { keyspaceReportKey } from '../recovery/keyspace.js';
 import { summarize, type ClusterObservation, type MemberObservation, type MemberSpec } from '../recovery/observation.js';
-import type { Keyspace, RecoveryTarget, RestoreParams, StepContext } from '../recovery/target.js';
+import type { Keyspace, RecoveryTarget, RestoreParams, StepContext, TargetEtcdVersion } from '../recovery/target.js';
+import { etcdVersionFromImage } from '../recovery/version-check.js';
 import type { SnapshotRecord } from '../snapshot/catalog.js';
 import { readJson } from '../store/object-store.js';
 import { layout } from '../layout.js';
@@ -150,6 +151,25 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     return summarize(members);
   }
 
+  /**
+   * The etcd the restored members will run: the contract's `etcd.version` when declared; else the tag
+   * of the etcd container's image in the live StatefulSet (what the scale-up starts); else the
+   * contract's image tag. Undefined when none names a version (a digest, "latest"): the plan shows it
+   * unknown (the live members' metrics report no version here).
+   */
+  async etcdVersion(): Promise<TargetEtcdVersion | undefined> {
+    const c = this.contract.etcd;
+    if (c.version) return { version: c.version, source: `recovery contract (etcd.version)` };
+    const sts = await this.readStatefulSet().catch(() => undefined);
+    const containers = sts?.spec?.template?.spec?.containers ?? [];
+    const image = (containers.find((x) => x.name === c.containerName) ?? containers[0])?.image;
+    const live = etcdVersionFromImage(image);
+    if (live) return { version: live, source: `image ${image} of statefulset ${this.ns}/${c.statefulSet}` };
+    const declared = etcdVersionFromImage(c.image);
+    if (declared) return { version: declared, source: `image ${c.image} in the recovery contract` };
+    return undefined;
+  }
+
   // ------------------------------------------------------------------ Jobs
 
   /** A Job name unique to this recovery and step (reruns find the same Job). */
@@ -181,6 +201,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     if (!existing) {
       const spec = await jobSpecFromCronJob(this.kc, ns, `${this.cluster}-backup`, args);
       spec.template.spec!.containers[0]!.name = 'recover';
+      openAgeKey(spec, this.contract.backup.encryption?.secretName);
       spec.backoffLimit = 1;
       spec.activeDeadlineSeconds = Math.ceil(this.jobMs / 1000);
       const labels = { ...(spec.template.metadata?.labels ?? {}), 'etcd-recover.io/job': 'recovery', [RECOVERY_LABEL]: recoveryId };
@@ -588,4 +609,21 @@ function contains(o: unknown, patch: unknown): boolean {
   if (typeof patch !== 'object' || Array.isArray(patch)) return JSON.stringify(o) === JSON.stringify(patch);
   if (typeof o !== 'object' || o === null) return false;
   return Object.entries(patch as Record<string, unknown>).every(([k, v]) => contains((o as Record<string, unknown>)[k], v));
+}
+
+/**
+ * Recovery Jobs are made from the backup CronJob's template, which mounts only the age key's public
+ * `recipients` (a backup job never needs to decrypt). A recovery Job verifies and restores encrypted
+ * backups: it gets the whole key Secret, and the identity file beside the recipients.
+ */
+function openAgeKey(spec: NonNullable<V1Job['spec']>, secretName: string | undefined): void {
+  if (!secretName) return;
+  const pod = spec.template.spec!;
+  const volume = pod.volumes?.find((v) => v.secret?.secretName === secretName);
+  const c = pod.containers[0]!;
+  const mount = volume && c.volumeMounts?.find((m) => m.name === volume.name);
+  if (!volume || !mount) return;
+  delete volume.secret!.items;
+  const env = (c.env ?? []).filter((e) => e.name !== 'ETCD_RECOVER_AGE_IDENTITY_FILE');
+  c.env = [...env, { name: 'ETCD_RECOVER_AGE_IDENTITY_FILE', value: `${mount.mountPath}/identity` }];
 }

@@ -47,6 +47,10 @@ export interface RecoveryReport {
   loss?: RecoveryPlan['loss'];
   oldData: Record<string, string>;
   resumed: boolean;
+  /** The snapshot's and the target's etcd versions, as planned. */
+  versions?: RecoveryPlan['versions'];
+  /** The plan's warnings (e.g. a different etcd patch level), repeated for the record. */
+  warnings?: string[];
 }
 
 interface StepImpl {
@@ -434,5 +438,7 @@ async function finalReport(plan: RecoveryPlan, journal: Journal, target: Recover
       plan.members.filter((m) => plan.kind === 'quorum' || m.name === plan.member).map((m) => [m.name, target.asideLocation(m.name, plan.id)]),
     ),
     resumed,
+    ...(plan.versions ? { versions: plan.versions } : {}),
+    ...(plan.warnings.length ? { warnings: plan.warnings } : {}),
   };
 }

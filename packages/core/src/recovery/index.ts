@@ -10,3 +10,4 @@ export * from './recover.js';
 export * from './heal.js';
 export * from './member-data.js';
 export * from './keyspace.js';
+export * from './version-check.js';

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { EtcdRecoverError } from '../errors.js';
 import { layout } from '../layout.js';
 import type { Catalog, SnapshotRecord } from '../snapshot/catalog.js';
+import { readSnapshot } from '../snapshot/snapshot-object.js';
 import { SnapshotVerifier, describeDefects } from '../snapshot/verifier/index.js';
 import type { MemberSpec } from './observation.js';
 
@@ -63,7 +64,7 @@ export async function fetchVerifiedSnapshot(
   let bytes = 0;
   try {
     // Borrowed chunks: each is verified and fully written before the next is pulled.
-    for await (const chunk of catalog.store.get(layout.snapshotObject(catalog.cluster, record.name), {
+    for await (const chunk of readSnapshot(catalog, record, {
       ...(o.signal ? { signal: o.signal } : {}),
       borrow: true,
       onRetry: (r) => o.progress?.(`object store hiccup at byte ${r.offset} (${r.error}); resuming, attempt ${r.attempt}`),

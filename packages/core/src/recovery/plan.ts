@@ -1,5 +1,6 @@
 import type { BumpDecision } from './revision-bump.js';
 import type { ClusterObservation, MemberSpec } from './observation.js';
+import type { PlanVersions } from './version-check.js';
 
 export type StepKind =
   | 'capture-live'
@@ -63,7 +64,12 @@ export interface RecoveryPlan {
   };
   restorePoint?: RestorePoint;
   /** What the command asked for (a resume must ask for the same thing). */
-  request?: { restorePoint: 'auto' | 'live' | 'latest' | { name: string }; bumpOverride?: number; allowForeign?: boolean };
+  request?: { restorePoint: 'auto' | 'live' | 'latest' | { name: string }; bumpOverride?: number; allowForeign?: boolean; requireSameVersion?: boolean };
+  /**
+   * The snapshot's etcd version and the target's, and whether the target can restore it
+   * (version-check.ts). A `refuse` verdict never runs: the restore is refused before anything is stopped.
+   */
+  versions?: PlanVersions;
   bump?: BumpDecision;
   /** New initial-cluster token for a full restore (a restored cluster is a new cluster). */
   token?: string;
@@ -100,6 +106,8 @@ export interface QuorumPlanInput {
   quiesce: boolean;
   /** The newest trusted backup, to tell what a live restore point gains or loses against it. */
   newestBackup?: { name: string; revision: number; createdAt: string };
+  /** The etcd versions the restore crosses (planVersions). */
+  versions?: PlanVersions;
 }
 
 /**
@@ -134,6 +142,8 @@ export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
   if (i.observation.quorum) warnings.push('quorum still holds: a full restore discards writes made since the restore point; consider `member replace` instead');
   if (rp.kind === 'backup' && observed.withData.length) warnings.push(`member(s) ${observed.withData.join(', ')} still have data newer than the backup may be; a live snapshot would lose less (--restore-point live)`);
   if (rp.kind === 'backup' && rp.verified === false) warnings.push(`backup ${rp.name} has not been verified before; it is verified before anything is stopped`);
+  if (i.versions?.verdict === 'warn') warnings.push(`etcd version: ${i.versions.reason}`);
+  if (i.versions?.verdict === 'refuse') warnings.push(`etcd version: REFUSED, nothing will be stopped: ${i.versions.reason}${i.versions.hint ? ` (${i.versions.hint})` : ''}`);
 
   const loss = quorumLoss(i, observed);
   if (rp.kind === 'live' && i.newestBackup && rp.revision !== undefined && i.newestBackup.revision > rp.revision) {
@@ -152,6 +162,7 @@ export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
     restorePoint: rp,
     bump: i.bump,
     token: i.token,
+    ...(i.versions ? { versions: i.versions } : {}),
     loss,
     steps,
     warnings,

@@ -2,15 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { EtcdRecoverError } from '../errors.js';
 import { layout } from '../layout.js';
 import { readJson } from '../store/object-store.js';
-import { isVerified, type Catalog } from '../snapshot/catalog.js';
+import { isTrusted, isVerified, type Catalog, type SnapshotRecord } from '../snapshot/catalog.js';
 import { executePlan, type RecoveryReport, type StepEvent } from './executor.js';
 import { Journal, type JournalDoc } from './journal.js';
 import { RecoveryLock, describeHolder, lockedError } from './lock.js';
 import { quorumSize, type ClusterObservation } from './observation.js';
-import { newRecoveryId, planMemberReplace, planQuorumRestore, type RecoveryPlan } from './plan.js';
+import { newRecoveryId, planMemberReplace, planQuorumRestore, type RecoveryPlan, type RestorePoint } from './plan.js';
 import { resolveRestorePoint, type RestorePointRequest } from './restore-point.js';
 import { computeRevisionBump, writeRate } from './revision-bump.js';
-import type { RecoveryTarget } from './target.js';
+import type { RecoveryTarget, TargetEtcdVersion } from './target.js';
+import { checkEtcdVersions, compareEtcdVersions, planVersions, refuseVersionMismatch, type PlanVersions, type SnapshotVersionEvidence } from './version-check.js';
 
 export interface Prepared {
   plan: RecoveryPlan;
@@ -118,10 +119,17 @@ function refuseConflicting(open: Journal, conflicts: string[]): void {
  * Before resuming a journal none of whose destructive steps has run, every precondition of a new run
  * is checked again: the world may have changed since it was planned (quorum back, backup gone bad).
  */
-async function recheckBeforeResume(c: Common, open: Journal, observation: ClusterObservation, force: boolean | undefined): Promise<void> {
+async function recheckBeforeResume(c: Common, open: Journal, observation: ClusterObservation, force: boolean | undefined, requireSameVersion?: boolean): Promise<void> {
   if (destructiveStarted(open)) return;
   const plan = open.doc.plan;
   if (plan.kind === 'quorum') {
+    // The target's etcd may have changed since (another image), or this run asks for the same release.
+    const strict = Boolean(requireSameVersion || plan.request?.requireSameVersion);
+    const captured = open.doc.facts['restoreFrom'] as string | undefined;
+    const rec = captured ? await c.catalog.get(captured, c.signal).catch(() => undefined) : plan.restorePoint?.kind === 'backup' && plan.restorePoint.name ? await c.catalog.get(plan.restorePoint.name, c.signal).catch(() => undefined) : undefined;
+    const now = await versionsFor({ target: c.target, observation, point: plan.restorePoint, record: rec, requireSame: strict, ...(c.signal ? { signal: c.signal } : {}) });
+    if (now) refuseVersionMismatch(now, `${rec ? `backup ${rec.name}` : 'the restore point'} of unfinished recovery ${open.id}`, 'or close it with --abandon "REASON"');
+
     if (observation.quorum && !force) {
       throw new EtcdRecoverError('QUORUM_HOLDS', `quorum holds now (${observation.healthy.join(', ')} healthy); the ${describeOpenJournal(open)} was planned when it did not. Resuming would discard every write since its restore point`, {
         hint: 'close it with --abandon "quorum is back" and replace failed members with `member replace NAME`; or pass --force to restore anyway',
@@ -193,6 +201,12 @@ export interface QuorumOptions extends Common {
   allowForeign?: boolean;
   /** Restore even though quorum holds (also checked again before resuming an untouched journal). */
   force?: boolean;
+  /**
+   * OKD's rule: restore only with the etcd release that took the snapshot (any difference in
+   * major.minor.patch, or a version unknown on either side, refuses). Without it a newer minor refuses
+   * and any other difference warns.
+   */
+  requireSameVersion?: boolean;
 }
 
 /** Observes the cluster and builds the quorum-restore plan (or finds the one to resume). Changes nothing. */
@@ -202,13 +216,13 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
   const open = await openJournal(o, 'quorum');
   if (open) {
     refuseConflicting(open, resumeConflicts(open.doc.plan, open.doc.facts, o));
-    await recheckBeforeResume(o, open, observation, o.force);
+    await recheckBeforeResume(o, open, observation, o.force, o.requireSameVersion);
     return { plan: open.doc.plan, resume: open, observation };
   }
   const now = o.now ?? new Date();
   const past = await bucketHistory(o);
   const request = o.request ?? 'auto';
-  const { point, backups, newestBackup } = await resolveRestorePoint({
+  const { point, record, backups, newestBackup } = await resolveRestorePoint({
     catalog: o.catalog,
     observation,
     request,
@@ -229,6 +243,16 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
   } catch (e) {
     throw new EtcdRecoverError('USAGE', (e as Error).message);
   }
+  const versions = await versionsFor({
+    target: o.target,
+    observation,
+    point,
+    record,
+    backups,
+    cluster: o.catalog.cluster,
+    requireSame: Boolean(o.requireSameVersion),
+    ...(o.signal ? { signal: o.signal } : {}),
+  });
   const plan = planQuorumRestore({
     id: newRecoveryId(now, randomBytes(2).toString('hex')),
     cluster: o.catalog.cluster,
@@ -241,11 +265,13 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
     token: `${o.catalog.cluster}-${randomBytes(4).toString('hex')}`,
     quiesce: o.target.quiesces,
     ...(newestBackup ? { newestBackup: { name: newestBackup.name, revision: newestBackup.revision, createdAt: newestBackup.createdAt } } : {}),
+    ...(versions ? { versions } : {}),
   });
   plan.request = {
     restorePoint: request,
     ...(o.bumpOverride !== undefined ? { bumpOverride: o.bumpOverride } : {}),
     ...(o.allowForeign ? { allowForeign: true } : {}),
+    ...(o.requireSameVersion ? { requireSameVersion: true } : {}),
   };
   return { plan, observation };
 }
@@ -311,6 +337,8 @@ export async function runRecovery(o: RunOptions): Promise<RecoveryReport> {
     onLost: (why) => o.onMessage?.(`lost the recovery lock (${why}): stopping before the next destructive step`),
   });
   const { plan } = o.prepared;
+  // Before the lock, the journal and any step: a restore the target's etcd cannot take never starts.
+  refusePlannedVersions(plan);
   await lock.acquire(plan.id, plan.kind, o.command, o.signal);
   try {
     if (o.restart) {
@@ -347,4 +375,75 @@ function highest(a: number | undefined, b: number | undefined): number | undefin
   if (a === undefined) return b;
   if (b === undefined) return a;
   return Math.max(a, b);
+}
+
+/** Refuses (VERSION_MISMATCH) a plan whose version check refused; callers run it before anything changes. */
+export function refusePlannedVersions(plan: RecoveryPlan): void {
+  const rp = plan.restorePoint;
+  const what = rp ? (rp.kind === 'live' ? `a live snapshot of ${rp.member}` : `backup ${rp.name}`) : `the ${plan.kind} plan`;
+  refuseVersionMismatch(plan.versions, what);
+}
+
+/**
+ * The etcd the target will run: what the target says (etcdVersion), else the live members' reported
+ * versions — the lowest when they differ (every member must read the restored data).
+ */
+export async function targetEtcdVersion(target: RecoveryTarget, observation: ClusterObservation, signal?: AbortSignal): Promise<TargetEtcdVersion | undefined> {
+  const own = await target.etcdVersion?.(signal).catch(() => undefined);
+  if (own) return own;
+  const reported = observation.members.filter((m) => m.status?.version).map((m) => ({ name: m.name, version: m.status!.version }));
+  if (!reported.length) return undefined;
+  const lowest = [...reported].sort((a, b) => compareEtcdVersions(a.version, b.version))[0]!;
+  const all = new Set(reported.map((r) => r.version));
+  return {
+    version: lowest.version,
+    source: all.size === 1 ? `reported by the running member(s) ${reported.map((r) => r.name).join(', ')}` : `the lowest the running members report (${reported.map((r) => `${r.name} ${r.version}`).join(', ')})`,
+  };
+}
+
+/** What tells the version of a restore point: its backup record, or the live member that will be snapshotted. */
+export function snapshotVersionEvidence(point: RestorePoint | undefined, record: SnapshotRecord | undefined, observation?: ClusterObservation): (SnapshotVersionEvidence & { source: string }) | undefined {
+  if (record) {
+    return {
+      ...(record.etcdVersion ? { reported: record.etcdVersion } : {}),
+      ...(record.storageVersion ? { storage: record.storageVersion } : {}),
+      source: `backup ${record.name}: etcdVersion ${record.etcdVersion || 'not recorded'} (reported by its source member), storageVersion ${record.storageVersion ?? 'not recorded'} (from the snapshot's bbolt meta)`,
+    };
+  }
+  if (point?.kind === 'live' && point.member) {
+    const v = observation?.members.find((m) => m.name === point.member)?.status?.version;
+    return { ...(v ? { reported: v } : {}), source: `live member ${point.member}${v ? ' (its status)' : ' (reports no version)'}` };
+  }
+  return undefined;
+}
+
+/**
+ * The plan's version check for a restore point. A refused backup's hint names the newest trusted backup
+ * the target can restore, when there is one.
+ */
+async function versionsFor(i: {
+  target: RecoveryTarget;
+  observation: ClusterObservation;
+  point: RestorePoint | undefined;
+  record: SnapshotRecord | undefined;
+  backups?: SnapshotRecord[];
+  cluster?: string;
+  requireSame: boolean;
+  signal?: AbortSignal;
+}): Promise<PlanVersions | undefined> {
+  const evidence = snapshotVersionEvidence(i.point, i.record, i.observation);
+  if (!evidence) return undefined;
+  const target = await targetEtcdVersion(i.target, i.observation, i.signal);
+  const v = planVersions({ snapshot: evidence, ...(target ? { target } : {}), requireSame: i.requireSame });
+  if (v.verdict === 'refuse' && v.hint && target && i.backups) {
+    const alt = i.backups.find(
+      (b) =>
+        b.name !== i.record?.name &&
+        isTrusted(b) &&
+        b.cluster === i.cluster &&
+        checkEtcdVersions({ snapshot: { ...(b.etcdVersion ? { reported: b.etcdVersion } : {}), ...(b.storageVersion ? { storage: b.storageVersion } : {}) }, target: target.version, requireSame: i.requireSame }).verdict !== 'refuse',
+    );
+    if (alt) v.hint += ` (newest trusted backup it can restore: ${alt.name}, revision ${alt.revision})`;
+  }
+  return v;
 }

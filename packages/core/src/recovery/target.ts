@@ -28,6 +28,12 @@ export interface Keyspace {
   clusterId?: string;
 }
 
+/** The etcd version a target runs, e.g. "3.6.16", and where it was read (shown in the plan). */
+export interface TargetEtcdVersion {
+  version: string;
+  source: string;
+}
+
 /**
  * What a recovery needs from the place etcd runs: the local sandbox
  * (processes and folders) or Kubernetes (a StatefulSet, PVCs and Jobs). Every
@@ -82,6 +88,14 @@ export interface RecoveryTarget {
 
   /** Key count (at `countAt` when given) and per-member HashKV. Without it the executor asks through gateway(). */
   keyspace?(ctx: StepContext, countAt?: number): Promise<Keyspace>;
+
+  /**
+   * The etcd version that will run the restored data, and where it was read (sandbox: `etcd --version`
+   * of its binary; Kubernetes: the contract, else the StatefulSet's image tag). Undefined when the
+   * target cannot tell: the plan then shows it as unknown and the live members' reported versions,
+   * if any, stand in (recover.ts). Never throws for an unknown version.
+   */
+  etcdVersion?(signal?: AbortSignal): Promise<TargetEtcdVersion | undefined>;
 
   /** Why a member is not running, if the target can tell (e.g. the fatal line of its log). */
   diagnose?(name: string): string | undefined;

@@ -8,11 +8,14 @@ import { RecoveryLock } from '../recovery/lock.js';
 import { newRecoveryId, planQuorumRestore } from '../recovery/plan.js';
 import { computeRevisionBump } from '../recovery/revision-bump.js';
 import { backupRestorePoint } from '../recovery/restore-point.js';
+import { snapshotVersionEvidence } from '../recovery/recover.js';
+import { planVersions, refuseVersionMismatch } from '../recovery/version-check.js';
+import { findEtcdBinaries } from './binaries.js';
 import { isTrusted, type Catalog, type SnapshotRecord } from '../snapshot/catalog.js';
 import { MemoryObjectStore } from '../store/memory-object-store.js';
 import { Sandbox } from './sandbox.js';
 import { opensslAvailable } from './sandbox-pki.js';
-import { SandboxTarget } from './sandbox-target.js';
+import { SandboxTarget, localEtcdVersion } from './sandbox-target.js';
 
 export interface DrillOptions {
   catalog: Catalog;
@@ -28,6 +31,8 @@ export interface DrillOptions {
   tls?: boolean;
   /** Keep the throwaway cluster's folder (for inspection). Default false. */
   keep?: boolean;
+  /** Refuse unless the local etcd is the release that took the backup (as `quorum --require-same-version`). */
+  requireSameVersion?: boolean;
   healthyTimeoutMs?: number;
   signal?: AbortSignal;
   onStep?: (e: StepEvent) => void;
@@ -58,6 +63,10 @@ export async function drillRestore(o: DrillOptions): Promise<DrillReport> {
     record = (await o.catalog.list(o.signal)).snapshots.find(isTrusted);
     if (!record) throw new EtcdRecoverError('NO_RESTORE_POINT', `no trusted (verified, not suspect) backup of cluster ${o.catalog.cluster} to drill`, { hint: 'name one: backup drill NAME' });
   }
+  // The same version check as a quorum restore, against the local etcd the drill runs, before any of it starts.
+  const local = await localEtcdVersion(findEtcdBinaries().etcd, o.signal);
+  const versions = planVersions({ snapshot: snapshotVersionEvidence(undefined, record)!, ...(local ? { target: local } : {}), requireSame: Boolean(o.requireSameVersion) });
+  refuseVersionMismatch(versions, `backup ${record.name}`);
   let tls = o.tls ?? record.sourceMember.endpoint.startsWith('https:');
   if (tls && o.tls === undefined && !(await opensslAvailable())) {
     o.onMessage?.(`${record.name} was taken over TLS, but the openssl CLI is not on PATH: the throwaway cluster runs without TLS`);
@@ -80,7 +89,9 @@ export async function drillRestore(o: DrillOptions): Promise<DrillReport> {
       bump: computeRevisionBump({ snapshotRevision: record.revision, snapshotCreatedAt: new Date(record.createdAt), now, override: 1000 }),
       token: `drill-${now.getTime()}`,
       quiesce: false,
+      versions,
     });
+    for (const w of plan.warnings) o.onMessage?.(`warning: ${w}`);
     const scratch = new MemoryObjectStore();
     const journal = Journal.create(scratch, plan);
     journal.doc.facts['token'] = plan.token;

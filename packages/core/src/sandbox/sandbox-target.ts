@@ -1,16 +1,29 @@
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { EtcdRecoverError } from '../errors.js';
 import { Etcd3Gateway } from '../etcd/etcd3-gateway.js';
 import type { EtcdConnection, EtcdGateway } from '../etcd/etcd-gateway.js';
 import { summarize, type ClusterObservation, type MemberObservation, type MemberSpec } from '../recovery/observation.js';
-import type { RecoveryTarget, RestoreParams, StepContext } from '../recovery/target.js';
+import type { RecoveryTarget, RestoreParams, StepContext, TargetEtcdVersion } from '../recovery/target.js';
 import type { SnapshotRecord } from '../snapshot/catalog.js';
 import { asidePath, fetchVerifiedSnapshot, restoreDataDir, restoredBy, setAsideData } from '../recovery/member-data.js';
 import { isAlive } from '../processes.js';
 import { addNeeds, refuseUnlessRoom, restoreSpaceNeed, type VolumeSpace } from '../recovery/space.js';
 import type { Sandbox } from './sandbox.js';
 
+/**
+ * What `<binary> --version` prints as "etcd Version: 3.6.16"; undefined when the binary cannot be run
+ * or prints no version (an unknown version never blocks a restore by itself).
+ */
+export function localEtcdVersion(binary: string, signal?: AbortSignal): Promise<TargetEtcdVersion | undefined> {
+  return new Promise((resolve) => {
+    execFile(binary, ['--version'], { timeout: 10_000, ...(signal ? { signal } : {}) }, (err, stdout) => {
+      const m = err ? null : /etcd Version:\s*(\S+)/.exec(String(stdout));
+      resolve(m ? { version: m[1]!, source: `\`${binary} --version\`` } : undefined);
+    });
+  });
+}
 
 /**
  * The sandbox as a recovery target: members are processes, their data are
@@ -23,6 +36,7 @@ export class SandboxTarget implements RecoveryTarget {
   readonly kind = 'sandbox' as const;
   readonly quiesces = false;
   private gw: EtcdGateway | undefined;
+  private version: Promise<TargetEtcdVersion | undefined> | undefined;
 
   /** `connection`: how to reach the members; default the sandbox's own (its client TLS included). */
   constructor(readonly sandbox: Sandbox, private readonly connection?: EtcdConnection) {}
@@ -157,6 +171,12 @@ export class SandboxTarget implements RecoveryTarget {
       /* no log */
     }
     return undefined;
+  }
+
+  /** The local etcd binary the members are started with (asked once). */
+  etcdVersion(signal?: AbortSignal): Promise<TargetEtcdVersion | undefined> {
+    this.version ??= localEtcdVersion(this.sandbox.state.binaries.etcd, signal);
+    return this.version;
   }
 
   asideLocation(name: string, recoveryId: string): string {

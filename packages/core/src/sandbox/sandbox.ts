@@ -40,6 +40,8 @@ export interface SandboxState {
   members: SandboxMember[];
   /** Absent: plaintext. Present: the throwaway CA, and the client certificate every command presents. */
   tls?: SandboxTls;
+  /** Absent: backups are plain. Present: the age identity (mode 0600) every command that targets the sandbox encrypts and decrypts with. */
+  encryption?: { identityFile: string; recipient: string };
   /** Absent when the sandbox runs without an object store (a restore drill). */
   minio?: {
     url: string;
@@ -70,10 +72,23 @@ export interface SandboxUpOptions {
    * keeps what it was created with; asking a plaintext one for TLS is refused.
    */
   tls?: boolean;
+  /** A new sandbox encrypts its backups (age, a key made under `<dir>/age/identity.txt`). Default false. */
+  encrypt?: boolean;
   /** Address MinIO listens on. Default 127.0.0.1 (tests pass a bridge address that pods can reach). */
   storeHost?: string;
   onProgress?: (message: string) => void;
   signal?: AbortSignal;
+}
+
+/** A throwaway age identity for the sandbox's backups, written as `age-keygen` writes one (mode 0600). */
+async function createSandboxAgeKey(dir: string): Promise<{ identityFile: string; recipient: string }> {
+  const { generateX25519Identity, identityToRecipient } = await import('age-encryption');
+  const identity = await generateX25519Identity();
+  const recipient = await identityToRecipient(identity);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const identityFile = join(dir, 'identity.txt');
+  writeFileSync(identityFile, `# created: ${new Date().toISOString()}\n# public key: ${recipient}\n${identity}\n`, { mode: 0o600 });
+  return { identityFile, recipient };
 }
 
 export function defaultSandboxDir(): string {
@@ -150,6 +165,11 @@ export class Sandbox {
           hint: 'remove it with `kubectl etcd-recover sandbox down --purge`, then `sandbox up --tls`',
         });
       }
+      if (opts.encrypt && !existing.state.encryption) {
+        throw new EtcdRecoverError('USAGE', `the sandbox at ${dir} was created without backup encryption`, {
+          hint: 'remove it with `kubectl etcd-recover sandbox down --purge`, then `sandbox up --encrypt`',
+        });
+      }
       if (opts.startMembers !== false) await existing.start(opts.onProgress);
       return existing;
     }
@@ -162,6 +182,7 @@ export class Sandbox {
     const names = Array.from({ length: n }, (_, i) => `etcd-${i}`);
     const pki = opts.tls ? await createSandboxPki(join(dir, 'tls'), names) : undefined;
     const scheme = pki ? 'https' : 'http';
+    const encryption = opts.encrypt ? await createSandboxAgeKey(join(dir, 'age')) : undefined;
     const members: SandboxMember[] = [];
     for (const name of names) {
       const mdir = join(dir, 'members', name);
@@ -187,6 +208,7 @@ export class Sandbox {
       binaries,
       members,
       ...(pki ? { tls: pki.tls } : {}),
+      ...(encryption ? { encryption } : {}),
       ...(minioBin
         ? {
             minio: {

@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import { EtcdRecoverError } from '../errors.js';
 import type { EtcdGateway, MemberStatus } from '../etcd/etcd-gateway.js';
 import { layout } from '../layout.js';
 import { toolVersion } from '../version.js';
-import { Catalog, RECORD_FORMAT_VERSION, isTrusted, keysOf, newestFirst, type SnapshotRecord, type SuspectMark } from './catalog.js';
+import { Catalog, ENCRYPTED_RECORD_FORMAT, PLAIN_RECORD_FORMAT, isTrusted, keysOf, newestFirst, type SnapshotRecord, type SuspectMark } from './catalog.js';
 import { chooseSnapshotSource, type MemberCandidate } from './member-selection.js';
+import { encryptStream } from './encryption.js';
 import { formatSnapshotName } from './snapshot-name.js';
 import { SnapshotVerifier, describeDefects } from './verifier/index.js';
 
@@ -148,9 +150,19 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
     }
   }
 
+  // Encrypted for the catalog's recipients when it has any: the verifier above sees the plaintext,
+  // the bucket only the age file (whose own sha256 goes in the record, to prove copies without a key).
+  const recipients = catalog.keys?.canEncrypt ? [...catalog.keys.recipients] : undefined;
+  const objectHash = createHash('sha256');
+  async function* sealed(): AsyncGenerator<Uint8Array> {
+    for await (const c of encryptStream(body(), recipients!)) {
+      objectHash.update(c);
+      yield c;
+    }
+  }
   let uploaded: { size: number };
   try {
-    uploaded = await catalog.store.upload(objectKey, body(), {
+    uploaded = await catalog.store.upload(objectKey, recipients ? sealed() : body(), {
       contentType: 'application/octet-stream',
       metadata: { 'etcd-recover-cluster-id': source.clusterId, 'etcd-recover-member-id': source.memberId },
       ...(signal ? { signal } : {}),
@@ -172,7 +184,7 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
   if (suspect) progress({ phase: 'record', message: `SUSPECT backup: ${suspect.reasons.join('; ')}` });
   const completedAt = now();
   const record: SnapshotRecord = {
-    formatVersion: RECORD_FORMAT_VERSION,
+    formatVersion: recipients ? ENCRYPTED_RECORD_FORMAT : PLAIN_RECORD_FORMAT,
     name,
     cluster: catalog.cluster,
     clusterId: source.clusterId,
@@ -188,6 +200,7 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
     ...(report.version ? { storageVersion: report.version } : {}),
     dbSize: report.totalSize,
     objectSize: uploaded.size,
+    ...(recipients ? { encryption: { format: 'age' as const, recipients, objectSha256: objectHash.digest('hex') } } : {}),
     totalKeys: report.totalKeys,
     userKeys: report.userKeys,
     ...(report.compactionPending ? { compactionPending: true } : {}),

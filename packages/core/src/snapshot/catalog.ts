@@ -3,8 +3,21 @@ import { layout } from '../layout.js';
 import { readJson, type ObjectStore } from '../store/object-store.js';
 import { parseSnapshotName } from './snapshot-name.js';
 import { mapLimit } from '../concurrency.js';
+import type { AgeKeys } from './encryption.js';
 
-export const RECORD_FORMAT_VERSION = 1;
+/** The newest record format this tool reads. Plain backups are written as 1, encrypted ones as 2 (an older tool says "upgrade", not "corrupt"). */
+export const RECORD_FORMAT_VERSION = 2;
+export const PLAIN_RECORD_FORMAT = 1;
+export const ENCRYPTED_RECORD_FORMAT = 2;
+
+/** How a snapshot object is encrypted (client side, age): public facts only, never a key. */
+export interface RecordEncryption {
+  format: 'age';
+  /** The age recipients (public keys) the object was encrypted for. */
+  recipients: string[];
+  /** sha256 of the object's bytes (the ciphertext) as uploaded: proves a copy or a re-encryption without any key. */
+  objectSha256: string;
+}
 
 export interface VerificationResult {
   ok: boolean;
@@ -35,8 +48,10 @@ export interface SnapshotRecord {
   storageVersion?: string;
   /** bbolt size (high-water mark × page size), as `etcdutl snapshot status` totalSize. */
   dbSize: number;
-  /** Bytes of the object in the bucket (the db plus the 32-byte trailer). */
+  /** Bytes of the object in the bucket (the db plus the 32-byte trailer; encrypted: the age file). */
   objectSize: number;
+  /** Set when the object is age-encrypted (`sha256`, `hash` and the key counts are of the plaintext). */
+  encryption?: RecordEncryption;
   totalKeys: number;
   /** Keys etcd serves (totalKeys without revision-bump markers); absent in records of older tools. */
   userKeys?: number;
@@ -124,6 +139,8 @@ export class Catalog {
   constructor(
     readonly store: ObjectStore,
     readonly cluster: string,
+    /** The age keys: recipients encrypt new backups; identities open encrypted ones. None: backups are plain. */
+    readonly keys?: AgeKeys,
   ) {}
 
   async list(signal?: AbortSignal): Promise<CatalogListing> {

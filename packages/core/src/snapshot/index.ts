@@ -6,3 +6,6 @@ export * from './retention.js';
 export * from './snapshot-name.js';
 export * from './verify.js';
 export * from './verifier/index.js';
+export * from './encryption.js';
+export * from './snapshot-object.js';
+export * from './rekey.js';

@@ -1,6 +1,7 @@
 import { EtcdRecoverError } from '../errors.js';
 import { layout } from '../layout.js';
 import { Catalog, type SnapshotRecord, type VerificationResult } from './catalog.js';
+import { plainSizeEstimate, readSnapshot } from './snapshot-object.js';
 import { SnapshotVerifier, describeDefects, verifySnapshotFile, type SnapshotReport } from './verifier/index.js';
 
 export interface BucketVerification {
@@ -30,13 +31,22 @@ export async function verifyInBucket(
   }
   const verifier = new SnapshotVerifier({ requireTrailer: true });
   let bytes = 0;
-  for await (const chunk of catalog.store.get(layout.snapshotObject(catalog.cluster, name), { borrow: true, ...(opts.signal ? { signal: opts.signal } : {}) })) {
-    verifier.update(chunk);
-    bytes += chunk.length;
-    opts.onProgress?.(bytes, head.size);
+  const total = plainSizeEstimate(record, head.size);
+  // A ciphertext that fails authentication (or a record and object that disagree) is a failed
+  // verification like any other damage, recorded as such; a missing or wrong key is not (it throws).
+  let unreadable: string | undefined;
+  try {
+    for await (const chunk of readSnapshot(catalog, record, { borrow: true, ...(opts.signal ? { signal: opts.signal } : {}) })) {
+      verifier.update(chunk);
+      bytes += chunk.length;
+      opts.onProgress?.(bytes, total);
+    }
+  } catch (e) {
+    if (!(e instanceof EtcdRecoverError && e.code === 'SNAPSHOT_CORRUPT')) throw e;
+    unreadable = e.message;
   }
   const report = verifier.finish();
-  const mismatches = compareWithRecord(record, report);
+  const mismatches = unreadable ? [unreadable] : compareWithRecord(record, report);
   const ok = report.ok && mismatches.length === 0;
   if (opts.record !== false) {
     const verification: VerificationResult = {

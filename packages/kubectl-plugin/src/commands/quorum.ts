@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { EtcdRecoverError, abandonRecovery, describeOpenJournal, prepareQuorum, type JournalDoc, type RecoveryPlan, type RecoveryReport, type RestorePointRequest } from '@etcd-recover/core';
+import { EtcdRecoverError, abandonRecovery, describeOpenJournal, prepareQuorum, refusePlannedVersions, type JournalDoc, type RecoveryPlan, type RecoveryReport, type RestorePointRequest } from '@etcd-recover/core';
 import { BaseCommand } from '../base-command.js';
 import { outputFlag, quietFlag, storeFlags, targetFlags, yesFlag } from '../flags.js';
 import { describePlan } from '../plan-view.js';
@@ -10,12 +10,14 @@ export default class Quorum extends BaseCommand {
 On Kubernetes (-n/--context/--kubeconfig) it follows the declared recovery contract: pause reconciliation, scale the dependent workloads and the etcd StatefulSet to zero, and run Jobs that mount each member's PVC, set its old data aside inside the volume and restore it from the bucket; then scale back up and check the keyspace from a Job. Nothing is streamed through this machine and nothing needs exec or port-forward.
 Each step is journaled beside the backups: if the command dies, run it again and it resumes where it stopped. An unfinished recovery is shown before anything happens (its age, restore point and the step reached); it resumes only when this command asks for the same thing — a different --snapshot, --restore-point or --bump-revision refuses and names the difference — and, when none of its destructive steps has run yet, only if quorum is still lost and its restore point still verified. Close one you do not want with --abandon "REASON".
 A fenced lock keeps two recoveries of one cluster apart: each destructive step first proves, with a conditional write, that this run still holds it.
-Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 7 another recovery holds the lock, or this run lost it (stopped before the next destructive step); 8 not confirmed; 9 quorum still holds (use --force or member replace), or an unfinished recovery asks for something else; 10 a step failed (rerun to resume); 11 a volume lacks space for the restore.`;
+Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 7 another recovery holds the lock, or this run lost it (stopped before the next destructive step); 8 not confirmed; 9 quorum still holds (use --force or member replace), or an unfinished recovery asks for something else; 10 a step failed (rerun to resume); 11 a volume lacks space for the restore; 14 the restore point was written by a newer etcd minor than the target runs (etcd cannot downgrade a data dir), or by another release under --require-same-version — refused before anything is stopped.
+The plan shows both etcd versions (the snapshot's: its storage version from the snapshot's bytes for the minor, the version its source member reported for the patch; the target's: \`etcd --version\` in the sandbox, on Kubernetes the contract's etcd.version or the StatefulSet's image tag). A different patch level, or an unknown version, warns.`;
   static override examples = [
     { description: 'See the plan without changing anything', command: '<%= config.bin %> quorum --dry-run' },
     { description: 'The plan as JSON (what the run then executes)', command: '<%= config.bin %> quorum --dry-run -o json' },
     { description: 'Restore, confirming by typing the cluster name', command: '<%= config.bin %> quorum' },
     { description: 'Restore a named backup without a prompt (automation)', command: '<%= config.bin %> quorum --snapshot full-20261121T073355123Z --yes' },
+    { description: "OKD's rule: only with the etcd release that took the backup", command: '<%= config.bin %> quorum --require-same-version --yes' },
     { description: 'Resume after the command was interrupted', command: '<%= config.bin %> quorum --yes' },
     { description: 'Close an unfinished recovery you do not want to resume (its set-aside data is kept)', command: '<%= config.bin %> quorum --abandon "planned before etcd-1 came back"' },
     { description: 'On Kubernetes: the cluster the EtcdCluster component declared in a namespace (Jobs in the cluster do the etcd work)', command: '<%= config.bin %> quorum -n hcp-demo --dry-run' },
@@ -32,6 +34,7 @@ Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 
     'bump-revision': Flags.integer({ description: 'Revision bump (default: computed; see docs/design.md#revision-bump).', min: 1 }),
     'force-foreign': Flags.boolean({ description: 'Allow a backup whose cluster identity differs from this cluster.' }),
     force: Flags.boolean({ description: 'Restore even though quorum still holds (discards writes since the restore point).' }),
+    'require-same-version': Flags.boolean({ description: "Refuse unless the target's etcd is the release that took the restore point (any difference in major.minor.patch, or an unknown version, refuses). Without it only a newer minor refuses." }),
     restart: Flags.boolean({ description: 'Abandon an unfinished recovery and plan a new one (its set-aside data is kept).' }),
     abandon: Flags.string({ description: 'Close the unfinished recovery without running anything, recording this reason (its set-aside data is kept).', exclusive: ['restart', 'snapshot', 'restore-point', 'bump-revision'] }),
     timeout: Flags.integer({ description: 'Seconds to wait for restored members to become healthy.', default: 120, min: 5 }),
@@ -54,6 +57,7 @@ Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 
       ...(flags['force-foreign'] ? { allowForeign: true } : {}),
       ...(flags.restart ? { restart: true } : {}),
       ...(flags.force ? { force: true } : {}),
+      ...(flags['require-same-version'] ? { requireSameVersion: true } : {}),
       signal: this.abort.signal,
     });
     if (prepared.resume) this.progress.step(describeOpenJournal(prepared.resume));
@@ -70,6 +74,8 @@ Exit codes: 0 restored; 4 no restore point; 3 restore point corrupt or foreign; 
       this.render(plan, () => describePlan(plan, Boolean(prepared.resume)));
       return plan;
     }
+    // A restore point the target's etcd cannot restore is refused before quorum, confirmation or any step.
+    refusePlannedVersions(plan);
     if (!prepared.resume && plan.observed.quorum && !flags.force) {
       throw new EtcdRecoverError('QUORUM_HOLDS', `quorum still holds (${plan.observed.healthy.join(', ')} healthy): a full restore would discard every write since the restore point`, {
         hint: 'replace failed members one by one with `kubectl etcd-recover member replace NAME`, or pass --force',

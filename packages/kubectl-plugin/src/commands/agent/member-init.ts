@@ -111,6 +111,8 @@ export default class MemberInit extends BaseCommand {
         ...(flags['s3-credentials-file'] ? { 's3-credentials-file': flags['s3-credentials-file'] } : {}),
         ...(flags['s3-profile'] ? { 's3-profile': flags['s3-profile'] } : {}),
         ...(flags['s3-checksum'] ? { 's3-checksum': flags['s3-checksum'] } : {}),
+        ...(flags['age-recipients-file'] ? { 'age-recipients-file': flags['age-recipients-file'] } : {}),
+        ...(flags['age-identity-file'] ? { 'age-identity-file': flags['age-identity-file'] } : {}),
       });
       catalog = target.catalog();
     } catch (e) {

@@ -8,7 +8,8 @@ import { duration } from '../../render.js';
 export default class BackupDrill extends BaseCommand {
   static override summary = 'Prove a backup restores: restore it into a throwaway etcd cluster on this machine and check it.';
   static override description = `What a CI pipeline runs to prove its backups are good, not just intact. The backup is fetched from the bucket and verified natively, every member of a temporary cluster of real etcd processes (loopback, a temp folder) is restored from it with etcdutl exactly as \`quorum\` would, the members are started, and the result is checked: a healthy quorum, the revision above the snapshot's, the snapshot's key count, and identical HashKV on every member. Then it is torn down. The bucket is only read.
-Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup restores; 3 corrupt; 4 not found; 10 the restore failed.`;
+The local etcd must be able to restore the backup: one from a newer etcd minor is refused (etcd cannot downgrade a data dir), a different patch level warns; --require-same-version refuses any other release.
+Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup restores; 3 corrupt; 4 not found; 10 the restore failed; 14 the local etcd cannot restore it (version).`;
   static override examples = [
     { description: 'Drill the newest verified backup of the sandbox', command: '<%= config.bin %> backup drill' },
     { description: 'In CI, against the production bucket, one named backup', command: '<%= config.bin %> backup drill full-20261121T073355123Z --bucket etcd-backups --s3-endpoint https://minio.example:9000 --cluster prod-eu1 -o json' },
@@ -21,6 +22,7 @@ Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup r
     ...quietFlag,
     members: Flags.integer({ description: 'Members of the throwaway cluster.', default: 3, min: 1, max: 7 }),
     keep: Flags.boolean({ description: 'Keep the throwaway cluster\'s folder for inspection.' }),
+    'require-same-version': Flags.boolean({ description: 'Refuse unless the local etcd is the release that took the backup (any difference in major.minor.patch refuses).' }),
     timeout: Flags.integer({ description: 'Seconds to wait for the restored members to become healthy.', default: 60, min: 5 }),
     tls: Flags.boolean({
       description: 'Run the throwaway cluster with TLS (a throwaway CA; needs openssl). Default: TLS when the backup was taken over TLS; --no-tls for plaintext.',
@@ -37,6 +39,7 @@ Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup r
       ...(args.name ? { name: args.name } : {}),
       members: flags.members,
       keep: flags.keep,
+      ...(flags['require-same-version'] ? { requireSameVersion: true } : {}),
       healthyTimeoutMs: flags.timeout * 1000,
       ...(flags.tls !== undefined ? { tls: flags.tls } : {}),
       signal: this.abort.signal,
@@ -47,6 +50,8 @@ Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup r
       [
         `backup ${report.backup} restores: ${report.members.length} members healthy in ${duration(report.rtoMs)}${report.tls ? ' (over TLS)' : ''}`,
         `  revision ${report.snapshotRevision} → ${report.revisionAfter}, ${report.keys} keys, identical keyspace on every member (hashKV ${report.members[0]?.hashKV})`,
+        ...(report.versions ? [`  etcd ${report.versions.snapshot.version ?? 'unknown'} (snapshot) → ${report.versions.target.version ?? 'unknown'} (local)`] : []),
+        ...(report.warnings ?? []).map((w) => `  warning: ${w}`),
       ].join('\n'),
     );
     return report;

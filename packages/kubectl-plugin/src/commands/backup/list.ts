@@ -43,6 +43,8 @@ A backup whose keys or DB size collapsed against the previous trusted one is SUS
           { header: 'Keys', get: (r) => r.totalKeys, align: 'right' },
           { header: 'Size', get: (r) => bytes(r.dbSize), align: 'right' },
           { header: 'Verified', get: verifiedCell },
+          { header: 'Encrypted', get: (r) => (r.encryption ? `age (${r.encryption.recipients.length})` : 'no') },
+          { header: 'Recipients', get: (r) => r.encryption?.recipients.map((x) => `${x.slice(0, 12)}…`).join(',') ?? '', wide: true },
           { header: 'Member', get: (r) => r.sourceMember.name ?? r.sourceMember.endpoint, wide: true },
           { header: 'Cluster-ID', get: (r) => r.clusterId, wide: true },
           { header: 'SHA256', get: (r) => r.sha256.slice(0, 16), wide: true },

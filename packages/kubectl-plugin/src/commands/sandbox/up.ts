@@ -12,6 +12,7 @@ With --tls the members serve https on client and peer URLs and require client ce
     '<%= config.bin %> sandbox up',
     '<%= config.bin %> sandbox up --members 5 --sandbox-dir /tmp/sb',
     { description: 'With TLS on client and peer traffic (needs the openssl CLI)', command: '<%= config.bin %> sandbox up --tls' },
+    { description: 'With encrypted backups (age)', command: '<%= config.bin %> sandbox up --encrypt' },
   ];
   static override flags = {
     ...outputFlag,
@@ -19,6 +20,7 @@ With --tls the members serve https on client and peer URLs and require client ce
     'sandbox-dir': Flags.string({ description: 'State folder.', env: 'ETCD_RECOVER_SANDBOX' }),
     members: Flags.integer({ description: 'Number of etcd members.', default: 3, min: 1, max: 7 }),
     cluster: Flags.string({ description: 'Logical cluster name (the folder of its backups).', default: 'sandbox' }),
+    encrypt: Flags.boolean({ description: 'A new sandbox encrypts its backups with age (a throwaway key under <folder>/age/identity.txt, used by every command that targets the sandbox).' }),
     tls: Flags.boolean({ description: 'A new sandbox serves https with client and peer certificate auth (a throwaway CA; needs the openssl CLI).' }),
   };
 
@@ -30,6 +32,7 @@ With --tls the members serve https on client and peer URLs and require client ce
       members: flags.members,
       cluster: flags.cluster,
       tls: flags.tls,
+      encrypt: flags.encrypt,
       onProgress: (m) => this.progress.step(m),
     });
     const state = redact(sb.state);
@@ -42,6 +45,7 @@ With --tls the members serve https on client and peer URLs and require client ce
           { header: 'PID', get: (m) => m.pid },
         ]),
         `bucket s3://${sb.state.minio?.bucket} at ${sb.state.minio?.url}; state in ${sb.dir}`,
+        ...(sb.state.encryption ? [`backups encrypted with age for ${sb.state.encryption.recipient} (identity ${sb.state.encryption.identityFile}; open one by hand: age -d -i ${sb.state.encryption.identityFile})`] : []),
         ...(sb.state.tls ? [`TLS: CA ${sb.state.tls.caFile}; client certificate in ${sb.state.tls.clientDir} (for other tools: --etcd-tls-dir ${sb.state.tls.clientDir})`] : []),
       ].join('\n'),
     );

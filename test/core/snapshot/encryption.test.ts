@@ -1,0 +1,158 @@
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import { Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { AgeKeys, EtcdRecoverError, decryptStream, encryptStream } from '@etcd-recover/core';
+import { tempDir } from '../../support/sandbox.js';
+
+async function* pieces(buf: Buffer, sizes: number[]): AsyncGenerator<Buffer> {
+  let at = 0;
+  let i = 0;
+  while (at < buf.length) {
+    const n = sizes[i++ % sizes.length]!;
+    yield buf.subarray(at, at + n);
+    at += n;
+  }
+}
+
+async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const out: Buffer[] = [];
+  for await (const c of it) out.push(Buffer.from(c));
+  return Buffer.concat(out);
+}
+
+async function newKeys(): Promise<{ identity: string; recipient: string; keys: AgeKeys }> {
+  const identity = await generateX25519Identity();
+  const recipient = await identityToRecipient(identity);
+  return { identity, recipient, keys: await AgeKeys.parse({ identities: `# created by a test\n${identity}\n`, source: 'a test' }) };
+}
+
+const decryptCtx = (keys: AgeKeys | undefined, recipients?: string[]) => ({ what: 'backup b1', keys, ...(recipients ? { recipients } : {}) });
+
+async function rejectsWith(p: Promise<unknown>, code: string, re: RegExp, secret?: string): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof EtcdRecoverError, String(e));
+    assert.equal(e.code, code, e.message);
+    assert.match(e.message, re);
+    assert.ok(!e.message.includes('\n'), 'one line');
+    if (secret) assert.ok(!e.message.includes(secret) && !(e.hint ?? '').includes(secret), 'the identity never appears in an error');
+    return true;
+  });
+}
+
+describe('age encryption of backups (format age-encryption.org/v1)', function () {
+  const sizes = [0, 1, 65535, 65536, 65537, 131072, 1_000_003];
+
+  for (const size of sizes) {
+    it(`round-trips ${size} bytes, and the age-encryption package opens what we seal and vice versa`, async () => {
+      const { identity, recipient, keys } = await newKeys();
+      const plain = randomBytes(size);
+      const sealed = await collect(encryptStream(pieces(plain, [7, 70_000, 4096, 65536]), [recipient]));
+      // Ours → ours, fed in odd pieces.
+      assert.ok((await collect(decryptStream(pieces(sealed, [3, 65_553, 100_000]), decryptCtx(keys)))).equals(plain));
+      // Ours → the package.
+      const d = new Decrypter();
+      d.addIdentity(identity);
+      assert.ok(Buffer.from(await d.decrypt(sealed)).equals(plain));
+      // The package → ours.
+      const e = new Encrypter();
+      e.addRecipient(recipient);
+      const theirs = Buffer.from(await e.encrypt(plain));
+      assert.ok((await collect(decryptStream(pieces(theirs, [65_552]), decryptCtx(keys)))).equals(plain));
+    });
+  }
+
+  it("Debian's age (an independent implementation) decrypts ours and encrypts what we open, with several recipients", async () => {
+    const a = await newKeys();
+    const b = await newKeys();
+    const dir = tempDir('age-');
+    try {
+      const plain = randomBytes(300_000);
+      writeFileSync(join(dir.path, 'a.key'), `${a.identity}\n`);
+      writeFileSync(join(dir.path, 'b.key'), `${b.identity}\n`);
+      writeFileSync(join(dir.path, 'sealed.age'), await collect(encryptStream(pieces(plain, [50_000]), [a.recipient, b.recipient])));
+      for (const k of ['a.key', 'b.key']) {
+        assert.ok(execFileSync('age', ['-d', '-i', join(dir.path, k), join(dir.path, 'sealed.age')], { maxBuffer: 1 << 24 }).equals(plain), `age -d with ${k}`);
+      }
+      writeFileSync(join(dir.path, 'plain'), plain);
+      execFileSync('age', ['-r', a.recipient, '-o', join(dir.path, 'theirs.age'), join(dir.path, 'plain')]);
+      const theirs = readFileSync(join(dir.path, 'theirs.age'));
+      assert.ok((await collect(decryptStream(pieces(theirs, [1 << 20]), decryptCtx(a.keys)))).equals(plain));
+    } finally {
+      dir.remove();
+    }
+  });
+
+  describe('bad keys and bad bytes are told apart', () => {
+    let sealed: Buffer;
+    let owner: Awaited<ReturnType<typeof newKeys>>;
+    before(async () => {
+      owner = await newKeys();
+      sealed = await collect(encryptStream(pieces(randomBytes(200_000), [65536]), [owner.recipient]));
+    });
+
+    it('a wrong key is ENCRYPTION_KEY naming the recipients, never "corrupt", and never shows the identity', async () => {
+      const other = await newKeys();
+      await rejectsWith(collect(decryptStream(pieces(sealed, [4096]), decryptCtx(other.keys, [owner.recipient]))), 'ENCRYPTION_KEY', new RegExp(`encrypted for ${owner.recipient}; none of the 1 identity`), other.identity);
+    });
+
+    it('no key at all is ENCRYPTION_KEY with the way out', async () => {
+      await rejectsWith(collect(decryptStream(pieces(sealed, [4096]), decryptCtx(undefined))), 'ENCRYPTION_KEY', /no age identity is configured/);
+      const onlyRecipients = await AgeKeys.parse({ recipients: owner.recipient, source: 'recipients only' });
+      assert.equal(onlyRecipients.canDecrypt, false);
+      await rejectsWith(collect(decryptStream(pieces(sealed, [4096]), decryptCtx(onlyRecipients))), 'ENCRYPTION_KEY', /no age identity/);
+    });
+
+    it('a flipped bit in the payload fails authentication, naming the chunk', async () => {
+      const bad = Buffer.from(sealed);
+      bad[bad.length - 70_000]! ^= 0x01;
+      await rejectsWith(collect(decryptStream(pieces(bad, [9000]), decryptCtx(owner.keys))), 'SNAPSHOT_CORRUPT', /failed authentication in the chunk at byte \d+/);
+    });
+
+    it('a flipped bit in the header is a damaged header', async () => {
+      const bad = Buffer.from(sealed);
+      const at = bad.indexOf('\n--- ') + 8;
+      bad[at] = bad[at] === 0x41 ? 0x42 : 0x41;
+      await rejectsWith(collect(decryptStream(pieces(bad, [9000]), decryptCtx(owner.keys))), 'SNAPSHOT_CORRUPT', /damaged age header/);
+    });
+
+    it('truncation mid-chunk, at a chunk boundary, and inside the header are all caught', async () => {
+      const headerLen = sealed.indexOf('\n--- ');
+      const payloadStart = sealed.indexOf(0x0a, headerLen + 1) + 1 + 16; // after the header's MAC line and the 16-byte nonce
+      const secondChunkEnd = payloadStart + 2 * (65536 + 16);
+      await rejectsWith(collect(decryptStream(pieces(sealed.subarray(0, sealed.length - 1000), [9000]), decryptCtx(owner.keys))), 'SNAPSHOT_CORRUPT', /final chunk|truncated/);
+      await rejectsWith(collect(decryptStream(pieces(sealed.subarray(0, secondChunkEnd), [9000]), decryptCtx(owner.keys))), 'SNAPSHOT_CORRUPT', /truncated: it ends after chunk 2 without the final chunk/);
+      await rejectsWith(collect(decryptStream(pieces(sealed.subarray(0, headerLen), [9000]), decryptCtx(owner.keys))), 'SNAPSHOT_CORRUPT', /truncated inside its age header/);
+    });
+
+    it('plain bytes where an age file is expected are SNAPSHOT_CORRUPT', async () => {
+      await rejectsWith(collect(decryptStream(pieces(Buffer.alloc(8192), [4096]), decryptCtx(owner.keys))), 'SNAPSHOT_CORRUPT', /not an age-encrypted file/);
+    });
+  });
+
+  describe('keys', () => {
+    it('identities never appear in JSON, inspect or errors about them', async () => {
+      const { identity, recipient, keys } = await newKeys();
+      assert.deepEqual(keys.recipients, [recipient], 'without explicit recipients, the identity’s public key is the recipient');
+      assert.ok(!JSON.stringify(keys).includes(identity));
+      assert.ok(!inspect(keys, { depth: 5, showHidden: true }).includes(identity));
+      await rejectsWith(AgeKeys.parse({ identities: `${identity}\nnot-a-key-${identity}`, source: 'f' }), 'CONFIG', /line 2 of the age identity \(f\) does not start with AGE-SECRET-KEY-1/, identity);
+    });
+
+    it('explicit recipients win over the identities’ own (rotation: a new key, the old one still reads)', async () => {
+      const old = await newKeys();
+      const fresh = await newKeys();
+      const keys = await AgeKeys.parse({ recipients: `# new key\n${fresh.recipient}\n`, identities: old.identity, source: 'rotation' });
+      assert.deepEqual(keys.recipients, [fresh.recipient]);
+      assert.ok(keys.canDecrypt);
+    });
+
+    it('a malformed recipient is a CONFIG error naming it', async () => {
+      await rejectsWith(AgeKeys.parse({ recipients: 'age1notarealkey', source: 'f' }), 'CONFIG', /age recipient "age1notarealkey" from f is not valid/);
+      await rejectsWith(AgeKeys.parse({ recipients: '# only a comment\n', source: 'f' }), 'CONFIG', /holds no key/);
+    });
+  });
+});
