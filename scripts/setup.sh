@@ -20,9 +20,10 @@ node -e 'const [maj]=process.versions.node.split(".").map(Number); if (maj < 22)
 want="etcd minio"
 if [ "${SETUP_KUBERNETES:-0}" = 1 ]; then
   want="$want kubernetes"
-  # The control-plane harness runs pods in network and mount namespaces: it needs these tools.
+  # The control-plane harness runs pods in network and mount namespaces: it needs these tools; the
+  # encryption tests check our age files against Debian's age, an independent implementation.
   missing=""
-  for t in ip:iproute2 unshare:util-linux nsenter:util-linux setpriv:util-linux mount:mount openssl:openssl; do
+  for t in ip:iproute2 unshare:util-linux nsenter:util-linux setpriv:util-linux mount:mount openssl:openssl age:age; do
     command -v "${t%%:*}" >/dev/null 2>&1 || missing="$missing ${t#*:}"
   done
   if [ -n "$missing" ]; then
@@ -48,6 +49,11 @@ if [ "${SETUP_BACKGROUND:-0}" = 1 ]; then
 fi
 # shellcheck disable=SC2086
 bash scripts/ensure-binaries.sh $want > node_modules/.etcd-recover-binaries.env
+if [ "${SETUP_MOTO:-0}" = 1 ]; then
+  # moto's S3 server (pinned, in a venv in the cache): the second S3 implementation the store tests run against.
+  moto=$(bash scripts/ensure-moto.sh)
+  echo "MOTO_SERVER=$moto" >> node_modules/.etcd-recover-binaries.env
+fi
 if [ -n "${later// }" ]; then
   cache=${ETCD_RECOVER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/etcd-recover}
   if [ "${SETUP_BACKGROUND:-0}" = 1 ]; then

@@ -1,5 +1,28 @@
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+
+/**
+ * Name resolution for the store's connections: the system resolver, except that names under
+ * `.localhost` are the loopback address, as RFC 6761 (section 6.3) asks of resolution APIs and as
+ * systemd-resolved, curl and browsers do — but glibc without nss-myhostname does not. It makes
+ * virtual-hosted addressing (`<bucket>.s3.localhost:PORT`) work against a local S3 with no
+ * /etc/hosts entry per bucket. Plain `localhost` is left to the system (/etc/hosts has it).
+ */
+export function localhostLookup(
+  hostname: string,
+  options: LookupOptions,
+  callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void,
+): void {
+  if (!/\.localhost\.?$/i.test(hostname)) {
+    (dnsLookup as unknown as (h: string, o: LookupOptions, cb: typeof callback) => void)(hostname, options, callback);
+    return;
+  }
+  const six = (options.family as unknown) === 6 || (options.family as unknown) === 'IPv6';
+  const address = six ? '::1' : '127.0.0.1';
+  const family = six ? 6 : 4;
+  process.nextTick(() => (options.all ? callback(null, [{ address, family }]) : callback(null, address, family)));
+}
 
 /**
  * A streamed GET of one large object read straight off the socket into a few
@@ -33,7 +56,7 @@ export class DirectGetDeclined extends Error {
 
 export interface DirectGetRequest {
   url: URL;
-  /** Signed request headers (host, x-amz-date, authorization, range, if-match…). */
+  /** Signed request headers (host, x-amz-date, authorization, range, if-match, SSE-C…). */
   headers: Record<string, string>;
   ca?: Buffer;
   /** Idle time on the socket before the transfer is abandoned. */
@@ -152,6 +175,7 @@ export async function* directGet(req: DirectGetRequest): AsyncGenerator<Buffer, 
   const opts = {
     host: req.url.hostname.replace(/^\[|\]$/g, ''),
     port: Number(req.url.port || (req.url.protocol === 'https:' ? 443 : 80)),
+    lookup: localhostLookup,
     onread: { buffer: readBuf, callback: onData },
   };
   const socket: Socket =

@@ -2,6 +2,16 @@ import { readFileSync } from 'node:fs';
 import { EtcdRecoverError } from '../errors.js';
 
 /**
+ * Server-side encryption, applied to every object this tool writes:
+ * - SSE-S3: keys managed by the store (`x-amz-server-side-encryption: AES256`);
+ * - SSE-KMS: a KMS key (`aws:kms`), the bucket's default KMS key unless kmsKeyId names one;
+ * - SSE-C: a key the caller holds (base64 of 32 bytes), sent with every write AND every read
+ *   (S3 keeps only its MD5): lose it and the backups are unreadable. S3 accepts it only over
+ *   HTTPS. The key never appears in an error message, a log line or the store's description.
+ */
+export type S3Sse = { mode: 'SSE-S3' } | { mode: 'SSE-KMS'; kmsKeyId?: string } | { mode: 'SSE-C'; key: string };
+
+/**
  * Where the backups live, for any S3-compatible store. Every field has an
  * explicit default; validateS3Config() is the one place that checks them.
  */
@@ -39,6 +49,8 @@ export interface S3Config {
   queueSize?: number;
   /** Page size of list calls; default 1000 (S3's maximum). */
   listPageSize?: number;
+  /** Server-side encryption of every object written (see S3Sse); default: the bucket's own default. */
+  sse?: S3Sse;
 }
 
 const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
@@ -56,18 +68,55 @@ export function validateS3Config(c: S3Config): void {
   if (!c.bucket) throw new EtcdRecoverError('CONFIG', 'no backup bucket configured', { hint: 'pass --bucket NAME (or set ETCD_RECOVER_BUCKET)' });
   const p = bucketNameProblem(c.bucket);
   if (p) throw new EtcdRecoverError('CONFIG', `bucket name "${c.bucket}" ${p}`);
+  let protocol = 'https:';
   if (c.endpoint) {
     try {
       const u = new URL(c.endpoint);
       if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+      protocol = u.protocol;
     } catch {
       throw new EtcdRecoverError('CONFIG', `S3 endpoint "${c.endpoint}" is not an http(s) URL`);
     }
   }
+  if (c.sse !== undefined) validateSse(c.sse, protocol);
   if (c.partSize !== undefined && c.partSize < 5 * 1024 * 1024) throw new EtcdRecoverError('CONFIG', 'S3 part size must be at least 5 MiB');
   if (c.credentials && (!c.credentials.accessKeyId || !c.credentials.secretAccessKey)) {
     throw new EtcdRecoverError('CONFIG', 'S3 credentials need both an access key id and a secret key');
   }
+}
+
+function validateSse(sse: S3Sse, protocol: string): void {
+  const mode = (sse as { mode?: unknown } | null)?.mode;
+  if (mode === 'SSE-S3') return;
+  if (mode === 'SSE-KMS') {
+    const id = (sse as { kmsKeyId?: unknown }).kmsKeyId;
+    if (id !== undefined && (typeof id !== 'string' || !id.trim())) {
+      throw new EtcdRecoverError('CONFIG', 'the SSE-KMS key id is empty', { hint: 'name a KMS key id, key ARN or alias, or leave it out for the bucket\'s default KMS key' });
+    }
+    return;
+  }
+  if (mode === 'SSE-C') {
+    // Checked before the transport so that a malformed key is named as such; the message never quotes it.
+    sseCustomerKey(sse);
+    if (protocol !== 'https:') {
+      throw new EtcdRecoverError('CONFIG', 'S3 refuses SSE-C keys over plain HTTP; use an https endpoint', { hint: 'pass an https:// --s3-endpoint (with --s3-ca-file for a private CA)' });
+    }
+    return;
+  }
+  throw new EtcdRecoverError('CONFIG', `S3 server-side encryption mode ${JSON.stringify(String(mode))} is not one of SSE-S3, SSE-KMS, SSE-C`);
+}
+
+/** The 32 key bytes of an SSE-C configuration; the error never includes the key. */
+export function sseCustomerKey(sse: S3Sse): Buffer {
+  const key = (sse as { key?: unknown }).key;
+  // Strict base64 of 32 bytes: 43 characters and one "=" of padding.
+  const bytes = typeof key === 'string' && /^[A-Za-z0-9+/]{43}=$/.test(key) ? Buffer.from(key, 'base64') : undefined;
+  if (!bytes || bytes.length !== 32) {
+    throw new EtcdRecoverError('CONFIG', `the SSE-C key must be the base64 of exactly 32 bytes (a 256-bit AES key); ${typeof key === 'string' ? `got ${key.length} characters that are not` : 'none was given'}`, {
+      hint: 'make one with: head -c 32 /dev/urandom | base64, and keep it safe: without it the backups cannot be read',
+    });
+  }
+  return bytes;
 }
 
 export function normalizePrefix(prefix: string | undefined): string {

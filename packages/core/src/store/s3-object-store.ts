@@ -1,14 +1,21 @@
 import { Agent as HttpsAgent } from 'node:https';
 import { Agent as HttpAgent } from 'node:http';
 import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PutObjectCommand, S3Client, S3ClientConfig, UploadPartCommand } from '@aws-sdk/client-s3';
 import { EtcdRecoverError, messageOf } from '../errors.js';
 import { crc32c } from '../crc32c.js';
-import { directGet, DirectGetDeclined, type DirectGetRequest } from './direct-get.js';
+import { directGet, DirectGetDeclined, localhostLookup, type DirectGetRequest } from './direct-get.js';
 import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, UploadOptions } from './object-store.js';
-import { normalizePrefix, readCredentialsFile, validateS3Config, type S3Config } from './s3-config.js';
+import { normalizePrefix, readCredentialsFile, sseCustomerKey, validateS3Config, type S3Config } from './s3-config.js';
+
+/** SSE parameters of a write (PutObject, CreateMultipartUpload). */
+type SseWrite = { ServerSideEncryption?: 'AES256' | 'aws:kms'; SSEKMSKeyId?: string } & SseCustomer;
+/** SSE-C parameters, which every request on an SSE-C object repeats (GetObject, HeadObject, UploadPart, CompleteMultipartUpload). */
+type SseCustomer = { SSECustomerAlgorithm?: 'AES256'; SSECustomerKey?: string };
 
 type Sdk = typeof import('@aws-sdk/client-s3');
 let sdkModules: Promise<[Sdk, typeof import('@smithy/node-http-handler')]> | undefined;
@@ -53,9 +60,43 @@ export class S3ObjectStore implements ObjectStore {
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly ca: Buffer | undefined;
+  private readonly config: S3Config;
+  /**
+   * SSE parameters for writes, and the SSE-C ones every request on an object repeats; the same
+   * as signed headers for the direct GET. Private (#) fields: they hold the SSE-C key, and are not
+   * in a dump or an inspect of the store.
+   */
+  readonly #sseWrite: SseWrite;
+  readonly #sseCustomer: SseCustomer;
+  readonly #sseHeaders: Record<string, string>;
+  /** Strings never to be repeated in an error message (the SSE-C key). */
+  readonly #secrets: string[] = [];
 
-  constructor(private readonly config: S3Config) {
+  constructor(config: S3Config) {
     validateS3Config(config);
+    const sse = config.sse;
+    let customer: SseCustomer = {};
+    let headers: Record<string, string> = {};
+    if (sse?.mode === 'SSE-C') {
+      const key = sseCustomerKey(sse);
+      // Base64 of exactly 32 bytes: the SDK sends it as it is and adds its MD5.
+      customer = { SSECustomerAlgorithm: 'AES256', SSECustomerKey: key.toString('base64') };
+      headers = {
+        'x-amz-server-side-encryption-customer-algorithm': 'AES256',
+        'x-amz-server-side-encryption-customer-key': key.toString('base64'),
+        'x-amz-server-side-encryption-customer-key-md5': createHash('md5').update(key).digest('base64'),
+      };
+      this.#secrets.push(sse.key);
+      // The configuration kept on the object holds no key (it is not in a dump or an inspect of the store).
+      config = { ...config, sse: { mode: 'SSE-C', key: '[redacted]' } };
+    }
+    this.config = config;
+    this.#sseCustomer = customer;
+    this.#sseHeaders = headers;
+    this.#sseWrite =
+      sse?.mode === 'SSE-S3' ? { ServerSideEncryption: 'AES256' }
+      : sse?.mode === 'SSE-KMS' ? { ServerSideEncryption: 'aws:kms', ...(sse.kmsKeyId ? { SSEKMSKeyId: sse.kmsKeyId } : {}) }
+      : customer;
     this.bucket = config.bucket;
     this.prefix = normalizePrefix(config.prefix);
     this.description = `s3://${this.bucket}/${this.prefix}` + (config.endpoint ? ` (${config.endpoint})` : '');
@@ -77,8 +118,8 @@ export class S3ObjectStore implements ObjectStore {
         cfg.requestHandler = new NodeHttpHandler({
           connectionTimeout: 5_000,
           requestTimeout: timeout,
-          httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 16 }),
-          httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 16, ...(ca ? { ca } : {}) }),
+          httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 16, lookup: localhostLookup }),
+          httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 16, lookup: localhostLookup, ...(ca ? { ca } : {}) }),
         });
         return { client: new sdk.S3Client(cfg), sdk };
       }));
@@ -135,6 +176,7 @@ export class S3ObjectStore implements ObjectStore {
       Key,
       ContentType: opts.contentType ?? 'application/octet-stream',
       ...(opts.metadata ? { Metadata: opts.metadata } : {}),
+      ...this.#sseWrite,
     };
     let uploadId: string | undefined;
     const parts: { ETag: string; PartNumber: number; ChecksumCRC32C?: string }[] = [];
@@ -154,7 +196,7 @@ export class S3ObjectStore implements ObjectStore {
       const crc = checksums ? crc32cBase64(data) : undefined;
       const p = (async () => {
         const r = await client.send(
-          unsignedWhenChecksummed(new sdk.UploadPartCommand({ Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: n, Body: data, ContentLength: data.length, ...(crc ? { ChecksumCRC32C: crc } : {}) })),
+          unsignedWhenChecksummed(new sdk.UploadPartCommand({ Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: n, Body: data, ContentLength: data.length, ...(crc ? { ChecksumCRC32C: crc } : {}), ...this.#sseCustomer })),
           { abortSignal: signal },
         );
         parts[n - 1] = { ETag: r.ETag!, PartNumber: n, ...(crc ? { ChecksumCRC32C: crc } : {}) };
@@ -208,7 +250,7 @@ export class S3ObjectStore implements ObjectStore {
       while (inflight.size) await Promise.race(inflight);
       if (failure) throw failure;
       const r = await client.send(
-        new sdk.CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
+        new sdk.CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...this.#sseCustomer }),
         { abortSignal: signal },
       );
       return { size, ...(r.ETag ? { etag: r.ETag } : {}) };
@@ -233,6 +275,7 @@ export class S3ObjectStore implements ObjectStore {
           ContentType: opts.contentType ?? 'application/json',
           ...(opts.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
           ...(opts.ifMatch ? { IfMatch: opts.ifMatch } : {}),
+          ...this.#sseWrite,
         }),
         { abortSignal: opts.signal },
       );
@@ -291,6 +334,7 @@ export class S3ObjectStore implements ObjectStore {
         Key: this.k(key),
         ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
         ...(etag ? { IfMatch: etag } : {}),
+        ...this.#sseCustomer,
       }),
       { abortSignal: opts.signal },
     );
@@ -301,7 +345,7 @@ export class S3ObjectStore implements ObjectStore {
   async read(key: string, signal?: AbortSignal): Promise<{ body: Buffer; etag?: string } | undefined> {
     const { client, sdk } = await this.connect();
     try {
-      const r = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: signal });
+      const r = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.k(key), ...this.#sseCustomer }), { abortSignal: signal });
       const body = Buffer.from(await r.Body!.transformToByteArray());
       return { body, ...(r.ETag ? { etag: r.ETag } : {}) };
     } catch (e) {
@@ -313,7 +357,7 @@ export class S3ObjectStore implements ObjectStore {
   async head(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
     const { client, sdk } = await this.connect();
     try {
-      const r = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { abortSignal: signal });
+      const r = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key), ...this.#sseCustomer }), { abortSignal: signal });
       return {
         key,
         size: r.ContentLength ?? 0,
@@ -367,17 +411,24 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   /**
-   * The signed request for a direct (borrowed-buffer) GET, for endpoints
-   * addressed by path (MinIO and other in-cluster stores, the sandbox).
-   * Undefined means "use the SDK": AWS's virtual-hosted addressing, or a
-   * signing failure, which the SDK then reports as its usual typed error.
+   * The signed request for a direct (borrowed-buffer) GET, for a custom endpoint:
+   * addressed by path (MinIO and other in-cluster stores, the sandbox), or
+   * virtual-hosted (`forcePathStyle: false`: the bucket in the host name, as the SDK
+   * addresses it). Undefined means "use the SDK": AWS itself (no endpoint: its
+   * endpoint rules are the SDK's), a dotted bucket name virtual-hosted (the SDK's
+   * rules for those depend on the scheme), or a signing failure, which the SDK then
+   * reports as its usual typed error.
    */
   private async directGetRequest(key: string, offset: number, etag: string | undefined, signal?: AbortSignal): Promise<DirectGetRequest | undefined> {
-    if (!this.config.endpoint || this.config.forcePathStyle === false) return undefined;
+    if (!this.config.endpoint) return undefined;
     const { client } = await this.connect();
     try {
       const base = new URL(this.config.endpoint);
-      const url = new URL(`${base.pathname.replace(/\/$/, '')}/${[this.bucket, ...this.k(key).split('/')].map(encodeS3Segment).join('/')}`, base);
+      // As the SDK's endpoint rules: an IP-address endpoint is always addressed by path.
+      const virtual = this.config.forcePathStyle === false && !isIP(base.hostname.replace(/^\[|\]$/g, ''));
+      if (virtual && this.bucket.includes('.')) return undefined;
+      const segments = [...(virtual ? [] : [this.bucket]), ...this.k(key).split('/')].map(encodeS3Segment).join('/');
+      const url = new URL(`${base.protocol}//${virtual ? `${this.bucket}.` : ''}${base.host}${base.pathname.replace(/\/$/, '')}/${segments}`);
       const config = client.config as unknown as {
         signer: () => Promise<{ sign(r: unknown, o: unknown): Promise<{ headers: Record<string, string> }> }>;
         region: () => Promise<string>;
@@ -396,6 +447,7 @@ export class S3ObjectStore implements ObjectStore {
             'x-amz-content-sha256': 'UNSIGNED-PAYLOAD',
             ...(offset > 0 ? { range: `bytes=${offset}-` } : {}),
             ...(etag ? { 'if-match': etag } : {}),
+            ...this.#sseHeaders,
           },
         },
         { signingRegion: await config.region(), signingService: 's3' },
@@ -412,15 +464,52 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  /** One clear line naming the problem; never includes credentials. */
+  /** One clear line naming the problem; never includes credentials or the SSE-C key. */
   mapError(e: unknown, doing: string): EtcdRecoverError {
     if (e instanceof EtcdRecoverError) return e;
+    const mapped = this.classify(e, doing);
+    if (!this.#secrets.some((k) => mapped.message.includes(k))) return mapped;
+    const redact = (t: string) => this.#secrets.reduce((acc, k) => acc.split(k).join('[redacted]'), t);
+    return new EtcdRecoverError(mapped.code, redact(mapped.message), { cause: e, retryable: mapped.retryable, ...(mapped.hint ? { hint: redact(mapped.hint) } : {}) });
+  }
+
+  /** The failures that come from server-side encryption, named as such (or undefined). */
+  private sseProblem(name: string, status: number | undefined, doing: string, message: string, where: string, e: unknown): EtcdRecoverError | undefined {
+    const sse = this.config.sse;
+    if (KMS_ERROR.test(name)) {
+      const key = sse?.mode === 'SSE-KMS' && sse.kmsKeyId ? `the SSE-KMS key "${sse.kmsKeyId}"` : sse?.mode === 'SSE-KMS' ? "the bucket's default SSE-KMS key" : "the object's KMS key";
+      return new EtcdRecoverError('CONFIG', `${doing}: ${key} cannot be used at ${where} (${name}${message && message !== name ? `: ${message}` : ''})`, {
+        cause: e,
+        hint: 'name a KMS key the store has and these credentials may use (kms:GenerateDataKey, kms:Decrypt)',
+      });
+    }
+    if (status !== 400 || !/^(reading|inspecting) /.test(doing)) return undefined;
+    // A HEAD answer has no body: a 400 to it is how S3 refuses SSE-C parameters that do not fit the object.
+    const bodiless = /^inspecting /.test(doing) && ['Unknown', 'BadRequest', '400', ''].includes(name);
+    if (sse?.mode !== 'SSE-C' && (/Server Side Encryption/i.test(message) || bodiless)) {
+      return new EtcdRecoverError('ENCRYPTION_KEY', `${doing}: the object is encrypted with a customer-provided key (SSE-C) and none is configured${bodiless ? ' (HTTP 400 to HEAD)' : ''}`, {
+        cause: e,
+        hint: 'configure the SSE-C key the backups were written with',
+      });
+    }
+    if (sse?.mode === 'SSE-C' && (/encryption parameters are not applicable/i.test(message) || bodiless)) {
+      return new EtcdRecoverError('ENCRYPTION_KEY', `${doing}: the object is not encrypted with a customer-provided key (SSE-C), but one is configured${bodiless ? ' (HTTP 400 to HEAD)' : ''}`, {
+        cause: e,
+        hint: 'objects written before SSE-C was configured are read without it: use a configuration without the SSE-C key for them',
+      });
+    }
+    return undefined;
+  }
+
+  private classify(e: unknown, doing: string): EtcdRecoverError {
     const err = e as { name?: string; code?: string; Code?: string; $metadata?: { httpStatusCode?: number }; cause?: { code?: string } };
     const name = err.name ?? err.Code ?? '';
     const status = err.$metadata?.httpStatusCode;
     const netCode = err.code ?? err.cause?.code ?? '';
     const where = this.config.endpoint ?? 'AWS S3';
     if (name === 'AbortError') return new EtcdRecoverError('ABORTED', `${doing}: aborted`, { cause: e });
+    const sse = this.sseProblem(name, status, doing, messageOf(e), where, e);
+    if (sse) return sse;
     if (name === 'NoSuchBucket' || (status === 404 && /bucket/i.test(doing))) {
       return new EtcdRecoverError('BUCKET_NOT_FOUND', `bucket "${this.bucket}" does not exist at ${where}`, {
         cause: e,
@@ -432,9 +521,11 @@ export class S3ObjectStore implements ObjectStore {
     }
     if (['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidToken', 'ExpiredToken', 'CredentialsProviderError'].includes(name) || status === 403 || status === 401) {
       const what = name === 'SignatureDoesNotMatch' ? 'the secret key is wrong' : name === 'InvalidAccessKeyId' ? 'the access key id is unknown' : name === 'CredentialsProviderError' ? 'no credentials were found' : 'access was denied';
-      return new EtcdRecoverError('ACCESS_DENIED', `${doing} at ${where}: ${what} (bucket "${this.bucket}")`, {
+      // S3 answers a read with an SSE-C key other than the object's with the same 403 as a policy refusal.
+      const ssecRead = what === 'access was denied' && this.config.sse?.mode === 'SSE-C' && /^(reading|inspecting) /.test(doing);
+      return new EtcdRecoverError('ACCESS_DENIED', `${doing} at ${where}: ${ssecRead ? 'access was denied, or the SSE-C key is not the one the object was written with' : what} (bucket "${this.bucket}")`, {
         cause: e,
-        hint: 'check the S3 credentials (--s3-credentials-file, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and the bucket policy',
+        hint: `${ssecRead ? 'check the SSE-C key the backups were written with, then ' : 'check '}the S3 credentials (--s3-credentials-file, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and the bucket policy`,
       });
     }
     if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EPIPE|ENETUNREACH|EHOSTUNREACH|socket hang up|TimeoutError/i.test(`${netCode} ${name} ${messageOf(e)}`)) {
@@ -459,8 +550,12 @@ export class S3ObjectStore implements ObjectStore {
 
 function isNotFound(e: unknown): boolean {
   const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
-  return err.name === 'NoSuchKey' || err.name === 'NotFound' || (err.$metadata?.httpStatusCode === 404 && err.name !== 'NoSuchBucket');
+  // A KMS key that is gone answers 404 too (MinIO: kms:KeyNotFound): that is no missing object.
+  return err.name === 'NoSuchKey' || err.name === 'NotFound' || (err.$metadata?.httpStatusCode === 404 && err.name !== 'NoSuchBucket' && !KMS_ERROR.test(err.name ?? ''));
 }
+
+/** Errors of the store's KMS: AWS "KMS.NotFoundException", "KMS.DisabledException"…; MinIO "kms:KeyNotFound"… */
+const KMS_ERROR = /^kms[.:]/i;
 
 function crc32cBase64(data: Buffer): string {
   const out = Buffer.allocUnsafe(4);
