@@ -1,6 +1,6 @@
 import { CoreV1Api } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
-import type { EtcdClusterArgs } from '@etcd-recover/pulumi';
+import type { BackupArgs, EtcdClusterArgs } from '@etcd-recover/pulumi';
 import type { Sandbox } from '@etcd-recover/core';
 import { applyManifests, startControlPlane, waitFor, type ControlPlane } from './kube/index.js';
 import { kubernetesManifests } from './manifests.js';
@@ -20,7 +20,11 @@ export interface DeclaredCluster {
  * A real control plane with the EtcdCluster component's resources applied to it (as `pulumi up`
  * would send them), backed by a real MinIO bucket: the starting point of every Kubernetes scenario.
  */
-export async function declaredCluster(namespace: string, args: Partial<EtcdClusterArgs> = {}): Promise<DeclaredCluster> {
+export async function declaredCluster(
+  namespace: string,
+  args: Partial<EtcdClusterArgs> = {},
+  o: { backup?: Partial<BackupArgs>; beforeApply?: (cp: ControlPlane) => Promise<void> } = {},
+): Promise<DeclaredCluster> {
   const cp = await startControlPlane();
   let store: Sandbox | undefined;
   try {
@@ -37,6 +41,7 @@ export async function declaredCluster(namespace: string, args: Partial<EtcdClust
         bucket: { existing: s3.bucket },
         endpoint: s3.endpoint!,
         credentials: { accessKeyId: s3.credentials!.accessKeyId, secretAccessKey: s3.credentials!.secretAccessKey },
+        ...o.backup,
       },
       ...args,
     });
@@ -44,6 +49,7 @@ export async function declaredCluster(namespace: string, args: Partial<EtcdClust
     const manifests = kubernetesManifests(mocks.resources);
     const kc = cp.kubeConfig();
     await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+    await o.beforeApply?.(cp);
     await applyManifests(kc, manifests);
     return { cp, store, manifests };
   } catch (e) {

@@ -4,6 +4,7 @@
  *
  *   clusters/<cluster>/snapshots/<snapshot>.db     the snapshot, as etcd streamed it (with its sha256 trailer)
  *   clusters/<cluster>/snapshots/<snapshot>.json   its catalog record, written last
+ *   clusters/<cluster>/snapshots/<snapshot>.companions  the Secrets/ConfigMaps a restore needs (age-encrypted), before the record
  *   clusters/<cluster>/recoveries/<id>.json        the journal of one recovery run
  *   clusters/<cluster>/lock.json                   the recovery lock (created with If-None-Match, renewed with If-Match)
  *   clusters/<cluster>/lock-clock.json             written to read the store's clock when judging a stale lock
@@ -23,6 +24,8 @@ export const layout = {
   snapshotsPrefix: (cluster: string) => `clusters/${cluster}/snapshots/`,
   snapshotObject: (cluster: string, name: string) => `clusters/${cluster}/snapshots/${name}.db`,
   snapshotRecord: (cluster: string, name: string) => `clusters/${cluster}/snapshots/${name}.json`,
+  /** The companion resources saved with a snapshot (an age file; see snapshot/companions.ts). */
+  companionsObject: (cluster: string, name: string) => `clusters/${cluster}/snapshots/${name}.companions`,
   recoveriesPrefix: (cluster: string) => `clusters/${cluster}/recoveries/`,
   recoveryJournal: (cluster: string, id: string) => `clusters/${cluster}/recoveries/${id}.json`,
   lock: (cluster: string) => `clusters/${cluster}/lock.json`,

@@ -55,6 +55,22 @@ export const storeFlags = {
     env: 'ETCD_RECOVER_S3_CHECKSUM',
     helpGroup: 'BACKUP STORE',
   })(),
+  's3-sse': Flags.option({
+    description: 'Server-side encryption of every object written: SSE-S3, SSE-KMS or SSE-C (customer key: needs --s3-sse-c-key-file and an https endpoint). Default: the recovery contract\'s, else the bucket\'s default.',
+    options: ['SSE-S3', 'SSE-KMS', 'SSE-C'] as const,
+    env: 'ETCD_RECOVER_S3_SSE',
+    helpGroup: 'BACKUP STORE',
+  })(),
+  's3-sse-kms-key-id': Flags.string({
+    description: 'With SSE-KMS: the KMS key id, ARN or alias (default: the bucket\'s default KMS key).',
+    env: 'ETCD_RECOVER_S3_SSE_KMS_KEY_ID',
+    helpGroup: 'BACKUP STORE',
+  }),
+  's3-sse-c-key-file': Flags.string({
+    description: 'With SSE-C: a file holding the key (base64 of 32 bytes), sent with every read and write. Never printed or logged. Default: the Secret the recovery contract names.',
+    env: 'ETCD_RECOVER_S3_SSE_C_KEY_FILE',
+    helpGroup: 'BACKUP STORE',
+  }),
   'age-recipients-file': Flags.string({
     description: 'age recipients (public keys "age1…", one per line): new backups are encrypted for them. Default: the identity file\'s own keys, else the key Secret the contract names.',
     env: 'ETCD_RECOVER_AGE_RECIPIENTS_FILE',

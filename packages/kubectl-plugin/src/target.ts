@@ -14,8 +14,11 @@ import {
   type EtcdConnection,
   type EtcdGateway,
   type S3Config,
+  type S3Sse,
   parseContract,
+  sseCustomerKey,
   type RecoveryContract,
+  type CompanionSource,
 } from '@etcd-recover/core';
 
 export interface TargetFlags {
@@ -39,6 +42,9 @@ export interface TargetFlags {
   's3-credentials-file'?: string | undefined;
   's3-profile'?: string | undefined;
   's3-checksum'?: 'when_supported' | 'when_required' | undefined;
+  's3-sse'?: 'SSE-S3' | 'SSE-KMS' | 'SSE-C' | undefined;
+  's3-sse-kms-key-id'?: string | undefined;
+  's3-sse-c-key-file'?: string | undefined;
   'age-recipients-file'?: string | undefined;
   'age-identity-file'?: string | undefined;
 }
@@ -59,6 +65,8 @@ export class Target {
   private krt: RecoveryTarget | undefined;
   private readonly etcd: EtcdConnection | undefined;
   private readonly s3: S3Config | undefined;
+  /** Why the bucket cannot be opened yet (an SSE-C key the contract needs and nobody gave); thrown by store(). */
+  private readonly s3Problem: EtcdRecoverError | undefined;
 
   readonly contract: RecoveryContract | undefined;
   /** Kubernetes mode: the API client config and the declared cluster's namespace. */
@@ -79,7 +87,15 @@ export class Target {
       });
       const declared = await k.resolveDeclaredCluster(kc, namespace, flags.cluster);
       const creds = flags['s3-credentials-file'] ? undefined : await k.readBackupCredentials(kc, declared.contract);
-      const t = new Target(flags, { contract: declared.contract, kube: { kc, namespace: declared.namespace, configMap: declared.configMap }, ...(creds ? { credentials: creds } : {}) });
+      // The SSE-C key from the Secret the contract names, unless the flags give one (or another mode).
+      const wantsSecretKey = !flags.bucket && !flags['s3-sse-c-key-file'] && (flags['s3-sse'] ?? declared.contract.backup.sse?.mode) === 'SSE-C';
+      const sseCustomerKey = wantsSecretKey ? await k.readSseCustomerKey(kc, declared.contract) : undefined;
+      const t = new Target(flags, {
+        contract: declared.contract,
+        kube: { kc, namespace: declared.namespace, configMap: declared.configMap },
+        ...(creds ? { credentials: creds } : {}),
+        ...(sseCustomerKey ? { sseCustomerKey } : {}),
+      });
       t.keys = await loadKeys(flags, t, () => k.readAgeKeySecret(kc, declared.contract));
       return t;
     }
@@ -91,7 +107,21 @@ export class Target {
   /** The age keys backups are encrypted and opened with (none: plain backups). */
   keys: AgeKeys | undefined;
 
-  constructor(flags: TargetFlags, resolved?: { contract: RecoveryContract; kube: NonNullable<Target['kube']>; credentials?: { accessKeyId: string; secretAccessKey: string } }) {
+  /**
+   * Where a backup taken here finds the companion resources the contract names: the Kubernetes API,
+   * from inside a backup Job (its ServiceAccount may get exactly those). Undefined anywhere else.
+   */
+  async companionSource(): Promise<CompanionSource | undefined> {
+    const names = this.contract?.companions;
+    if (!names || this.kind === 'kubernetes' || (!names.secrets.length && !names.configMaps.length)) return undefined;
+    const k = await import('@etcd-recover/core/kubernetes');
+    return k.inClusterCompanionSource(this.contract!.namespace, names);
+  }
+
+  constructor(
+    flags: TargetFlags,
+    resolved?: { contract: RecoveryContract; kube: NonNullable<Target['kube']>; credentials?: { accessKeyId: string; secretAccessKey: string }; sseCustomerKey?: string },
+  ) {
     const contract = resolved?.contract ?? (flags['contract-file'] && !flags.endpoints ? readContract(flags['contract-file']) : undefined);
     this.kube = resolved?.kube;
     const sandbox = flags.endpoints || contract ? undefined : Sandbox.load(flags['sandbox-dir'] ?? defaultSandboxDir());
@@ -133,6 +163,9 @@ export class Target {
           ? { ...contractS3(contract), ...(resolved?.credentials ? { credentials: resolved.credentials } : {}) }
           : {};
     const bucket = flags.bucket ?? base.bucket;
+    // The contract's encryption goes with the contract's bucket (as its endpoint and prefix do).
+    const sse = bucket ? resolveSse(flags, !flags.bucket && !sandbox ? contract : undefined, resolved?.sseCustomerKey) : undefined;
+    this.s3Problem = sse instanceof EtcdRecoverError ? sse : undefined;
     if (bucket) {
       this.s3 = {
         ...base,
@@ -145,6 +178,7 @@ export class Target {
         ...(flags['s3-credentials-file'] ? { credentialsFile: flags['s3-credentials-file'] } : {}),
         ...(flags['s3-profile'] ? { profile: flags['s3-profile'] } : {}),
         ...(flags['s3-checksum'] ? { checksumMode: flags['s3-checksum'] } : {}),
+        ...(sse && !(sse instanceof EtcdRecoverError) ? { sse } : {}),
       };
       if (flags['s3-credentials-file']) delete this.s3.credentials;
     }
@@ -176,6 +210,7 @@ export class Target {
         hint: 'or run against the sandbox, which has its own bucket',
       });
     }
+    if (this.s3Problem) throw this.s3Problem;
     this.st ??= new S3ObjectStore(this.s3);
     return this.st;
   }
@@ -232,8 +267,16 @@ async function loadKeys(flags: TargetFlags, t: Target, fromSecret?: () => Promis
   }
   const named = t.contract?.backup.encryption;
   if (named && fromSecret) {
-    const got = await fromSecret();
-    if (got) return AgeKeys.parse(got);
+    try {
+      const got = await fromSecret();
+      if (got) return AgeKeys.parse(got);
+    } catch (e) {
+      // An operator who may not read the key Secret can still list, create (a Job encrypts) and plan;
+      // whatever must decrypt says so then, naming --age-identity-file.
+      if (!(e instanceof EtcdRecoverError && e.code === 'ENCRYPTION_KEY')) throw e;
+      process.stderr.write(`warning: ${e.message}\n`);
+      return undefined;
+    }
   }
   if (named) {
     throw new EtcdRecoverError('ENCRYPTION_KEY', `the recovery contract says backups are encrypted (key Secret ${named.secretName}), but no age key was given`, {
@@ -243,6 +286,58 @@ async function loadKeys(flags: TargetFlags, t: Target, fromSecret?: () => Promis
   const sb = t.sandbox?.state.encryption;
   if (sb && !flags.bucket) return AgeKeys.parse({ identities: read(sb.identityFile, 'identity'), source: `the sandbox key ${sb.identityFile}` });
   return undefined;
+}
+
+/**
+ * Server-side encryption: --s3-sse (else the contract's mode; a key file alone means SSE-C, a KMS key
+ * id alone SSE-KMS), the KMS key id from the flag or the contract, the SSE-C key from
+ * --s3-sse-c-key-file (the in-cluster jobs get it pointing at the mounted Secret), else the key read
+ * from the contract's Secret. An SSE-C key the contract needs and nobody gave is returned as the
+ * error store() throws: commands that never open the bucket (defrag) run without it.
+ */
+function resolveSse(flags: TargetFlags, contract: RecoveryContract | undefined, secretKey: string | undefined): S3Sse | EtcdRecoverError | undefined {
+  const fromContract = contract?.backup.sse;
+  const keyFile = flags['s3-sse-c-key-file'];
+  const kmsKeyId = flags['s3-sse-kms-key-id'];
+  const mode = flags['s3-sse'] ?? fromContract?.mode ?? (keyFile ? 'SSE-C' : kmsKeyId !== undefined ? 'SSE-KMS' : undefined);
+  if (keyFile && mode !== 'SSE-C') {
+    throw new EtcdRecoverError('USAGE', `--s3-sse-c-key-file is for SSE-C, but the server-side encryption is ${mode}${flags['s3-sse'] ? '' : " (the recovery contract's)"}`, { hint: 'pass --s3-sse SSE-C with it, or leave it out' });
+  }
+  if (kmsKeyId !== undefined && mode !== 'SSE-KMS') {
+    throw new EtcdRecoverError('USAGE', `--s3-sse-kms-key-id is for SSE-KMS, but the server-side encryption is ${mode}${flags['s3-sse'] ? '' : " (the recovery contract's)"}`, { hint: 'pass --s3-sse SSE-KMS with it, or leave it out' });
+  }
+  if (mode === undefined) return undefined;
+  if (mode === 'SSE-S3') return { mode };
+  if (mode === 'SSE-KMS') {
+    const id = kmsKeyId ?? (fromContract?.mode === 'SSE-KMS' ? fromContract.kmsKeyId : undefined);
+    return { mode, ...(id !== undefined ? { kmsKeyId: id } : {}) };
+  }
+  if (keyFile) return { mode, key: readSseKeyFile(keyFile) };
+  if (secretKey) return { mode, key: secretKey };
+  const secret = fromContract?.mode === 'SSE-C' ? fromContract.customerKeySecret : undefined;
+  if (!secret) {
+    throw new EtcdRecoverError('USAGE', '--s3-sse SSE-C needs the key: pass --s3-sse-c-key-file FILE (the base64 of 32 bytes)', { hint: 'make one with: head -c 32 /dev/urandom | base64, and keep it safe: without it the backups cannot be read' });
+  }
+  return new EtcdRecoverError('ENCRYPTION_KEY', `the bucket uses SSE-C (key Secret ${contract!.namespace}/${secret}), but no SSE-C key was given`, {
+    hint: 'pass --s3-sse-c-key-file (or set ETCD_RECOVER_S3_SSE_C_KEY_FILE), or run with access to that Secret',
+  });
+}
+
+/** Reads an SSE-C key file; errors name the file, never its content. */
+function readSseKeyFile(path: string): string {
+  let key: string;
+  try {
+    key = readFileSync(path, 'utf8').trim();
+  } catch (e) {
+    throw new EtcdRecoverError('CONFIG', `cannot read the SSE-C key file ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, { cause: e });
+  }
+  try {
+    sseCustomerKey({ mode: 'SSE-C', key });
+  } catch (e) {
+    const err = e as EtcdRecoverError;
+    throw new EtcdRecoverError('CONFIG', `SSE-C key file ${path}: ${err.message}`, err.hint ? { hint: err.hint } : {});
+  }
+  return key;
 }
 
 function readContract(path: string): RecoveryContract {

@@ -56,6 +56,14 @@ export interface BackupArgs {
    * The identity never passes through Pulumi's state. Default: plain backups.
    */
   readonly encryption?: { readonly secretName: string };
+  /**
+   * Server-side encryption of every object written (the store encrypts at rest): SSE-S3 (keys the
+   * store manages), SSE-KMS (a KMS key: kmsKeyId, else the bucket's default KMS key), or SSE-C (a
+   * key you hold: an existing Secret in the namespace with key `sse-c-key`, the base64 of 32 bytes,
+   * mounted by every job that talks to the bucket; needs an https endpoint). The SSE-C key never
+   * passes through Pulumi's state or the recovery contract. Default: the bucket's default.
+   */
+  readonly sse?: { readonly mode: 'SSE-S3' } | { readonly mode: 'SSE-KMS'; readonly kmsKeyId?: string } | { readonly mode: 'SSE-C'; readonly customerKeySecret: string };
   /** Credentials; stored in a Secret for the jobs and kept secret in Pulumi state. */
   readonly credentials: { readonly accessKeyId: pulumi.Input<string>; readonly secretAccessKey: pulumi.Input<string> };
   /** Full backup schedule (cron). Default every 30 minutes. */
@@ -126,6 +134,14 @@ export interface EtcdClusterArgs {
   readonly defrag?: { readonly schedule: string };
   /** Workloads to scale to zero during a full restore, e.g. the hosted kube-apiserver. Default none. */
   readonly dependents?: WorkloadRef[];
+  /**
+   * Secrets and ConfigMaps in the namespace a restore needs beside etcd's data — e.g. the hosted API
+   * server's encryption configuration and service-account signing key. Each backup saves them
+   * (always encrypted: requires backup.encryption) together with the component's own Secrets (etcd's
+   * TLS, the bucket credentials, the age key), and `kubectl etcd-recover quorum --restore-companions`
+   * recreates the missing ones first. The backup job may then `get` exactly these names. Default none.
+   */
+  readonly companions?: { readonly secrets?: string[]; readonly configMaps?: string[] };
   /** How to pause reconciliation during a restore (e.g. a HostedCluster). Default none. */
   readonly pause?: PauseArgs;
   /**
@@ -183,8 +199,30 @@ export interface ResolvedArgs {
   pause: PauseArgs | undefined;
   peerWaitSeconds: number;
   autoRestore: boolean;
+  /** The companions each backup saves (declared ones plus the component's own Secrets), or undefined. */
+  companions: { secrets: string[]; configMaps: string[] } | undefined;
   /** Pulumi customTimeouts form ("90s", "10m"). */
   readyTimeout: string;
+}
+
+/** backup.sse: one of the three modes, each with only its own fields; SSE-C only over https (when the endpoint is a plain string). */
+function sseProblem(sse: NonNullable<BackupArgs['sse']>, endpoint: BackupArgs['endpoint'], fail: (arg: string, problem: string) => never): void {
+  const s = sse as { mode?: unknown; kmsKeyId?: unknown; customerKeySecret?: unknown; key?: unknown };
+  if (s.mode !== 'SSE-S3' && s.mode !== 'SSE-KMS' && s.mode !== 'SSE-C') fail('backup.sse.mode', `${JSON.stringify(s.mode)} is not one of SSE-S3, SSE-KMS, SSE-C`);
+  // Never quotes what it finds there: it may be a key.
+  if (s.key !== undefined) fail('backup.sse.key', 'an SSE-C key is never given inline: put it in a Secret (key sse-c-key) and name it in backup.sse.customerKeySecret');
+  if (s.kmsKeyId !== undefined) {
+    if (s.mode !== 'SSE-KMS') fail('backup.sse.kmsKeyId', `is for SSE-KMS, but the mode is ${s.mode}`);
+    if (typeof s.kmsKeyId !== 'string' || !s.kmsKeyId.trim()) fail('backup.sse.kmsKeyId', "is empty: name a KMS key id, key ARN or alias, or leave it out for the bucket's default KMS key");
+  }
+  if (s.customerKeySecret !== undefined && s.mode !== 'SSE-C') fail('backup.sse.customerKeySecret', `is for SSE-C, but the mode is ${s.mode}`);
+  if (s.mode !== 'SSE-C') return;
+  if (typeof s.customerKeySecret !== 'string' || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(s.customerKeySecret)) {
+    fail('backup.sse.customerKeySecret', `${s.customerKeySecret === undefined ? 'is required for SSE-C' : `"${String(s.customerKeySecret)}" is not a Secret name`} (an existing Secret with key sse-c-key, the base64 of 32 bytes)`);
+  }
+  if (typeof endpoint === 'string' && /^http:\/\//i.test(endpoint.trim())) {
+    fail('backup.sse', `SSE-C needs an https endpoint: S3 refuses customer keys over plain HTTP, and backup.endpoint is "${endpoint}"`);
+  }
 }
 
 /**
@@ -219,6 +257,7 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
   if (b.encryption && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(b.encryption.secretName ?? '')) {
     fail('backup.encryption.secretName', `"${b.encryption.secretName}" is not a Secret name`);
   }
+  if (b.sse !== undefined) sseProblem(b.sse, b.endpoint, fail);
   const schedule = b.schedule ?? '*/30 * * * *';
   const verifySchedule = b.verifySchedule ?? '15 * * * *';
   for (const [arg, s] of [['backup.schedule', schedule], ['backup.verifySchedule', verifySchedule], ['autoHeal.schedule', a.autoHeal?.schedule ?? '*/5 * * * *'], ['defrag.schedule', a.defrag?.schedule]] as const) {
@@ -315,6 +354,18 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
     pause: a.pause,
     peerWaitSeconds,
     autoRestore: a.autoRestore === true,
+    companions: companionsOf(name, a, fail),
     readyTimeout,
   };
+}
+
+function companionsOf(name: string, a: EtcdClusterArgs, fail: (arg: string, problem: string) => never): ResolvedArgs['companions'] {
+  const c = a.companions;
+  if (!c) return undefined;
+  const listed = [...(c.secrets ?? []), ...(c.configMaps ?? [])];
+  if (!listed.length) return undefined;
+  for (const x of listed) if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(x ?? '')) fail('companions', `"${x}" is not a Secret or ConfigMap name`);
+  if (!a.backup?.encryption) fail('companions', 'companion resources hold the cluster\'s keys and are never stored unencrypted: set backup.encryption');
+  const own = [a.tls?.serverSecret, a.tls?.clientSecret, a.tls?.peerSecret, `${name}-backup-credentials`, a.backup.encryption!.secretName].filter((x): x is string => Boolean(x));
+  return { secrets: [...new Set([...(c.secrets ?? []), ...own])], configMaps: [...new Set(c.configMaps ?? [])] };
 }

@@ -6,6 +6,13 @@ export function podLabels(r: ResolvedArgs): Record<string, string> {
   return { 'app.kubernetes.io/name': 'etcd', 'app.kubernetes.io/instance': r.name, 'app.kubernetes.io/managed-by': 'etcd-recover' };
 }
 
+/** backup.sse as the contract records it: for SSE-C the Secret's name, never a key. */
+function contractSse(sse: NonNullable<ResolvedArgs['backup']['sse']>): NonNullable<RecoveryContract['backup']['sse']> {
+  if (sse.mode === 'SSE-KMS') return { mode: sse.mode, ...(sse.kmsKeyId !== undefined ? { kmsKeyId: sse.kmsKeyId } : {}) };
+  if (sse.mode === 'SSE-C') return { mode: sse.mode, customerKeySecret: sse.customerKeySecret };
+  return { mode: sse.mode };
+}
+
 /** The recovery contract for these arguments. Pure. */
 export function buildContract(r: ResolvedArgs, bucket: string, endpoint: string | undefined): RecoveryContract {
   const n = namesFor(r.name);
@@ -56,9 +63,11 @@ export function buildContract(r: ResolvedArgs, bucket: string, endpoint: string 
       checksumMode: r.backup.checksumMode,
       credentialsSecret: n.credentials,
       ...(r.backup.encryption ? { encryption: { secretName: r.backup.encryption.secretName } } : {}),
+      ...(r.backup.sse ? { sse: contractSse(r.backup.sse) } : {}),
     },
     agent: { image: r.agentImage, restoreServiceAccount: n.sa('restore') },
     dependents: r.dependents.map((d) => ({ apiVersion: 'apps/v1' as const, ...d })),
+    ...(r.companions ? { companions: r.companions } : {}),
     ...(r.pause ? { pause: { ...r.pause } } : {}),
   };
 }

@@ -2,6 +2,7 @@ import * as pulumi from '@pulumi/pulumi';
 import * as k8s from '@pulumi/kubernetes';
 import type { ResolvedArgs } from './args.js';
 import { buildContract, podLabels } from './contract.js';
+import { sseCustomerKeyMount } from './jobs.js';
 import { AGE_DIR, AGE_VOLUME, CONFIG_FILE, DATA_DIR, MOUNT, PORTS, TLS_DIR, namesFor } from './names.js';
 
 type Input<T> = pulumi.Input<T>;
@@ -84,8 +85,9 @@ function memberInit(r: ResolvedArgs, mounts: VolumeMount[]): Container {
       { name: 'ETCD_RECOVER_CONTRACT', value: `${CONTRACT_DIR}/contract.json` },
       { name: 'HOME', value: '/tmp' },
       ...ageMounts(r).env,
+      ...sseCustomerKeyMount(r).env,
     ],
-    volumeMounts: [{ name: 'data', mountPath: MOUNT }, { name: 'contract', mountPath: CONTRACT_DIR, readOnly: true }, ...mounts, ...ageMounts(r).mounts],
+    volumeMounts: [{ name: 'data', mountPath: MOUNT }, { name: 'contract', mountPath: CONTRACT_DIR, readOnly: true }, ...mounts, ...ageMounts(r).mounts, ...sseCustomerKeyMount(r).mounts],
   };
 }
 
@@ -174,7 +176,7 @@ export function createEtcd(name: string, r: ResolvedArgs, contract: pulumi.Resou
                 volumeMounts: [{ name: 'data', mountPath: MOUNT }, ...mounts],
               },
             ],
-            volumes: [...volumes, ...ageMounts(r).volumes, { name: 'contract', configMap: { name: n.contract } }],
+            volumes: [...volumes, ...ageMounts(r).volumes, ...sseCustomerKeyMount(r).volumes, { name: 'contract', configMap: { name: n.contract } }],
           },
         },
         volumeClaimTemplates: [

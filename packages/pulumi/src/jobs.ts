@@ -2,7 +2,8 @@ import * as pulumi from '@pulumi/pulumi';
 import * as k8s from '@pulumi/kubernetes';
 import type { ResolvedArgs } from './args.js';
 import { podLabels } from './contract.js';
-import { AGE_DIR, AGE_VOLUME, TLS_DIR, namesFor } from './names.js';
+import { SSE_C_SECRET_KEY } from '@etcd-recover/core';
+import { AGE_DIR, AGE_VOLUME, SSE_C_DIR, SSE_C_VOLUME, TLS_DIR, namesFor } from './names.js';
 
 type PolicyRule = k8s.types.input.rbac.v1.PolicyRule;
 
@@ -19,8 +20,14 @@ export function jobRules(r: ResolvedArgs): Record<'backup' | 'verify' | 'heal' |
   const n = namesFor(r.name);
   const pvcs = Array.from({ length: r.members }, (_, i) => n.pvc(n.pod(i)));
   const pods = Array.from({ length: r.members }, (_, i) => n.pod(i));
+  // With companions the backup job reads exactly those Secrets and ConfigMaps, nothing else.
+  const c = r.companions;
+  const backup: PolicyRule[] = [
+    ...(c?.secrets.length ? [{ apiGroups: [''], resources: ['secrets'], resourceNames: c.secrets, verbs: ['get'] }] : []),
+    ...(c?.configMaps.length ? [{ apiGroups: [''], resources: ['configmaps'], resourceNames: c.configMaps, verbs: ['get'] }] : []),
+  ];
   return {
-    backup: [],
+    backup,
     verify: [],
     defrag: [],
     restore: [],
@@ -30,6 +37,20 @@ export function jobRules(r: ResolvedArgs): Record<'backup' | 'verify' | 'heal' |
       { apiGroups: [''], resources: ['persistentvolumeclaims'], resourceNames: pvcs, verbs: ['get', 'delete'] },
       { apiGroups: ['apps'], resources: ['statefulsets'], resourceNames: [n.statefulSet], verbs: ['get'] },
     ],
+  };
+}
+
+/**
+ * The SSE-C key (backup.sse SSE-C) for a container that talks to the bucket: the Secret's one key,
+ * read-only, and ETCD_RECOVER_S3_SSE_C_KEY_FILE naming it. Nothing for other modes: the contract says it all.
+ */
+export function sseCustomerKeyMount(r: ResolvedArgs): { volumes: k8s.types.input.core.v1.Volume[]; mounts: k8s.types.input.core.v1.VolumeMount[]; env: k8s.types.input.core.v1.EnvVar[] } {
+  const sse = r.backup.sse;
+  if (sse?.mode !== 'SSE-C') return { volumes: [], mounts: [], env: [] };
+  return {
+    volumes: [{ name: SSE_C_VOLUME, secret: { secretName: sse.customerKeySecret, defaultMode: 0o440, items: [{ key: SSE_C_SECRET_KEY, path: SSE_C_SECRET_KEY }] } }],
+    mounts: [{ name: SSE_C_VOLUME, mountPath: SSE_C_DIR, readOnly: true }],
+    env: [{ name: 'ETCD_RECOVER_S3_SSE_C_KEY_FILE', value: `${SSE_C_DIR}/${SSE_C_SECRET_KEY}` }],
   };
 }
 
@@ -98,6 +119,14 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
       ],
     };
   };
+  // Every job but defrag (etcd only) reads or writes the bucket, and so needs an SSE-C key; the
+  // restore Jobs a recovery makes from the backup job's template inherit it.
+  const pod = (job: string) => {
+    const a = age(job);
+    const k = sseCustomerKeyMount(r);
+    if (job === 'defrag' || !k.volumes.length) return a;
+    return { volumes: [...a.volumes, ...k.volumes], mounts: [...a.mounts, ...k.mounts], env: [...a.env, ...k.env] };
+  };
   const cron = (job: string, schedule: string, args: string[], deadlineSeconds: number) =>
     new k8s.batch.v1.CronJob(
       `${name}-${job}`,
@@ -129,13 +158,13 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
                       image: r.agentImage,
                       command: ['kubectl-etcd_recover'],
                       args,
-                      env: age(job).env,
-                      volumeMounts: age(job).mounts,
+                      env: pod(job).env,
+                      volumeMounts: pod(job).mounts,
                       terminationMessagePolicy: 'FallbackToLogsOnError',
                       securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
                     },
                   ],
-                  volumes: age(job).volumes,
+                  volumes: pod(job).volumes,
                 },
               },
             },

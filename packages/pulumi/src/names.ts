@@ -23,3 +23,6 @@ export const TLS_DIR = '/etc/etcd/tls';
 /** Where jobs mount the age key Secret (backup.encryption): `recipients`, and where allowed `identity`. */
 export const AGE_DIR = '/etc/etcd-recover-age';
 export const AGE_VOLUME = 'age-key';
+/** Where the jobs that talk to the bucket mount the SSE-C key Secret (backup.sse.customerKeySecret), its one key `sse-c-key`. */
+export const SSE_C_DIR = '/etc/etcd-recover-sse-c';
+export const SSE_C_VOLUME = 'sse-c-key';

@@ -41,6 +41,17 @@ export interface ContractPause {
   resumePatch: Record<string, unknown>;
 }
 
+export interface ContractSse {
+  mode: 'SSE-S3' | 'SSE-KMS' | 'SSE-C';
+  /** SSE-KMS only: the key id, ARN or alias; default the bucket's default KMS key. */
+  kmsKeyId?: string;
+  /** SSE-C only (required): the Secret (key `sse-c-key`) holding the key. */
+  customerKeySecret?: string;
+}
+
+/** The key of the SSE-C Secret (backup.sse.customerKeySecret) that holds the base64 key. */
+export const SSE_C_SECRET_KEY = 'sse-c-key';
+
 export interface RecoveryContract {
   apiVersion: typeof CONTRACT_API_VERSION;
   kind: typeof CONTRACT_KIND;
@@ -90,6 +101,12 @@ export interface RecoveryContract {
      * jobs mount) and key `identity` (what verify, drill and restores mount). Absent: plain backups.
      */
     encryption?: { secretName: string };
+    /**
+     * Server-side encryption of every object the tool writes (docs/runbooks/backups.md). SSE-C: the
+     * key is never in the contract; `customerKeySecret` names a Secret with key `sse-c-key` (the base64
+     * of 32 bytes) that the jobs mount and the plugin reads. Absent: the bucket's default.
+     */
+    sse?: ContractSse;
   };
   agent: {
     image: string;
@@ -99,6 +116,12 @@ export interface RecoveryContract {
   /** Workloads to scale to zero during a full restore (e.g. the hosted kube-apiserver). */
   dependents: ContractWorkload[];
   pause?: ContractPause;
+  /**
+   * Secrets and ConfigMaps in the namespace a restore needs beside etcd's data (the hosted API
+   * server's encryption configuration, its service-account key, TLS): each backup saves them,
+   * encrypted, and `quorum --restore-companions` recreates the missing ones.
+   */
+  companions?: { secrets: string[]; configMaps: string[] };
 }
 
 /** Parses and validates a contract document; errors name the field. */
@@ -115,9 +138,30 @@ export function parseContract(text: string, where: string): RecoveryContract {
   if (!c.cluster) throw bad('cluster is missing');
   if (!c.etcd?.statefulSet || !Array.isArray(c.etcd.members) || !c.etcd.members.length) throw bad('etcd.statefulSet and etcd.members are required');
   if (!c.backup?.bucket) throw bad('backup.bucket is missing');
+  if (c.backup.sse !== undefined) sseProblem(c.backup.sse, bad);
   if (!c.agent?.image) throw bad('agent.image is missing');
   c.dependents ??= [];
+  if (c.companions !== undefined) {
+    const names = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === 'string' && x.length > 0);
+    if (!names(c.companions.secrets ?? []) || !names(c.companions.configMaps ?? [])) throw bad('companions.secrets and companions.configMaps must be lists of names');
+    c.companions = { secrets: c.companions.secrets ?? [], configMaps: c.companions.configMaps ?? [] };
+  }
   return c;
+}
+
+function sseProblem(sse: ContractSse, bad: (field: string) => EtcdRecoverError): void {
+  if (typeof sse !== 'object' || sse === null) throw bad('backup.sse is not an object');
+  const { mode, kmsKeyId, customerKeySecret } = sse;
+  if (mode !== 'SSE-S3' && mode !== 'SSE-KMS' && mode !== 'SSE-C') throw bad(`backup.sse.mode ${JSON.stringify(mode)} is not one of SSE-S3, SSE-KMS, SSE-C`);
+  // Never quotes what it finds there: it may be a key.
+  if ('key' in sse) throw bad('backup.sse has an inline key; an SSE-C key belongs in the Secret backup.sse.customerKeySecret names');
+  if (kmsKeyId !== undefined && (mode !== 'SSE-KMS' || typeof kmsKeyId !== 'string' || !kmsKeyId.trim())) {
+    throw bad(mode !== 'SSE-KMS' ? `backup.sse.kmsKeyId is set, but the mode is ${mode}` : 'backup.sse.kmsKeyId is empty');
+  }
+  if (mode === 'SSE-C' && (typeof customerKeySecret !== 'string' || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(customerKeySecret))) {
+    throw bad('backup.sse.customerKeySecret must name the Secret holding the SSE-C key');
+  }
+  if (mode !== 'SSE-C' && customerKeySecret !== undefined) throw bad(`backup.sse.customerKeySecret is set, but the mode is ${mode}`);
 }
 
 /** Member DNS names for a StatefulSet behind a headless service. */

@@ -2,7 +2,7 @@ import { parseEtcdMetrics } from '../etcd/metrics.js';
 import { BatchV1Api, CoreV1Api, KubeConfig, type V1Job } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EtcdRecoverError } from '../errors.js';
-import { CONTRACT_KEY, CONTRACT_LABEL, CLUSTER_LABEL, parseContract, type RecoveryContract } from '../contract/recovery-contract.js';
+import { CONTRACT_KEY, CONTRACT_LABEL, CLUSTER_LABEL, SSE_C_SECRET_KEY, parseContract, type RecoveryContract } from '../contract/recovery-contract.js';
 
 /** Label a recovery puts on the Jobs it runs (they are never drained as a CronJob's runs). */
 export const RECOVERY_LABEL = 'etcd-recover.io/recovery';
@@ -145,6 +145,31 @@ export async function readAgeKeySecret(kc: KubeConfig, c: RecoveryContract): Pro
     throw new EtcdRecoverError('ENCRYPTION_KEY', `the key ${where} has neither a "recipients" nor an "identity" key`, { hint: 'see docs/runbooks/backups.md, "Encryption"' });
   }
   return { ...(recipients ? { recipients } : {}), ...(identities ? { identities } : {}), source: where };
+}
+
+/**
+ * The SSE-C key (base64) from the Secret the contract names (backup.sse.customerKeySecret, key
+ * `sse-c-key`), for the plugin on an operator's machine; undefined when the contract uses no SSE-C.
+ * A Secret that cannot be read is an error naming it; the key itself is never in a message.
+ */
+export async function readSseCustomerKey(kc: KubeConfig, c: RecoveryContract): Promise<string | undefined> {
+  const name = c.backup.sse?.mode === 'SSE-C' ? c.backup.sse.customerKeySecret : undefined;
+  if (!name) return undefined;
+  const where = `Secret ${c.namespace}/${name}`;
+  const hint = 'pass the key with --s3-sse-c-key-file (your break-glass copy), or get read access to that Secret';
+  let s;
+  try {
+    s = await kc.makeApiClient(CoreV1Api).readNamespacedSecret({ namespace: c.namespace, name });
+  } catch (e) {
+    const code = statusOf(e);
+    if (code === 404 || code === 403) {
+      throw new EtcdRecoverError('ENCRYPTION_KEY', `the bucket uses SSE-C, but the key ${where} ${code === 404 ? 'does not exist' : 'cannot be read with your credentials (forbidden)'}`, { hint });
+    }
+    throw apiError(`get secret ${c.namespace}/${name}`, e);
+  }
+  const key = s.data?.[SSE_C_SECRET_KEY] ? Buffer.from(s.data[SSE_C_SECRET_KEY]!, 'base64').toString('utf8').trim() : '';
+  if (!key) throw new EtcdRecoverError('ENCRYPTION_KEY', `the SSE-C key ${where} has no "${SSE_C_SECRET_KEY}" key`, { hint: 'see docs/runbooks/backups.md, "Server-side encryption"' });
+  return key;
 }
 
 export interface KubeMemberStatus {

@@ -1,3 +1,5 @@
+import { restoreCompanions, type CompanionBundle, type CompanionOutcome } from '../snapshot/companions.js';
+import { kubeCompanionSink } from './companions.js';
 import { BatchV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject, type V1Job, type V1Pod, type V1StatefulSet } from '@kubernetes/client-node';
 import { EtcdRecoverError } from '../errors.js';
 import type { EtcdGateway, MemberStatus } from '../etcd/etcd-gateway.js';
@@ -68,6 +70,10 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
   /** Always: besides dependents and the pause object, the component's own CronJobs are suspended. */
   get quiesces(): boolean {
     return true;
+  }
+
+  async restoreCompanions(bundle: CompanionBundle, o: { overwrite: boolean; backup: string }): Promise<CompanionOutcome[]> {
+    return restoreCompanions(bundle, kubeCompanionSink(this.kc, this.ns, o.backup), { overwrite: o.overwrite });
   }
 
   private get ns(): string {

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { EtcdRecoverError, isEtcdRecoverError } from '../errors.js';
 import { captureSnapshot } from '../snapshot/capture.js';
 import type { Catalog, SnapshotRecord } from '../snapshot/catalog.js';
+import { readCompanions, type CompanionOutcome } from '../snapshot/companions.js';
 import { Journal } from './journal.js';
 import { measureKeyspace } from './keyspace.js';
 import type { RecoveryLock } from './lock.js';
@@ -51,6 +52,8 @@ export interface RecoveryReport {
   versions?: RecoveryPlan['versions'];
   /** The plan's warnings (e.g. a different etcd patch level), repeated for the record. */
   warnings?: string[];
+  /** What `--restore-companions` did with each saved Secret/ConfigMap. */
+  companions?: CompanionOutcome[];
 }
 
 interface StepImpl {
@@ -188,6 +191,19 @@ function stepImpls(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog,
   const healthyTimeout = o.healthyTimeoutMs ?? 120_000;
   return (s) => {
     switch (s.kind) {
+      case 'restore-companions':
+        return {
+          // Idempotent: a rerun finds what it created "same".
+          holds: async () => false,
+          run: async (ctx) => {
+            const c = plan.companions!;
+            if (!target.restoreCompanions) throw new EtcdRecoverError('USAGE', `${target.describe()} has no companion resources to restore`);
+            const bundle = await readCompanions(catalog, await catalog.get(c.from, ctx.signal), ctx.signal);
+            const outcomes = await target.restoreCompanions(bundle, { overwrite: c.overwrite, backup: c.from }, ctx);
+            for (const x of outcomes) ctx.progress(`${x.kind} ${x.name}: ${x.action}${x.action === 'differs' ? ' (kept as it is; --overwrite-companions replaces it)' : ''}`);
+            ctx.facts['companions'] = outcomes;
+          },
+        };
       case 'capture-live':
         return {
           holds: async (ctx) => typeof ctx.facts['restoreFrom'] === 'string',
@@ -440,5 +456,6 @@ async function finalReport(plan: RecoveryPlan, journal: Journal, target: Recover
     resumed,
     ...(plan.versions ? { versions: plan.versions } : {}),
     ...(plan.warnings.length ? { warnings: plan.warnings } : {}),
+    ...(journal.doc.facts['companions'] ? { companions: journal.doc.facts['companions'] as CompanionOutcome[] } : {}),
   };
 }

@@ -3,6 +3,7 @@ import type { ClusterObservation, MemberSpec } from './observation.js';
 import type { PlanVersions } from './version-check.js';
 
 export type StepKind =
+  | 'restore-companions'
   | 'capture-live'
   | 'stage-snapshot'
   | 'check-space'
@@ -26,6 +27,12 @@ export interface PlanStep {
   /** Whether the step changes or removes data or membership (none runs before the source is verified). */
   destructive: boolean;
   member?: string;
+}
+
+export interface PlanCompanions {
+  from: string;
+  overwrite: boolean;
+  items: { kind: 'Secret' | 'ConfigMap'; name: string }[];
 }
 
 export interface RestorePoint {
@@ -70,6 +77,8 @@ export interface RecoveryPlan {
    * (version-check.ts). A `refuse` verdict never runs: the restore is refused before anything is stopped.
    */
   versions?: PlanVersions;
+  /** `--restore-companions`: the backup whose saved Secrets/ConfigMaps are recreated first (missing ones only, unless overwrite). */
+  companions?: PlanCompanions;
   bump?: BumpDecision;
   /** New initial-cluster token for a full restore (a restored cluster is a new cluster). */
   token?: string;
@@ -108,6 +117,7 @@ export interface QuorumPlanInput {
   newestBackup?: { name: string; revision: number; createdAt: string };
   /** The etcd versions the restore crosses (planVersions). */
   versions?: PlanVersions;
+  companions?: PlanCompanions;
 }
 
 /**
@@ -120,6 +130,16 @@ export interface QuorumPlanInput {
 export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
   const steps: PlanStep[] = [];
   const rp = i.restorePoint;
+  // First of all: the Jobs that stage and restore mount these Secrets (bucket credentials, age key, TLS).
+  if (i.companions) {
+    const c = i.companions;
+    steps.push({
+      id: 'restore-companions',
+      kind: 'restore-companions',
+      title: `recreate the missing Secrets/ConfigMaps saved with backup ${c.from} (${c.items.map((x) => x.name).join(', ')})${c.overwrite ? '; overwrite those that differ' : '; existing ones that differ are reported, not overwritten'}`,
+      destructive: c.overwrite,
+    });
+  }
   if (rp.kind === 'live') {
     steps.push({ id: 'capture-live', kind: 'capture-live', title: `snapshot surviving member ${rp.member} into the bucket`, destructive: false });
   }
@@ -163,6 +183,7 @@ export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
     bump: i.bump,
     token: i.token,
     ...(i.versions ? { versions: i.versions } : {}),
+    ...(i.companions ? { companions: i.companions } : {}),
     loss,
     steps,
     warnings,

@@ -7,7 +7,7 @@ import { executePlan, type RecoveryReport, type StepEvent } from './executor.js'
 import { Journal, type JournalDoc } from './journal.js';
 import { RecoveryLock, describeHolder, lockedError } from './lock.js';
 import { quorumSize, type ClusterObservation } from './observation.js';
-import { newRecoveryId, planMemberReplace, planQuorumRestore, type RecoveryPlan, type RestorePoint } from './plan.js';
+import { newRecoveryId, planMemberReplace, planQuorumRestore, type PlanCompanions, type RecoveryPlan, type RestorePoint } from './plan.js';
 import { resolveRestorePoint, type RestorePointRequest } from './restore-point.js';
 import { computeRevisionBump, writeRate } from './revision-bump.js';
 import type { RecoveryTarget, TargetEtcdVersion } from './target.js';
@@ -207,6 +207,8 @@ export interface QuorumOptions extends Common {
    * and any other difference warns.
    */
   requireSameVersion?: boolean;
+  /** Recreate the companion resources saved with the restore point (or the newest trusted backup that has them) first. */
+  restoreCompanions?: { overwrite: boolean };
 }
 
 /** Observes the cluster and builds the quorum-restore plan (or finds the one to resume). Changes nothing. */
@@ -253,7 +255,21 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
     requireSame: Boolean(o.requireSameVersion),
     ...(o.signal ? { signal: o.signal } : {}),
   });
+  let companions: PlanCompanions | undefined;
+  if (o.restoreCompanions) {
+    if (!o.target.restoreCompanions) {
+      throw new EtcdRecoverError('USAGE', `--restore-companions: ${o.target.describe()} keeps no companion resources (they are Kubernetes Secrets and ConfigMaps)`);
+    }
+    const carrier = record?.companions ? record : backups.find((b) => isTrusted(b) && b.companions);
+    if (!carrier?.companions) {
+      throw new EtcdRecoverError('PRECONDITION', `--restore-companions: no trusted backup of ${o.catalog.cluster} carries companion resources`, {
+        hint: 'declare companions on the component (they are saved with the next backup), or recreate the Secrets by hand and rerun without --restore-companions',
+      });
+    }
+    companions = { from: carrier.name, overwrite: o.restoreCompanions.overwrite, items: carrier.companions.items };
+  }
   const plan = planQuorumRestore({
+    ...(companions ? { companions } : {}),
     id: newRecoveryId(now, randomBytes(2).toString('hex')),
     cluster: o.catalog.cluster,
     target: o.target.describe(),

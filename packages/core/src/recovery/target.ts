@@ -1,5 +1,6 @@
 import type { EtcdGateway } from '../etcd/etcd-gateway.js';
 import type { Catalog, SnapshotRecord } from '../snapshot/catalog.js';
+import type { CompanionBundle, CompanionOutcome } from '../snapshot/companions.js';
 import type { ClusterObservation, MemberSpec } from './observation.js';
 
 export interface StepContext {
@@ -49,6 +50,12 @@ export interface RecoveryTarget {
   members(): MemberSpec[];
   gateway(): EtcdGateway;
   observe(signal?: AbortSignal): Promise<ClusterObservation>;
+
+  /**
+   * Recreates the companion resources saved with a backup that are missing (Kubernetes: Secrets and
+   * ConfigMaps in the namespace); existing ones that differ are reported, replaced only with overwrite.
+   */
+  restoreCompanions?(bundle: CompanionBundle, o: { overwrite: boolean; backup: string }, ctx: StepContext): Promise<CompanionOutcome[]>;
 
   /** Makes the restore source available where the restore runs, verified natively against the record. */
   stageSnapshot(record: SnapshotRecord, ctx: StepContext): Promise<void>;

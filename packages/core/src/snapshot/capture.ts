@@ -6,6 +6,7 @@ import { toolVersion } from '../version.js';
 import { Catalog, ENCRYPTED_RECORD_FORMAT, PLAIN_RECORD_FORMAT, isTrusted, keysOf, newestFirst, type SnapshotRecord, type SuspectMark } from './catalog.js';
 import { chooseSnapshotSource, type MemberCandidate } from './member-selection.js';
 import { encryptStream } from './encryption.js';
+import { storeCompanions, type CompanionSource, type RecordCompanions } from './companions.js';
 import { formatSnapshotName } from './snapshot-name.js';
 import { SnapshotVerifier, describeDefects } from './verifier/index.js';
 
@@ -31,6 +32,8 @@ export interface CaptureOptions {
   now?: () => Date;
   /** When the new backup counts as suspect (default SUSPECT_THRESHOLDS). */
   suspectThresholds?: SuspectThresholds;
+  /** Companion resources to save beside the snapshot (always encrypted: refused before anything is streamed without recipients). */
+  companions?: CompanionSource;
 }
 
 /**
@@ -122,6 +125,11 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
     throw new EtcdRecoverError('PRECONDITION', `member ${opts.member} cannot be snapshotted: ${s?.reason ?? 'not one of the endpoints'}`);
   }
   const source: MemberStatus = choice.chosen;
+  if (opts.companions && !catalog.keys?.canEncrypt) {
+    throw new EtcdRecoverError('ENCRYPTION_KEY', 'companion resources are declared, but backups are not encrypted: companions are never stored in the clear', {
+      hint: 'configure backup encryption (backup.encryption on the component, or --age-recipients-file), or remove the companions',
+    });
+  }
   // The backups so far, read before anything is written: the new one is judged against them.
   const previous = (await catalog.list(signal)).snapshots;
   progress({ phase: 'select', message: `snapshotting ${source.endpoint} (${choice.reason}, revision ${source.revision})` });
@@ -179,6 +187,13 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
       hint: 'retry, or snapshot another member with --member',
     });
   }
+  // The companions go in before the record: a listed backup always has what it was declared with.
+  let companions: RecordCompanions | undefined;
+  if (opts.companions) {
+    const got = await opts.companions();
+    companions = await storeCompanions(catalog, name, { apiVersion: 'etcd-recover.io/v1', kind: 'CompanionBundle', capturedAt: now().toISOString(), ...got }, signal);
+    progress({ phase: 'record', message: `saved ${companions.items.length} companion resource(s)${companions.missing.length ? `; MISSING: ${companions.missing.map((m) => `${m.kind} ${m.name}`).join(', ')}` : ''}` });
+  }
   progress({ phase: 'record', message: `uploaded ${uploaded.size} bytes; writing catalog record` });
   const suspect = suspectMark({ userKeys: report.userKeys, totalKeys: report.totalKeys, dbSize: report.totalSize }, previous, opts.suspectThresholds);
   if (suspect) progress({ phase: 'record', message: `SUSPECT backup: ${suspect.reasons.join('; ')}` });
@@ -201,6 +216,7 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
     dbSize: report.totalSize,
     objectSize: uploaded.size,
     ...(recipients ? { encryption: { format: 'age' as const, recipients, objectSha256: objectHash.digest('hex') } } : {}),
+    ...(companions ? { companions } : {}),
     totalKeys: report.totalKeys,
     userKeys: report.userKeys,
     ...(report.compactionPending ? { compactionPending: true } : {}),

@@ -4,6 +4,7 @@ import { readJson, type ObjectStore } from '../store/object-store.js';
 import { parseSnapshotName } from './snapshot-name.js';
 import { mapLimit } from '../concurrency.js';
 import type { AgeKeys } from './encryption.js';
+import type { RecordCompanions } from './companions.js';
 
 /** The newest record format this tool reads. Plain backups are written as 1, encrypted ones as 2 (an older tool says "upgrade", not "corrupt"). */
 export const RECORD_FORMAT_VERSION = 2;
@@ -52,6 +53,8 @@ export interface SnapshotRecord {
   objectSize: number;
   /** Set when the object is age-encrypted (`sha256`, `hash` and the key counts are of the plaintext). */
   encryption?: RecordEncryption;
+  /** The companion resources saved beside the snapshot (names only; the values are in the encrypted object). */
+  companions?: RecordCompanions;
   totalKeys: number;
   /** Keys etcd serves (totalKeys without revision-bump markers); absent in records of older tools. */
   userKeys?: number;
@@ -224,10 +227,12 @@ export class Catalog {
   async delete(name: string, signal?: AbortSignal): Promise<void> {
     await this.store.delete(layout.snapshotRecord(this.cluster, name), signal);
     await this.store.delete(layout.snapshotObject(this.cluster, name), signal);
+    await this.store.delete(layout.companionsObject(this.cluster, name), signal);
   }
 
   async deleteIncomplete(name: string, signal?: AbortSignal): Promise<void> {
     await this.store.delete(layout.snapshotObject(this.cluster, name), signal);
+    await this.store.delete(layout.companionsObject(this.cluster, name), signal);
   }
 }
 

@@ -9,3 +9,4 @@ export * from './verifier/index.js';
 export * from './encryption.js';
 export * from './snapshot-object.js';
 export * from './rekey.js';
+export * from './companions.js';

@@ -21,6 +21,7 @@ The plan shows both etcd versions (the snapshot's: its storage version from the 
     { description: 'Resume after the command was interrupted', command: '<%= config.bin %> quorum --yes' },
     { description: 'Close an unfinished recovery you do not want to resume (its set-aside data is kept)', command: '<%= config.bin %> quorum --abandon "planned before etcd-1 came back"' },
     { description: 'On Kubernetes: the cluster the EtcdCluster component declared in a namespace (Jobs in the cluster do the etcd work)', command: '<%= config.bin %> quorum -n hcp-demo --dry-run' },
+    { description: 'A namespace rebuilt from scratch (Secrets gone too): the break-glass key and bucket credentials from files, companions recreated first', command: '<%= config.bin %> quorum -n hcp-demo --restore-companions --age-identity-file break-glass.key --s3-credentials-file creds.ini --yes' },
   ];
   static override flags = {
     ...targetFlags,
@@ -38,6 +39,8 @@ The plan shows both etcd versions (the snapshot's: its storage version from the 
     restart: Flags.boolean({ description: 'Abandon an unfinished recovery and plan a new one (its set-aside data is kept).' }),
     abandon: Flags.string({ description: 'Close the unfinished recovery without running anything, recording this reason (its set-aside data is kept).', exclusive: ['restart', 'snapshot', 'restore-point', 'bump-revision'] }),
     timeout: Flags.integer({ description: 'Seconds to wait for restored members to become healthy.', default: 120, min: 5 }),
+    'restore-companions': Flags.boolean({ description: 'Kubernetes: first recreate the missing Secrets/ConfigMaps saved (encrypted) with the restore point — the hosted API server\'s encryption configuration, its service-account key, TLS, the bucket credentials. Existing ones that differ are reported, not overwritten.' }),
+    'overwrite-companions': Flags.boolean({ description: 'With --restore-companions: also replace existing companions whose content differs from the backup\'s.', dependsOn: ['restore-companions'] }),
   };
 
   async run(): Promise<RecoveryPlan | RecoveryReport | JournalDoc> {
@@ -58,6 +61,7 @@ The plan shows both etcd versions (the snapshot's: its storage version from the 
       ...(flags.restart ? { restart: true } : {}),
       ...(flags.force ? { force: true } : {}),
       ...(flags['require-same-version'] ? { requireSameVersion: true } : {}),
+      ...(flags['restore-companions'] ? { restoreCompanions: { overwrite: Boolean(flags['overwrite-companions']) } } : {}),
       signal: this.abort.signal,
     });
     if (prepared.resume) this.progress.step(describeOpenJournal(prepared.resume));

@@ -27,7 +27,8 @@ export default class AgentBackup extends BaseCommand {
     const target = await this.openTarget(flags);
     const catalog = target.catalog();
     await catalog.store.probe(this.abort.signal);
-    const backup = await captureSnapshot({ gateway: target.gateway(), catalog, signal: this.abort.signal, labels: { reason: 'scheduled' }, onProgress: (p) => p.message && this.progress.step(p.message) });
+    const backup = await captureSnapshot({
+      ...(await target.companionSource().then((c) => (c ? { companions: c } : {}))), gateway: target.gateway(), catalog, signal: this.abort.signal, labels: { reason: 'scheduled' }, onProgress: (p) => p.message && this.progress.step(p.message) });
     const prune = await pruneSnapshots(catalog, {
       policy: {
         keepLast: flags['keep-last'],

@@ -111,6 +111,9 @@ export default class MemberInit extends BaseCommand {
         ...(flags['s3-credentials-file'] ? { 's3-credentials-file': flags['s3-credentials-file'] } : {}),
         ...(flags['s3-profile'] ? { 's3-profile': flags['s3-profile'] } : {}),
         ...(flags['s3-checksum'] ? { 's3-checksum': flags['s3-checksum'] } : {}),
+        ...(flags['s3-sse'] ? { 's3-sse': flags['s3-sse'] } : {}),
+        ...(flags['s3-sse-kms-key-id'] ? { 's3-sse-kms-key-id': flags['s3-sse-kms-key-id'] } : {}),
+        ...(flags['s3-sse-c-key-file'] ? { 's3-sse-c-key-file': flags['s3-sse-c-key-file'] } : {}),
         ...(flags['age-recipients-file'] ? { 'age-recipients-file': flags['age-recipients-file'] } : {}),
         ...(flags['age-identity-file'] ? { 'age-identity-file': flags['age-identity-file'] } : {}),
       });

@@ -59,6 +59,7 @@ export default class BackupCreate extends BaseCommand {
       return i < 0 ? [l, ''] : [l.slice(0, i), l.slice(i + 1)];
     }));
     const record = await captureSnapshot({
+      ...(await target.companionSource().then((c) => (c ? { companions: c } : {}))),
       gateway: target.gateway(),
       catalog,
       ...(flags.member ? { member: flags.member } : {}),
