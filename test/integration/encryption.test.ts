@@ -223,6 +223,30 @@ describe('encrypted backups (age) on a real etcd and MinIO', function () {
     });
   });
 
+  it('companions declared without encryption: the backup is refused before anything is streamed (exit-code ENCRYPTION_KEY)', async () => {
+    const plainCatalog = new Catalog(storeFor(sb), CLUSTER);
+    const before = (await plainCatalog.list()).snapshots.length;
+    const objects = async () => {
+      let n = 0;
+      for await (const _ of storeFor(sb).list(layout.snapshotsPrefix(CLUSTER))) n++;
+      return n;
+    };
+    const objectsBefore = await objects();
+    const gateway = new Etcd3Gateway({ endpoints: sb.endpoints() });
+    let asked = false;
+    try {
+      await assert.rejects(
+        captureSnapshot({ gateway, catalog: plainCatalog, companions: async () => ((asked = true), { namespace: 'x', items: [], missing: [] }) }),
+        (e: Error & { code?: string }) => e.code === 'ENCRYPTION_KEY' && /companions are never stored in the clear/.test(e.message),
+      );
+    } finally {
+      gateway.close();
+    }
+    assert.equal(asked, false, 'the companions were not even read');
+    assert.equal((await plainCatalog.list()).snapshots.length, before);
+    assert.equal(await objects(), objectsBefore, 'nothing was uploaded');
+  });
+
   it('quorum restores an encrypted backup when every member is lost: every key back', async () => {
     sb = SandboxClass.load(sb.dir)!;
     await destroyMembers(sb, ['etcd-0', 'etcd-1', 'etcd-2']);

@@ -70,7 +70,17 @@ The plan shows both etcd versions (the snapshot's: its storage version from the 
       // Ask the API server before anything changes: a recovery that stops half-way for a missing
       // permission is worse than one that never starts.
       const { requirePermissions, KubernetesRecoveryTarget } = await import('@etcd-recover/core/kubernetes');
-      const check = requirePermissions(target.kube!.kc, 'quorum', (rt as InstanceType<typeof KubernetesRecoveryTarget>).permissions());
+      const ns = target.kube!.namespace;
+      // --restore-companions recreates Secrets/ConfigMaps (and replaces them with --overwrite-companions).
+      const companionRights = (plan.companions?.items ?? []).flatMap((c) => {
+        const resource = c.kind === 'Secret' ? 'secrets' : 'configmaps';
+        return [
+          { verb: 'get', resource, group: '', namespace: ns, name: c.name },
+          { verb: 'create', resource, group: '', namespace: ns },
+          ...(plan.companions!.overwrite ? [{ verb: 'update', resource, group: '', namespace: ns, name: c.name }] : []),
+        ];
+      });
+      const check = requirePermissions(target.kube!.kc, 'quorum', [...(rt as InstanceType<typeof KubernetesRecoveryTarget>).permissions(), ...companionRights]);
       if (flags['dry-run']) await check.catch((e: Error) => plan.warnings.push(e.message));
       else await check;
     }
