@@ -67,18 +67,17 @@ describe('EtcdCluster backup encryption and companions (Pulumi mocks)', () => {
       secrets: ['hosted-encryption', 'etcd-server-tls', 'etcd-client-tls', 'etcd-backup-credentials', 'etcd-age'],
       configMaps: ['hosted-settings'],
     });
-    assert.deepEqual(roles['backup'], [
+    assert.deepEqual(roles['backup'].slice(0, 2), [
       { apiGroups: [''], resources: ['secrets'], resourceNames: contract.companions!.secrets, verbs: ['get'] },
       { apiGroups: [''], resources: ['configmaps'], resourceNames: ['hosted-settings'], verbs: ['get'] },
     ]);
+    assert.ok(!roles['verify'].some((r: any) => r.resources.includes('secrets')), 'verify reads no Secret');
     assert.equal(crons['backup'].automountServiceAccountToken, true);
-    assert.equal(crons['verify'].automountServiceAccountToken, false, 'verify still has no API access');
   });
 
-  it('without companions the backup job has no Role and no token', async () => {
-    const { roles, crons, contract } = await deploy();
-    assert.equal(roles['backup'], undefined);
-    assert.equal(crons['backup'].automountServiceAccountToken, false);
+  it('without companions the backup job may read no Secret or ConfigMap (only report its outcome)', async () => {
+    const { roles, contract } = await deploy();
+    assert.ok(!roles['backup'].some((r: any) => r.resources.includes('secrets') || (r.resources.includes('configmaps') && r.verbs.includes('get') && !['etcd-recovery-status', 'etcd-recovery-contract'].includes(r.resourceNames?.[0]))));
     assert.equal(contract.companions, undefined);
   });
 

@@ -110,7 +110,8 @@ describe('EtcdCluster component (Pulumi mocks)', () => {
     new mod.EtcdCluster('etcd', { ...base, defrag: { schedule: '0 3 * * 0' }, backup: { ...base.backup, schedule: '*/10 * * * *', retention: { keepLast: 5, maxCount: 40 } } });
     await settle();
     const crons = Object.fromEntries(mocks.ofType(T.cron).map((c) => [c.name, c.inputs]));
-    assert.deepEqual(Object.keys(crons).sort(), ['etcd-backup', 'etcd-defrag', 'etcd-heal', 'etcd-verify']);
+    assert.deepEqual(Object.keys(crons).sort(), ['etcd-backup', 'etcd-defrag', 'etcd-drill', 'etcd-heal', 'etcd-verify']);
+    assert.equal(crons['etcd-drill'].spec.schedule, '30 4 * * *', 'the scheduled restore drill, daily by default');
     assert.equal(crons['etcd-backup'].spec.schedule, '*/10 * * * *');
     assert.equal(crons['etcd-verify'].spec.schedule, '15 * * * *');
     assert.equal(crons['etcd-heal'].spec.schedule, '*/5 * * * *');
@@ -136,15 +137,28 @@ describe('EtcdCluster component (Pulumi mocks)', () => {
     new mod.EtcdCluster('etcd', base);
     await settle();
     const sas = mocks.ofType(T.sa).map((s) => s.inputs);
-    assert.deepEqual(sas.map((s) => s.metadata.name).sort(), ['etcd-backup', 'etcd-heal', 'etcd-restore', 'etcd-verify']);
-    for (const s of sas) assert.equal(s.automountServiceAccountToken, s.metadata.name === 'etcd-heal');
-    const roles = mocks.ofType(T.role).map((r) => r.inputs);
-    assert.deepEqual(roles.map((r) => r.metadata.name), ['etcd-heal']);
-    assert.deepEqual(roles[0].rules, [
+    assert.deepEqual(sas.map((s) => s.metadata.name).sort(), ['etcd-backup', 'etcd-drill', 'etcd-exporter', 'etcd-heal', 'etcd-restore', 'etcd-verify']);
+    // Only the restore Jobs (which mount PVCs and talk to nobody) run without a token; the others report their outcome.
+    for (const s of sas) assert.equal(s.automountServiceAccountToken, s.metadata.name !== 'etcd-restore', s.metadata.name);
+    const roles = Object.fromEntries(mocks.ofType(T.role).map((r) => [r.inputs.metadata.name, r.inputs.rules]));
+    assert.deepEqual(Object.keys(roles).sort(), ['etcd-backup', 'etcd-drill', 'etcd-exporter', 'etcd-heal', 'etcd-verify']);
+    const reporting = [
+      { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+      { apiGroups: [''], resources: ['configmaps'], resourceNames: ['etcd-recovery-status'], verbs: ['get', 'patch'] },
+      { apiGroups: [''], resources: ['configmaps'], resourceNames: ['etcd-recovery-contract'], verbs: ['get'] },
+      { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
+    ];
+    for (const job of ['etcd-backup', 'etcd-verify', 'etcd-drill']) assert.deepEqual(roles[job], reporting, job);
+    assert.deepEqual(roles['etcd-heal'], [
+      ...reporting,
       { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] },
       { apiGroups: [''], resources: ['pods'], resourceNames: ['etcd-0', 'etcd-1', 'etcd-2'], verbs: ['delete'] },
       { apiGroups: [''], resources: ['persistentvolumeclaims'], resourceNames: ['data-etcd-0', 'data-etcd-1', 'data-etcd-2'], verbs: ['get', 'delete'] },
       { apiGroups: ['apps'], resources: ['statefulsets'], resourceNames: ['etcd'], verbs: ['get'] },
+    ]);
+    assert.deepEqual(roles['etcd-exporter'], [
+      { apiGroups: ['batch'], resources: ['jobs'], verbs: ['list'] },
+      { apiGroups: ['batch'], resources: ['cronjobs'], verbs: ['get'] },
     ]);
     const binding = mocks.find(T.binding, 'etcd-heal').inputs;
     assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'etcd-heal', namespace: 'hcp-demo' }]);

@@ -34,6 +34,6 @@ describe('examples/hosted-control-plane (the program Pulumi.yaml runs), under mo
     const contract = parseContract(mocks.find('kubernetes:core/v1:ConfigMap', 'etcd-recovery-contract').inputs.data['contract.json'], 'example');
     assert.deepEqual(contract.dependents.map((d) => `${d.kind}/${d.name}`), ['Deployment/kube-apiserver']);
     assert.equal(contract.backup.bucket, 'hcp-demo-etcd-backups');
-    assert.equal(mocks.ofType('kubernetes:batch/v1:CronJob').length, 3);
+    assert.equal(mocks.ofType('kubernetes:batch/v1:CronJob').length, 4, 'backup, verify, heal and the restore drill');
   });
 });

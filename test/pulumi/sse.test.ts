@@ -62,11 +62,12 @@ describe('EtcdCluster server-side encryption (Pulumi mocks)', () => {
     const { raw, contract, crons, pod } = await deploy({ mode: 'SSE-C', customerKeySecret: 'etcd-sse-key' }, { defrag: { schedule: '0 3 * * 0' } });
     assert.deepEqual(contract.backup.sse, { mode: 'SSE-C', customerKeySecret: 'etcd-sse-key' });
     assert.ok(!/"key"/.test(raw), 'no key field in the contract');
-    assert.deepEqual(Object.keys(crons).sort(), ['backup', 'defrag', 'heal', 'verify']);
+    assert.deepEqual(Object.keys(crons).sort(), ['backup', 'defrag', 'drill', 'heal', 'verify']);
     const specs: [string, any, any][] = [
       ['backup', crons['backup'], crons['backup'].containers[0]],
       ['verify', crons['verify'], crons['verify'].containers[0]],
       ['heal', crons['heal'], crons['heal'].containers[0]],
+      ['drill', crons['drill'], crons['drill'].containers[0]],
       ['member-init', pod, pod.initContainers[0]],
     ];
     for (const [what, spec, ctr] of specs) {

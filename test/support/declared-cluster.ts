@@ -43,6 +43,9 @@ export async function declaredCluster(
         credentials: { accessKeyId: s3.credentials!.accessKeyId, secretAccessKey: s3.credentials!.secretAccessKey },
         ...o.backup,
       },
+      // Off unless a test asks: the daily drill must not fire mid-suite, and the exporter is one more process.
+      drill: { enabled: false },
+      monitoring: { exporter: false },
       ...args,
     });
     await new Promise((r) => setTimeout(r, 300));

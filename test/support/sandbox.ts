@@ -9,7 +9,7 @@ const live = new Set<Sandbox>();
 process.on('exit', () => {
   // Last resort if a test run dies before its after-hooks: never leave processes behind.
   for (const sb of live) {
-    for (const pid of [...sb.state.members.map((m) => m.pid), sb.state.minio.pid]) {
+    for (const pid of [...sb.state.members.map((m) => m.pid), sb.state.minio?.pid]) {
       if (pid) try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ }
     }
   }

@@ -13,3 +13,6 @@ export * from './recovery/startup-facts.js';
 export * from './recovery/auto-restore.js';
 export * from './contract/index.js';
 export type { KubeGateway, PodInfo, PvcInfo } from './kubernetes/kube-gateway.js';
+export * from './observability/job-status.js';
+export * from './status/health.js';
+export * from './observability/index.js';

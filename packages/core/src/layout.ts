@@ -11,6 +11,7 @@
  *   clusters/<cluster>/recovery-work/<id>/<what>.json  results the in-cluster Jobs of a recovery report back
  *   clusters/<cluster>/auto-restore/votes/<member>.json  member-init's vote for an automatic restore (empty / has data)
  *   clusters/<cluster>/auto-restore/rounds/<round>.json  the decision of one automatic-restore round (If-None-Match)
+ *   clusters/<cluster>/jobs/<job>.json             the last outcome of each job, its last success, failures in a row
  *   clusters/<cluster>/rekey/<snapshot>.{age,previous,json}  `backup rekey` at work: the new object, the old one, its marker
  */
 const CLUSTER_RE = /^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$/;
@@ -40,6 +41,8 @@ export const layout = {
   /** The decisions of automatic-restore rounds, one per round, each created once with If-None-Match. */
   autoRestoreRoundsPrefix: (cluster: string) => `clusters/${cluster}/auto-restore/rounds/`,
   autoRestoreRound: (cluster: string, round: string) => `clusters/${cluster}/auto-restore/rounds/${round}.json`,
+  /** The last outcome of one job (backup, verify, heal, defrag, drill, recovery): what alerting reads. */
+  jobStatus: (cluster: string, job: string) => `clusters/${cluster}/jobs/${job}.json`,
   /** `backup rekey`: the re-encrypted object before it replaces the old one, a copy of the old one, and the marker naming the new one. */
   rekeyStaging: (cluster: string, name: string) => `clusters/${cluster}/rekey/${name}.age`,
   rekeyPrevious: (cluster: string, name: string) => `clusters/${cluster}/rekey/${name}.previous`,

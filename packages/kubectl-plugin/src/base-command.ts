@@ -4,6 +4,8 @@ import { describeReport, describeStep } from './plan-view.js';
 import { formatStructured, type OutputFormat } from './render.js';
 import { Progress } from './progress.js';
 import { Target, type TargetFlags } from './target.js';
+import { reportJobOutcome, runsAsJob } from './job-report.js';
+import type { JobName, JobOutcome } from '@etcd-recover/core';
 import { createInterface } from 'node:readline/promises';
 
 /**
@@ -70,6 +72,7 @@ export abstract class BaseCommand extends Command {
     command: string,
     flags: { restart?: boolean; timeout: number },
   ): Promise<RecoveryReport> {
+    this.reportAs('recovery', { always: true });
     const report = await runRecovery({
       target,
       catalog,
@@ -82,6 +85,8 @@ export abstract class BaseCommand extends Command {
       onMessage: (m) => this.progress.step(`      ${m}`),
     });
     this.render(report, () => describeReport(report));
+    this.job!.message = `${report.kind} recovery ${report.id} completed: ${report.members.length} member(s) at revision ${report.revisionAfter}, ${report.keys} keys${report.restorePoint?.name ? ` (from ${report.restorePoint.name})` : ''}`;
+    this.job!.details = { recovery: report.id, kind: report.kind };
     return report;
   }
 
@@ -102,7 +107,23 @@ export abstract class BaseCommand extends Command {
     process.exitCode = e.exitCode;
   }
 
+  /**
+   * A command that is one of the component's jobs (or a recovery) names itself here and, on success,
+   * what it did; `finally` then records the outcome (job-report.ts): success, or the error it ended with.
+   */
+  protected job: { name: JobName; startedAt: number; always?: boolean; message?: string; ok?: boolean; details?: JobOutcome['details'] } | undefined;
+
+  protected reportAs(name: JobName, o: { always?: boolean } = {}): void {
+    this.job = { name, startedAt: Date.now(), ...(o.always ? { always: true } : {}) };
+  }
+
   protected override async finally(err: Error | undefined): Promise<void> {
+    const j = this.job;
+    if (j && (j.always || runsAsJob(j.name))) {
+      const failed = Boolean(err) || j.ok === false || (process.exitCode !== undefined && process.exitCode !== 0);
+      const message = err ? err.message + (isEtcdRecoverError(err) && err.hint ? ` (next: ${err.hint})` : '') : (j.message ?? `${j.name} ${failed ? 'failed' : 'succeeded'}`);
+      await reportJobOutcome(this.target, j.name, { ok: !failed, message, startedAt: j.startedAt, ...(j.details ? { details: j.details } : {}) }).catch(() => undefined);
+    }
     this.target?.close();
     await super.finally(err);
   }

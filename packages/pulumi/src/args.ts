@@ -142,6 +142,19 @@ export interface EtcdClusterArgs {
    * recreates the missing ones first. The backup job may then `get` exactly these names. Default none.
    */
   readonly companions?: { readonly secrets?: string[]; readonly configMaps?: string[] };
+  /**
+   * The scheduled restore drill: a CronJob that restores the newest verified backup into a throwaway
+   * etcd inside its own pod (an emptyDir bounded by `ephemeralStorage`, no PVC) and runs every check
+   * `quorum` runs after a restore. Default enabled, daily at 04:30, 3 members, 4Gi.
+   */
+  readonly drill?: { readonly enabled?: boolean; readonly schedule?: string; readonly members?: number; readonly ephemeralStorage?: string };
+  /**
+   * Metrics and alerts: the exporter Deployment (`agent exporter`, a Service with prometheus.io scrape
+   * annotations; default on), a ServiceMonitor and a PrometheusRule (default off: they need the
+   * Prometheus Operator's CRDs). `rpo` is the alerting threshold for stale backups (default 1.5x the
+   * backup schedule's interval, as the exporter computes it); `runbookBaseUrl` prefixes the alerts' runbook links.
+   */
+  readonly monitoring?: { readonly exporter?: boolean; readonly serviceMonitor?: boolean; readonly prometheusRule?: boolean; readonly rpo?: string; readonly runbookBaseUrl?: string };
   /** How to pause reconciliation during a restore (e.g. a HostedCluster). Default none. */
   readonly pause?: PauseArgs;
   /**
@@ -199,6 +212,8 @@ export interface ResolvedArgs {
   pause: PauseArgs | undefined;
   peerWaitSeconds: number;
   autoRestore: boolean;
+  drill: { schedule: string; members: number; ephemeralStorage: string } | undefined;
+  monitoring: { exporter: boolean; serviceMonitor: boolean; prometheusRule: boolean; rpo: string | undefined; runbookBaseUrl: string };
   /** The companions each backup saves (declared ones plus the component's own Secrets), or undefined. */
   companions: { secrets: string[]; configMaps: string[] } | undefined;
   /** Pulumi customTimeouts form ("90s", "10m"). */
@@ -303,6 +318,13 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
   }
   const peerWaitSeconds = a.peerWaitSeconds ?? 30;
   if (!Number.isInteger(peerWaitSeconds) || peerWaitSeconds < 0) fail('peerWaitSeconds', `must be a whole number of seconds ≥ 0 (got ${peerWaitSeconds})`);
+  if (a.monitoring?.rpo !== undefined) {
+    try {
+      parseDuration(a.monitoring.rpo);
+    } catch {
+      fail('monitoring.rpo', `"${a.monitoring.rpo}" is not a duration (e.g. 45m, 2h)`);
+    }
+  }
   const readyTimeout = a.readyTimeout ?? '10m';
   if (!/^[1-9][0-9]*(s|m|h)$/.test(readyTimeout)) fail('readyTimeout', `"${readyTimeout}" is not a duration in seconds, minutes or hours (e.g. 90s, 10m)`);
   const verifyCount = b.verifyCount ?? 3;
@@ -355,6 +377,14 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
     peerWaitSeconds,
     autoRestore: a.autoRestore === true,
     companions: companionsOf(name, a, fail),
+    drill: drillOf(a, fail),
+    monitoring: {
+      exporter: a.monitoring?.exporter ?? true,
+      serviceMonitor: a.monitoring?.serviceMonitor ?? false,
+      prometheusRule: a.monitoring?.prometheusRule ?? false,
+      rpo: a.monitoring?.rpo,
+      runbookBaseUrl: a.monitoring?.runbookBaseUrl ?? 'https://github.com/etcd-recover/etcd-recover/blob/main/docs/runbooks',
+    },
     readyTimeout,
   };
 }
@@ -368,4 +398,17 @@ function companionsOf(name: string, a: EtcdClusterArgs, fail: (arg: string, prob
   if (!a.backup?.encryption) fail('companions', 'companion resources hold the cluster\'s keys and are never stored unencrypted: set backup.encryption');
   const own = [a.tls?.serverSecret, a.tls?.clientSecret, a.tls?.peerSecret, `${name}-backup-credentials`, a.backup.encryption!.secretName].filter((x): x is string => Boolean(x));
   return { secrets: [...new Set([...(c.secrets ?? []), ...own])], configMaps: [...new Set(c.configMaps ?? [])] };
+}
+
+function drillOf(a: EtcdClusterArgs, fail: (arg: string, problem: string) => never): ResolvedArgs['drill'] {
+  const d = a.drill ?? {};
+  if (d.enabled === false) return undefined;
+  const schedule = d.schedule ?? '30 4 * * *';
+  const p = cronProblem(schedule);
+  if (p) fail('drill.schedule', p);
+  const members = d.members ?? 3;
+  if (!Number.isInteger(members) || members < 1 || members > 7) fail('drill.members', `must be 1 to 7 (got ${members})`);
+  const ephemeralStorage = d.ephemeralStorage ?? '4Gi';
+  if (!/^[1-9][0-9]*(Mi|Gi|M|G)$/.test(ephemeralStorage)) fail('drill.ephemeralStorage', `"${ephemeralStorage}" is not a size like 4Gi`);
+  return { schedule, members, ephemeralStorage };
 }

@@ -68,6 +68,7 @@ export function buildContract(r: ResolvedArgs, bucket: string, endpoint: string 
     agent: { image: r.agentImage, restoreServiceAccount: n.sa('restore') },
     dependents: r.dependents.map((d) => ({ apiVersion: 'apps/v1' as const, ...d })),
     ...(r.companions ? { companions: r.companions } : {}),
+    reporting: { contractConfigMap: n.contract, statusConfigMap: n.status },
     ...(r.pause ? { pause: { ...r.pause } } : {}),
   };
 }

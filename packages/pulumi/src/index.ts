@@ -5,3 +5,4 @@ export { buildContract } from './contract.js';
 export { jobRules } from './jobs.js';
 export { cronProblem } from './cron.js';
 export * from './bucket/index.js';
+export { alertRules, EXPORTER_PORT } from './monitoring.js';

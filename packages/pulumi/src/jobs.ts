@@ -16,7 +16,9 @@ type PolicyRule = k8s.types.input.rbac.v1.PolicyRule;
  * the bucket (with the bucket credentials every job gets, no Kubernetes right);
  * restore Jobs (created by `kubectl etcd-recover quorum`) only mount volumes.
  */
-export function jobRules(r: ResolvedArgs): Record<'backup' | 'verify' | 'heal' | 'defrag' | 'restore', PolicyRule[]> {
+export type JobKind = 'backup' | 'verify' | 'heal' | 'defrag' | 'drill' | 'restore' | 'exporter';
+
+export function jobRules(r: ResolvedArgs): Record<JobKind, PolicyRule[]> {
   const n = namesFor(r.name);
   const pvcs = Array.from({ length: r.members }, (_, i) => n.pvc(n.pod(i)));
   const pods = Array.from({ length: r.members }, (_, i) => n.pod(i));
@@ -26,12 +28,27 @@ export function jobRules(r: ResolvedArgs): Record<'backup' | 'verify' | 'heal' |
     ...(c?.secrets.length ? [{ apiGroups: [''], resources: ['secrets'], resourceNames: c.secrets, verbs: ['get'] }] : []),
     ...(c?.configMaps.length ? [{ apiGroups: [''], resources: ['configmaps'], resourceNames: c.configMaps, verbs: ['get'] }] : []),
   ];
+  // Every job reports its outcome: an Event on the recovery contract, its entry in the status
+  // ConfigMap (created by the first report: RBAC cannot scope `create` to a name; get/patch are).
+  const reporting: PolicyRule[] = [
+    { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+    { apiGroups: [''], resources: ['configmaps'], resourceNames: [n.status], verbs: ['get', 'patch'] },
+    { apiGroups: [''], resources: ['configmaps'], resourceNames: [n.contract], verbs: ['get'] },
+    { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
+  ];
   return {
-    backup,
-    verify: [],
-    defrag: [],
+    backup: [...backup, ...reporting],
+    verify: reporting,
+    defrag: reporting,
+    drill: reporting,
     restore: [],
+    // Its consecutive-failure metric reads the CronJobs' Jobs; the backup schedule gives the RPO default.
+    exporter: [
+      { apiGroups: ['batch'], resources: ['jobs'], verbs: ['list'] },
+      { apiGroups: ['batch'], resources: ['cronjobs'], verbs: ['get'] },
+    ],
     heal: [
+      ...reporting,
       { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] },
       { apiGroups: [''], resources: ['pods'], resourceNames: pods, verbs: ['delete'] },
       { apiGroups: [''], resources: ['persistentvolumeclaims'], resourceNames: pvcs, verbs: ['get', 'delete'] },
@@ -66,9 +83,11 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
   const labels = { ...podLabels(r), 'app.kubernetes.io/name': 'etcd-recover-agent' };
   const rules = jobRules(r);
   const serviceAccounts: Record<string, k8s.core.v1.ServiceAccount> = {};
-  for (const job of ['backup', 'verify', 'heal', 'defrag', 'restore'] as const) {
+  for (const job of ['backup', 'verify', 'heal', 'defrag', 'drill', 'restore', 'exporter'] as const) {
     if (job === 'defrag' && !r.defrag) continue;
     if (job === 'heal' && !r.heal.enabled) continue;
+    if (job === 'drill' && !r.drill) continue;
+    if (job === 'exporter' && !r.monitoring.exporter) continue;
     const sa = new k8s.core.v1.ServiceAccount(
       `${name}-${job}`,
       { metadata: { name: n.sa(job), namespace: r.namespace, labels }, automountServiceAccountToken: rules[job].length > 0 },
@@ -107,8 +126,8 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
   // the verify job (and the restore Jobs made from the backup job's template) opens backups.
   const enc = r.backup.encryption;
   const age = (job: string) => {
-    if (!enc || (job !== 'backup' && job !== 'verify')) return { volumes, mounts, env };
-    const full = job === 'verify';
+    if (!enc || (job !== 'backup' && job !== 'verify' && job !== 'drill')) return { volumes, mounts, env };
+    const full = job !== 'backup';
     return {
       volumes: [...volumes, { name: AGE_VOLUME, secret: { secretName: enc.secretName, defaultMode: 0o440, ...(full ? {} : { items: [{ key: 'recipients', path: 'recipients' }] }) } }],
       mounts: [...mounts, { name: AGE_VOLUME, mountPath: AGE_DIR, readOnly: true }],
@@ -127,7 +146,13 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
     if (job === 'defrag' || !k.volumes.length) return a;
     return { volumes: [...a.volumes, ...k.volumes], mounts: [...a.mounts, ...k.mounts], env: [...a.env, ...k.env] };
   };
-  const cron = (job: string, schedule: string, args: string[], deadlineSeconds: number) =>
+  const cron = (
+    job: string,
+    schedule: string,
+    args: string[],
+    deadlineSeconds: number,
+    extra: { volumes?: k8s.types.input.core.v1.Volume[]; mounts?: k8s.types.input.core.v1.VolumeMount[]; env?: k8s.types.input.core.v1.EnvVar[]; backoffLimit?: number } = {},
+  ) =>
     new k8s.batch.v1.CronJob(
       `${name}-${job}`,
       {
@@ -141,7 +166,7 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
           jobTemplate: {
             metadata: { labels: { ...labels, 'etcd-recover.io/job': job } },
             spec: {
-              backoffLimit: 2,
+              backoffLimit: extra.backoffLimit ?? 2,
               activeDeadlineSeconds: deadlineSeconds,
               ttlSecondsAfterFinished: 86_400,
               template: {
@@ -158,13 +183,14 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
                       image: r.agentImage,
                       command: ['kubectl-etcd_recover'],
                       args,
-                      env: pod(job).env,
-                      volumeMounts: pod(job).mounts,
+                      // ETCD_RECOVER_JOB: the run reports its outcome as this job (Event, status, the bucket's job status).
+                      env: [...pod(job).env, { name: 'ETCD_RECOVER_JOB', value: job }, ...(extra.env ?? [])],
+                      volumeMounts: [...pod(job).mounts, ...(extra.mounts ?? [])],
                       terminationMessagePolicy: 'FallbackToLogsOnError',
                       securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
                     },
                   ],
-                  volumes: pod(job).volumes,
+                  volumes: [...pod(job).volumes, ...(extra.volumes ?? [])],
                 },
               },
             },
@@ -186,5 +212,16 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
   };
   if (r.heal.enabled) cronJobs['heal'] = cron('heal', r.heal.schedule, ['agent', 'heal'], 900);
   if (r.defrag) cronJobs['defrag'] = cron('defrag', r.defrag.schedule, ['agent', 'defrag'], 1800);
-  return { serviceAccounts, cronJobs };
+  if (r.drill) {
+    // The throwaway cluster lives in the pod's own emptyDir (bounded; no PVC), torn down with the pod.
+    cronJobs['drill'] = cron('drill', r.drill.schedule, ['backup', 'drill', '--quiet', '--members', String(r.drill.members)], 1800, {
+      volumes: [{ name: 'drill', emptyDir: { sizeLimit: r.drill.ephemeralStorage } }],
+      mounts: [{ name: 'drill', mountPath: '/var/tmp/drill' }],
+      env: [{ name: 'TMPDIR', value: '/var/tmp/drill' }],
+      // A failed drill is a finding, not a hiccup: no retry (a retry would no longer see the backup it
+      // just marked failed, and report something else); the next schedule drills again.
+      backoffLimit: 0,
+    });
+  }
+  return { serviceAccounts, cronJobs, agentPod: pod('exporter'), labels };
 }

@@ -10,6 +10,9 @@ export function namesFor(name: string) {
     pod: (i: number) => `${name}-${i}`,
     credentials: `${name}-backup-credentials`,
     contract: `${name}-recovery-contract`,
+    /** Created by the first job that reports (not by the component: Pulumi would see the jobs' writes as drift). */
+    status: `${name}-recovery-status`,
+    exporter: `${name}-exporter`,
     sa: (job: string) => `${name}-${job}`,
     cron: (job: string) => `${name}-${job}`,
   };

@@ -122,6 +122,8 @@ export interface RecoveryContract {
    * encrypted, and `quorum --restore-companions` recreates the missing ones.
    */
   companions?: { secrets: string[]; configMaps: string[] };
+  /** Where jobs report (Events on the contract's ConfigMap; each job's last outcome in the status ConfigMap). */
+  reporting?: { contractConfigMap: string; statusConfigMap: string };
 }
 
 /** Parses and validates a contract document; errors name the field. */

@@ -239,7 +239,7 @@ export async function jobSpecFromCronJob(kc: KubeConfig, namespace: string, cron
 }
 
 /** The jobs of the component (packages/pulumi/src/jobs.ts) whose CronJobs a recovery suspends. */
-export const COMPONENT_JOBS = ['backup', 'prune', 'verify', 'heal', 'defrag'] as const;
+export const COMPONENT_JOBS = ['backup', 'prune', 'verify', 'heal', 'defrag', 'drill'] as const;
 
 /** The names of the component's CronJobs (`<cluster>-<job>`; those not declared simply do not exist). */
 export function componentCronJobs(c: RecoveryContract): string[] {

@@ -161,12 +161,14 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
   // Encrypted for the catalog's recipients when it has any: the verifier above sees the plaintext,
   // the bucket only the age file (whose own sha256 goes in the record, to prove copies without a key).
   const recipients = catalog.keys?.canEncrypt ? [...catalog.keys.recipients] : undefined;
-  const objectHash = createHash('sha256');
+  let objectSha256 = '';
   async function* sealed(): AsyncGenerator<Uint8Array> {
+    const objectHash = createHash('sha256');
     for await (const c of encryptStream(body(), recipients!)) {
       objectHash.update(c);
       yield c;
     }
+    objectSha256 = objectHash.digest('hex');
   }
   let uploaded: { size: number };
   try {
@@ -215,7 +217,7 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
     ...(report.version ? { storageVersion: report.version } : {}),
     dbSize: report.totalSize,
     objectSize: uploaded.size,
-    ...(recipients ? { encryption: { format: 'age' as const, recipients, objectSha256: objectHash.digest('hex') } } : {}),
+    ...(recipients ? { encryption: { format: 'age' as const, recipients, objectSha256 } } : {}),
     ...(companions ? { companions } : {}),
     totalKeys: report.totalKeys,
     userKeys: report.userKeys,

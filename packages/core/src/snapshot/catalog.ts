@@ -78,6 +78,34 @@ export interface SnapshotRecord {
    * let prune delete older trusted backups, until confirmed (`backup confirm NAME`).
    */
   suspect?: SuspectMark;
+  /**
+   * False only for a backup imported from a raw bbolt copy (`member/snap/db`): the object has no
+   * sha256 trailer, so readers accept it without one — for this record only — and prove its bytes
+   * with the record's `sha256` instead (taken when it was imported). Absent: a trailer is required.
+   */
+  hasTrailer?: boolean;
+  /** Set by `backup import`: which tool's backup this was and what came with it. */
+  provenance?: RecordProvenance;
+}
+
+/** Where an imported backup came from (`backup import`). */
+export interface RecordProvenance {
+  tool: 'etcdctl' | 'raw-db' | 'csm' | 'okd' | 'k3s' | 'gardener' | 'kops';
+  /** The file, archive or folder imported. */
+  originalName: string;
+  /** The snapshot's path inside the archive or folder. */
+  innerName?: string;
+  /** When the original backup was taken (from its name or metadata, else the file's time). */
+  originalTime?: string;
+  /** How it was packed, e.g. "tar+gzip", "zip", "lzw". */
+  compression?: string;
+  /** What was missing or assumed, e.g. "no trailer: integrity not proven". */
+  notes: string[];
+  /** Files that came with it, kept beside the snapshot (age-encrypted when backups are). */
+  extras?: { name: string; objectKey: string; sha256: string; encrypted?: boolean }[];
+  /** Where it was imported from (a path or s3:// URL) and when. */
+  source?: string;
+  importedAt?: string;
 }
 
 /** Why a backup is suspect, and (once an operator accepted it) who confirmed it. */
@@ -225,9 +253,12 @@ export class Catalog {
 
   /** Deletes a backup: the record first (so a crash leaves an unlisted orphan, never a listed backup without data). */
   async delete(name: string, signal?: AbortSignal): Promise<void> {
+    // What came with it (an import's extras) is named only in the record: read it before the record goes.
+    const extras = (await this.get(name, signal).catch(() => undefined))?.provenance?.extras ?? [];
     await this.store.delete(layout.snapshotRecord(this.cluster, name), signal);
     await this.store.delete(layout.snapshotObject(this.cluster, name), signal);
     await this.store.delete(layout.companionsObject(this.cluster, name), signal);
+    for (const x of extras) await this.store.delete(x.objectKey, signal);
   }
 
   async deleteIncomplete(name: string, signal?: AbortSignal): Promise<void> {

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { inspect } from 'node:util';
 import { Decrypter, Encrypter, identityToRecipient } from 'age-encryption';
 import { EtcdRecoverError } from '../errors.js';
@@ -133,8 +133,9 @@ function headerEnd(buf: Buffer): number {
   return nl < 0 ? -1 : nl + 1;
 }
 
-function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): Buffer {
-  return Buffer.from(hkdfSync('sha256', fileKey, nonce, 'payload', 32));
+/** The payload key, imported once per file (a raw key per chunk costs OpenSSL a key import each time). */
+function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): KeyObject {
+  return createSecretKey(Buffer.from(hkdfSync('sha256', fileKey, nonce, 'payload', 32)));
 }
 
 function chunkNonce(counter: number, last: boolean): Buffer {
@@ -144,14 +145,15 @@ function chunkNonce(counter: number, last: boolean): Buffer {
   return n;
 }
 
-function seal(key: Buffer, counter: number, last: boolean, plain: Uint8Array): Buffer {
+/** One sealed chunk, as its ciphertext and its tag (two pieces: no copy to join them). */
+function seal(key: KeyObject, counter: number, last: boolean, plain: Uint8Array): [Buffer, Buffer] {
   const c = createCipheriv('chacha20-poly1305', key, chunkNonce(counter, last), { authTagLength: TAG });
   const body = c.update(plain);
   c.final();
-  return Buffer.concat([body, c.getAuthTag()]);
+  return [body, c.getAuthTag()];
 }
 
-function open(key: Buffer, counter: number, last: boolean, sealed: Uint8Array): Buffer | undefined {
+function open(key: KeyObject, counter: number, last: boolean, sealed: Uint8Array): Buffer | undefined {
   const d = createDecipheriv('chacha20-poly1305', key, chunkNonce(counter, last), { authTagLength: TAG });
   d.setAuthTag(sealed.subarray(sealed.length - TAG));
   const body = d.update(sealed.subarray(0, sealed.length - TAG));
@@ -178,7 +180,7 @@ export async function* encryptStream(plain: AsyncIterable<Uint8Array>, recipient
     while (at < piece.length) {
       if (fill === CHUNK) {
         // More data follows a full chunk, so that chunk is not the last one.
-        yield seal(key, counter++, false, buf);
+        yield* seal(key, counter++, false, buf);
         fill = 0;
       }
       const n = Math.min(CHUNK - fill, piece.length - at);
@@ -187,7 +189,7 @@ export async function* encryptStream(plain: AsyncIterable<Uint8Array>, recipient
       at += n;
     }
   }
-  yield seal(key, counter, true, buf.subarray(0, fill));
+  yield* seal(key, counter, true, buf.subarray(0, fill));
 }
 
 export interface DecryptContext {
@@ -240,7 +242,7 @@ export async function* decryptStream(cipher: AsyncIterable<Uint8Array>, ctx: Dec
   const stage = Buffer.alloc(CHUNK + TAG);
   let fill = 0;
   let counter = 0;
-  let key: Buffer | undefined;
+  let key: KeyObject | undefined;
   let nonce = Buffer.alloc(0);
   let offset = end;
   const take = function* (piece: Buffer): Generator<Buffer> {

@@ -10,3 +10,4 @@ export * from './encryption.js';
 export * from './snapshot-object.js';
 export * from './rekey.js';
 export * from './companions.js';
+export * from './import/index.js';

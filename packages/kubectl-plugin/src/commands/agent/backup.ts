@@ -19,15 +19,18 @@ export default class AgentBackup extends BaseCommand {
     daily: Flags.string({ default: '7d' }),
     weekly: Flags.string({ default: '30d' }),
     'max-count': Flags.integer({ min: 1 }),
+    member: Flags.string({ description: 'Member to snapshot (client URL or hex member ID); default: chosen automatically.' }),
   };
 
   async run(): Promise<{ backup: SnapshotRecord; prune: PruneResult }> {
     const { flags } = await this.parse(AgentBackup);
     this.setup(flags);
+    this.reportAs('backup');
     const target = await this.openTarget(flags);
     const catalog = target.catalog();
     await catalog.store.probe(this.abort.signal);
     const backup = await captureSnapshot({
+      ...(flags.member ? { member: flags.member } : {}),
       ...(await target.companionSource().then((c) => (c ? { companions: c } : {}))), gateway: target.gateway(), catalog, signal: this.abort.signal, labels: { reason: 'scheduled' }, onProgress: (p) => p.message && this.progress.step(p.message) });
     const prune = await pruneSnapshots(catalog, {
       policy: {
@@ -46,6 +49,8 @@ export default class AgentBackup extends BaseCommand {
       process.stderr.write(`warning: backup ${backup.name} is SUSPECT: ${backup.suspect!.reasons.join('; ')}; it is no restore point for latest/auto and older trusted backups are kept; if this is the cluster's true state run \`kubectl etcd-recover backup confirm ${backup.name}\`\n`);
     }
     const result = { backup, prune };
+    this.job!.message = `backup ${backup.name}: revision ${backup.revision}, ${backup.userKeys ?? backup.totalKeys} keys, ${backup.dbSize} bytes, verified${isSuspect(backup) ? ', SUSPECT' : ''}${backup.encryption ? ', encrypted' : ''}; pruned ${prune.deleted.length}`;
+    this.job!.details = { backup: backup.name, revision: backup.revision };
     this.render(result, () => `backup ${backup.name}: revision ${backup.revision}, ${backup.totalKeys} keys, verified${isSuspect(backup) ? ', SUSPECT' : ''}; pruned ${prune.deleted.length}, kept ${prune.kept}`);
     return result;
   }

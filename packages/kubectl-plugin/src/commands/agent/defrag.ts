@@ -11,6 +11,7 @@ export default class AgentDefrag extends BaseCommand {
   async run(): Promise<{ defragmented: { endpoint: string; before: number; after: number }[] }> {
     const { flags } = await this.parse(AgentDefrag);
     this.setup(flags);
+    this.reportAs('defrag');
     const gw = (await this.openTarget(flags)).gateway();
     const statuses = await collectStatuses(gw, this.abort.signal);
     const bad = statuses.filter((s) => !s.status || s.status.leaderId === '0');

@@ -29,6 +29,7 @@ export default class AgentHeal extends BaseCommand {
   async run(): Promise<HealResult> {
     const { flags } = await this.parse(AgentHeal);
     this.setup(flags);
+    this.reportAs('heal');
     const target = await this.openTarget(flags);
     if (!target.contract) throw new EtcdRecoverError('CONFIG', 'agent heal needs --contract-file (ETCD_RECOVER_CONTRACT)');
     const { ClientNodeGateway } = await import('@etcd-recover/core/kubernetes');

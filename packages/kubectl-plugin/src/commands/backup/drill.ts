@@ -33,6 +33,7 @@ Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup r
   async run(): Promise<DrillReport> {
     const { args, flags } = await this.parse(BackupDrill);
     this.setup(flags);
+    this.reportAs('drill');
     const catalog = (await this.openTarget(flags)).catalog();
     const report = await drillRestore({
       catalog,
@@ -46,6 +47,8 @@ Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup r
       onStep: (e) => this.progress.step(describeStep(e)),
       onMessage: (m) => this.progress.step(`      ${m}`),
     });
+    this.job!.message = `backup ${report.backup} restores: ${report.members.length} members healthy, revision ${report.snapshotRevision} → ${report.revisionAfter}, ${report.keys} keys, identical HashKV`;
+    this.job!.details = { backup: report.backup };
     this.render(report, () =>
       [
         `backup ${report.backup} restores: ${report.members.length} members healthy in ${duration(report.rtoMs)}${report.tls ? ' (over TLS)' : ''}`,

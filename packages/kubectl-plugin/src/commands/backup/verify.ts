@@ -63,6 +63,7 @@ Exit code 0 when every snapshot checked is intact, 3 when any is corrupt or trun
   async run(): Promise<{ ok: boolean; results: VerifyRow[] }> {
     const { args, flags } = await this.parse(BackupVerify);
     this.setup(flags);
+    this.reportAs('verify');
     const results: VerifyRow[] = [];
     if (flags.file) {
       const report = await verifyLocalFile(flags.file, { requireTrailer: flags['require-trailer'] });
@@ -91,6 +92,10 @@ Exit code 0 when every snapshot checked is intact, 3 when any is corrupt or trun
       }
     }
     const ok = results.every((r) => r.ok);
+    this.job!.ok = ok;
+    this.job!.message = ok
+      ? `verified ${results.length} backup(s): ${results.map((r) => r.name).join(', ')}`
+      : `verification FAILED for ${results.filter((r) => !r.ok).map((r) => `${r.name} (${r.problems.join('; ')})`).join(', ')}`;
     this.render({ ok, results: results.map(({ report, ...r }) => ({ ...r, defects: report.defects })) }, () =>
       [
         table(results, [

@@ -1,0 +1,4 @@
+export * from './exposition.js';
+export * from './metrics.js';
+export * from './schedule.js';
+export * from './collector.js';

@@ -1,0 +1,11 @@
+export { importBackup, NO_TRAILER_NOTE, type ImportOptions, type ImportProgress, type ImportResult } from './import.js';
+export { exportBackup, type ExportResult } from './export.js';
+export { openSource, parseS3Url, type ImportSource, type SourceFile } from './source.js';
+export { findSnapshot, type Found } from './layouts.js';
+export { sniff, timeFromName, parseKopsMeta, type ImportTool, type Sniffed } from './detect.js';
+export { codecOf, contentOf, isBbolt, type Codec } from './codecs.js';
+export { LzwDecoder, type LzwDialect } from './lzw.js';
+export { ByteReader } from './byte-reader.js';
+export { tarEntries, type ArchiveEntry } from './tar.js';
+export { zipEntries } from './zip.js';
+export { MemberCatcher, clusterIdOf, type MemberList as SnapshotMemberList } from './members.js';
