@@ -4,14 +4,18 @@
 // `--write` replaces the generated section of docs/benchmarks.md with this run's results.
 // Every operation runs BENCH_RUNS times (default 3), ours and the etcd tool's alternating, each
 // after a `sync` (so no run pays for the previous one's writeback); the median is reported.
+// The encryption rows (age) compare plain and encrypted backup create / verify on the same database,
+// BENCH_ENC_RUNS times each (default 5), interleaved ABBA. BENCH_ONLY=encryption runs only those rows
+// (BENCH_ONLY=tools only the others); by default both run. `--write` replaces only the sections that ran.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import { Sandbox } from '@etcd-recover/core';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { measure } from './bench/measure.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -26,6 +30,12 @@ const etcdctl = join(env.ETCD_BIN_DIR, 'etcdctl');
 const etcdutl = join(env.ETCD_BIN_DIR, 'etcdutl');
 const sizes = (process.env.BENCH_SIZES ?? '100,1000').split(',').map(Number);
 const runs = Number(process.env.BENCH_RUNS ?? 3);
+const encRuns = Number(process.env.BENCH_ENC_RUNS ?? 5);
+const only = new Set((process.env.BENCH_ONLY ?? '').split(',').map((x) => x.trim()).filter(Boolean));
+for (const g of only) if (g !== 'tools' && g !== 'encryption') throw new Error(`BENCH_ONLY: unknown group "${g}" (tools, encryption)`);
+const want = (group) => !only.size || only.has(group);
+// The encryption target of issue 14: encrypted create and verify cost at most this much of plain.
+const ENC_TARGET = 1.15;
 // The floor of any check of etcd's sha256 trailer: hashing the file and nothing else.
 const sha256Tool = (() => {
   try {
@@ -81,6 +91,41 @@ async function sideBySide(ours, theirs, between = () => {}) {
   return [a, theirs ? agg(t) : undefined];
 }
 
+/**
+ * Plain and encrypted, `encRuns` times each, interleaved ABBA (plain first in even pairs, encrypted
+ * first in odd ones) so that drift of the machine hits both sides alike; each run after a sync.
+ */
+async function interleaved(plain, encrypted) {
+  const p = [];
+  const e = [];
+  for (let i = 0; i < encRuns; i++) {
+    const order = i % 2 === 0 ? [[plain, p], [encrypted, e]] : [[encrypted, e], [plain, p]];
+    for (const [fn, out] of order) {
+      execFileSync('sync');
+      out.push(await fn(i));
+    }
+  }
+  return [p, e];
+}
+const encRows = [];
+const encRefs = [];
+/** One encryption row from the runs of each side; `key` picks the number compared (ms: wall time). */
+function encRow(size, what, how, p, e, key = 'ms') {
+  const pm = median(p.map((x) => x[key]));
+  const em = median(e.map((x) => x[key]));
+  const ratio = em / pm;
+  encRows.push({
+    size, what, how, plainMs: pm, encMs: em, plainAll: p.map((x) => x[key]), encAll: e.map((x) => x[key]), ratio,
+    pairRatios: p.map((x, i) => e[i][key] / x[key]), met: ratio <= ENC_TARGET,
+    plainRss: key === 'ms' ? Math.max(...p.map((x) => x.rss)) : undefined, encRss: key === 'ms' ? Math.max(...e.map((x) => x.rss)) : undefined,
+  });
+}
+
+const fmt = (ms) => (ms === undefined ? '' : `${(ms / 1000).toFixed(2)} s`);
+/** The range of a side's runs, e.g. " (4.90–5.60)". */
+const spread = (all) => (all && all.length > 1 ? ` (${(Math.min(...all) / 1000).toFixed(2)}–${(Math.max(...all) / 1000).toFixed(2)})` : '');
+const mb = (b) => (b ? `${(b / MB).toFixed(0)} MB` : '');
+
 const rows = [];
 const refs = [];
 const row = (size, what, ours, theirs, oursLabel, theirsLabel) =>
@@ -96,75 +141,138 @@ for (const sizeMb of sizes) {
     log(`[${sizeMb} MB] ${filled.keys} keys, db ${(filled.dbSize / MB).toFixed(0)} MiB`);
     const follower = sb.endpoints()[1];
 
-    const file = join(dir, 'etcdctl.db');
     let record;
-    const [ours, theirs] = await sideBySide(
-      async () => {
-        const r = await measure(bin, ['backup', 'create', '-q', '-o', 'json', '--member', follower], { env: runEnv });
-        record = JSON.parse(r.stdout);
-        return r;
-      },
-      () => measure(etcdctl, ['--endpoints', follower, 'snapshot', 'save', file], { env: runEnv }),
-    );
-    row(sizeMb, 'backup create', ours, theirs, 'etcd → MinIO, verified in-pass', 'etcdctl snapshot save → local disk');
-    // References: what the object store costs alone, and what the runbooks do by hand (save, then upload).
-    const [upload] = await sideBySide(() => measure(process.execPath, ['--max-semi-space-size=1', join(root, 'scripts/bench/upload-worker.mjs'), dir, file], { env: { ...runEnv, MALLOC_ARENA_MAX: '2' } }));
-    refs.push({ size: sizeMb, what: 'upload of the same bytes from the local file to MinIO alone (no etcd, no verification)', ms: upload.ms });
-    row(sizeMb, 'backup create vs save + upload', ours, { ms: theirs.ms + upload.ms, rss: Math.max(theirs.rss, upload.rss) }, '(same run as above)', 'etcdctl snapshot save, then upload of the file (the manual runbook; sum of both medians)');
+    let file;
+    if (want('tools')) {
+      file = join(dir, 'etcdctl.db');
+      const [ours, theirs] = await sideBySide(
+        async () => {
+          const r = await measure(bin, ['backup', 'create', '-q', '-o', 'json', '--member', follower], { env: runEnv });
+          record = JSON.parse(r.stdout);
+          return r;
+        },
+        () => measure(etcdctl, ['--endpoints', follower, 'snapshot', 'save', file], { env: runEnv }),
+      );
+      row(sizeMb, 'backup create', ours, theirs, 'etcd → MinIO, verified in-pass', 'etcdctl snapshot save → local disk');
+      // References: what the object store costs alone, and what the runbooks do by hand (save, then upload).
+      const [upload] = await sideBySide(() => measure(process.execPath, ['--max-semi-space-size=1', join(root, 'scripts/bench/upload-worker.mjs'), dir, file], { env: { ...runEnv, MALLOC_ARENA_MAX: '2' } }));
+      refs.push({ size: sizeMb, what: 'upload of the same bytes from the local file to MinIO alone (no etcd, no verification)', ms: upload.ms });
+      row(sizeMb, 'backup create vs save + upload', ours, { ms: theirs.ms + upload.ms, rss: Math.max(theirs.rss, upload.rss) }, '(same run as above)', 'etcdctl snapshot save, then upload of the file (the manual runbook; sum of both medians)');
 
-    let vr;
-    let sr;
-    const [v, st] = await sideBySide(
-      async () => {
-        const r = await measure(bin, ['backup', 'verify', '--file', file, '-q', '-o', 'json'], { env: runEnv });
-        vr = JSON.parse(r.stdout).results[0];
-        return r;
-      },
-      async () => {
-        const r = await measure(etcdutl, ['snapshot', 'status', file, '-w', 'json'], { env: runEnv });
-        sr = JSON.parse(r.stdout);
-        return r;
-      },
-    );
-    if (vr.hash !== sr.hash || vr.revision !== sr.revision || vr.totalKeys !== sr.totalKey || vr.totalSize !== sr.totalSize) {
-      throw new Error(`verify disagrees with etcdutl: ${JSON.stringify(vr)} vs ${JSON.stringify(sr)}`);
-    }
-    row(sizeMb, 'verify (local file)', v, st, 'native verifier', 'etcdutl snapshot status');
-    const [sha] = await sideBySide(() => measure(sha256Tool.cmd, sha256Tool.args(file), { env: runEnv }));
-    refs.push({ size: sizeMb, what: `sha256 of the file alone (${sha256Tool.label}): the floor of any check of etcd's sha256 trailer, which etcdutl snapshot status does not make`, ms: sha.ms });
-    const [vb] = await sideBySide(() => measure(bin, ['backup', 'verify', record.name, '-q', '-o', 'json'], { env: runEnv }));
-    row(sizeMb, 'verify (in the bucket)', vb, st, 'native verifier, streamed from MinIO', 'etcdutl snapshot status (local)');
-
-    await Promise.all(sb.state.members.map((m) => sb.stopMember(m.name)));
-    const base = join(dir, 'bare');
-    const cleanup = () => {
-      // Set-aside folders of earlier runs and the bare restores: not part of what is timed.
-      for (const m of sb.state.members) {
-        const parent = dirname(m.dataDir);
-        for (const e of readdirSync(parent)) if (e.includes('.before-')) rmSync(join(parent, e), { recursive: true, force: true });
+      let vr;
+      let sr;
+      const [v, st] = await sideBySide(
+        async () => {
+          const r = await measure(bin, ['backup', 'verify', '--file', file, '-q', '-o', 'json'], { env: runEnv });
+          vr = JSON.parse(r.stdout).results[0];
+          return r;
+        },
+        async () => {
+          const r = await measure(etcdutl, ['snapshot', 'status', file, '-w', 'json'], { env: runEnv });
+          sr = JSON.parse(r.stdout);
+          return r;
+        },
+      );
+      if (vr.hash !== sr.hash || vr.revision !== sr.revision || vr.totalKeys !== sr.totalKey || vr.totalSize !== sr.totalSize) {
+        throw new Error(`verify disagrees with etcdutl: ${JSON.stringify(vr)} vs ${JSON.stringify(sr)}`);
       }
-      for (let i = 0; i < sb.state.members.length; i++) rmSync(`${base}-${i}`, { recursive: true, force: true });
-    };
-    let detail;
-    const [r, bare] = await sideBySide(
-      async (i) => {
-        // Same runtime settings as the plugin's launcher (packages/kubectl-plugin/bin/kubectl-etcd_recover).
-        const m = await measure(process.execPath, ['--max-semi-space-size=1', join(root, 'scripts/bench/restore-worker.mjs'), dir, record.name, `rec-bench-${i}`], { env: { ...runEnv, MALLOC_ARENA_MAX: '2' } });
-        detail = JSON.parse(m.stdout);
-        return m;
-      },
-      async () => {
-        const t0 = performance.now();
-        let rss = 0;
-        for (const [i, m] of sb.state.members.entries()) {
-          const one = await measure(etcdutl, ['snapshot', 'restore', file, '--name', m.name, '--initial-cluster', sb.initialCluster(), '--initial-advertise-peer-urls', m.peerURL, '--data-dir', `${base}-${i}`, '--bump-revision', '1000000', '--mark-compacted'], { env: runEnv });
-          rss = Math.max(rss, one.rss);
+      row(sizeMb, 'verify (local file)', v, st, 'native verifier', 'etcdutl snapshot status');
+      const [sha] = await sideBySide(() => measure(sha256Tool.cmd, sha256Tool.args(file), { env: runEnv }));
+      refs.push({ size: sizeMb, what: `sha256 of the file alone (${sha256Tool.label}): the floor of any check of etcd's sha256 trailer, which etcdutl snapshot status does not make`, ms: sha.ms });
+      const [vb] = await sideBySide(() => measure(bin, ['backup', 'verify', record.name, '-q', '-o', 'json'], { env: runEnv }));
+      row(sizeMb, 'verify (in the bucket)', vb, st, 'native verifier, streamed from MinIO', 'etcdutl snapshot status (local)');
+    }
+    if (want('encryption')) {
+      // Same cluster, same data: plain backups (no key) against backups encrypted for a fresh age key.
+      log(`[${sizeMb} MB] encryption rows (${encRuns} runs each, interleaved)…`);
+      const keyDir = join(dir, 'bench-age');
+      mkdirSync(keyDir, { recursive: true });
+      const identity = await generateX25519Identity();
+      const idFile = join(keyDir, 'identity.txt');
+      const pubFile = join(keyDir, 'recipients.txt');
+      writeFileSync(idFile, `${identity}\n`, { mode: 0o600 });
+      writeFileSync(pubFile, `${await identityToRecipient(identity)}\n`);
+      const plainEnv = { ...runEnv };
+      delete plainEnv.ETCD_RECOVER_AGE_RECIPIENTS_FILE;
+      delete plainEnv.ETCD_RECOVER_AGE_IDENTITY_FILE;
+      const ageFlags = ['--age-recipients-file', pubFile, '--age-identity-file', idFile];
+      const create = (extra) => async () => {
+        const r = await measure(bin, ['backup', 'create', '-q', '-o', 'json', '--member', follower, ...extra], { env: plainEnv });
+        const rec = JSON.parse(r.stdout);
+        return { ...r, rec, inMs: rec.durationMs };
+      };
+      const [cp, ce] = await interleaved(create([]), create(ageFlags));
+      for (const c of ce) if (c.rec.encryption?.format !== 'age') throw new Error(`backup ${c.rec.name} is not encrypted: ${JSON.stringify(c.rec.encryption)}`);
+      for (const c of cp) if (c.rec.encryption) throw new Error(`backup ${c.rec.name} is encrypted`);
+      encRow(sizeMb, 'backup create', 'whole process (CLI start to exit)', cp, ce);
+      encRow(sizeMb, 'backup create', "in-process (the record's durationMs: snapshot request to record)", cp, ce, 'inMs');
+      const plainName = cp.at(-1).rec.name;
+      const encName = ce.at(-1).rec.name;
+      const objectMb = (c) => `${(c.rec.objectSize / MB).toFixed(1)} MiB`;
+      log(`[${sizeMb} MB] plain backup ${plainName} (${objectMb(cp.at(-1))}), encrypted ${encName} (${objectMb(ce.at(-1))})`);
+
+      const same = (a, b) => a.hash === b.hash && a.revision === b.revision && a.totalKeys === b.totalKeys;
+      let vPlain;
+      const verify = (name, extra) => async () => {
+        const r = await measure(bin, ['backup', 'verify', name, '-q', '-o', 'json', ...extra], { env: plainEnv });
+        const res = JSON.parse(r.stdout).results[0];
+        if (!res.ok) throw new Error(`backup verify ${name} failed: ${r.stdout}`);
+        vPlain ??= res;
+        if (!same(res, vPlain)) throw new Error(`plain and encrypted backups verify differently: ${JSON.stringify(res)} vs ${JSON.stringify(vPlain)}`);
+        return r;
+      };
+      const [vp, ve] = await interleaved(verify(plainName, []), verify(encName, ageFlags));
+      encRow(sizeMb, 'backup verify NAME', 'whole process (CLI start to exit)', vp, ve);
+      // The same read in-process (no Node.js/oclif start-up), and what it is made of.
+      const worker = (name, mode, id) => async () => {
+        const m = await measure(process.execPath, ['--max-semi-space-size=1', join(root, 'scripts/bench/verify-worker.mjs'), dir, name, mode, ...(id ? [id] : [])], { env: { ...plainEnv, MALLOC_ARENA_MAX: '2' } });
+        const j = JSON.parse(m.stdout);
+        return { ...m, ...j, ms: m.ms, inMs: j.ms };
+      };
+      const [ip, ie] = await interleaved(worker(plainName, 'verify'), worker(encName, 'verify', idFile));
+      for (const x of [...ip, ...ie]) if (!same(x, vPlain)) throw new Error(`in-process verify disagrees: ${JSON.stringify(x)} vs ${JSON.stringify(vPlain)}`);
+      encRow(sizeMb, 'backup verify NAME', 'in-process (verifyInBucket alone)', ip, ie, 'inMs');
+      // Where the encrypted verify's time goes: the raw read of each object, then the encrypted one read
+      // and decrypted without the verifier (interleaved with its raw read: the difference is the decryption).
+      const [rp, re] = await interleaved(worker(plainName, 'read'), worker(encName, 'read'));
+      const [re2, de] = await interleaved(worker(encName, 'read'), worker(encName, 'decrypt', idFile));
+      const med = (xs) => median(xs.map((x) => x.inMs));
+      encRefs.push({ size: sizeMb, what: 'read of the object from MinIO alone (no decryption, no verifier)', plain: med(rp), enc: med([...re, ...re2]) });
+      encRefs.push({ size: sizeMb, what: 'read + decrypt, no verifier (readSnapshot); plain: the raw read', plain: med(rp), enc: med(de), extra: `decryption alone ≈ ${fmt(med(de) - med(re2))} (pairs with its raw read: ${de.map((x, i) => `${((x.inMs - re2[i].inMs) / 1000).toFixed(2)}`).join(' / ')} s)` });
+      encRefs.push({ size: sizeMb, what: 'read + decrypt + native verifier (verifyInBucket, as the row above)', plain: med(ip), enc: med(ie), extra: `verifier's share ≈ plain ${fmt(med(ip) - med(rp))}, encrypted ${fmt(med(ie) - med(de))}` });
+    }
+    if (want('tools')) {
+      await Promise.all(sb.state.members.map((m) => sb.stopMember(m.name)));
+      const base = join(dir, 'bare');
+      const cleanup = () => {
+        // Set-aside folders of earlier runs and the bare restores: not part of what is timed.
+        for (const m of sb.state.members) {
+          const parent = dirname(m.dataDir);
+          for (const e of readdirSync(parent)) if (e.includes('.before-')) rmSync(join(parent, e), { recursive: true, force: true });
         }
-        return { ms: performance.now() - t0, rss };
-      },
-      cleanup,
-    );
-    row(sizeMb, '3-member restore', r, bare, `fetch + verify (${(detail.stageMs / 1000).toFixed(1)} s) + 3 etcdutl restores in parallel (${(detail.restoreMs / 1000).toFixed(1)} s)`, '3 × etcdutl snapshot restore (local file, sequential)');
+        for (let i = 0; i < sb.state.members.length; i++) rmSync(`${base}-${i}`, { recursive: true, force: true });
+      };
+      let detail;
+      const [r, bare] = await sideBySide(
+        async (i) => {
+          // Same runtime settings as the plugin's launcher (packages/kubectl-plugin/bin/kubectl-etcd_recover).
+          const m = await measure(process.execPath, ['--max-semi-space-size=1', join(root, 'scripts/bench/restore-worker.mjs'), dir, record.name, `rec-bench-${i}`], { env: { ...runEnv, MALLOC_ARENA_MAX: '2' } });
+          detail = JSON.parse(m.stdout);
+          return m;
+        },
+        async () => {
+          const t0 = performance.now();
+          let rss = 0;
+          for (const [i, m] of sb.state.members.entries()) {
+            const one = await measure(etcdutl, ['snapshot', 'restore', file, '--name', m.name, '--initial-cluster', sb.initialCluster(), '--initial-advertise-peer-urls', m.peerURL, '--data-dir', `${base}-${i}`, '--bump-revision', '1000000', '--mark-compacted'], { env: runEnv });
+            rss = Math.max(rss, one.rss);
+          }
+          return { ms: performance.now() - t0, rss };
+        },
+        cleanup,
+      );
+      row(sizeMb, '3-member restore', r, bare, `fetch + verify (${(detail.stageMs / 1000).toFixed(1)} s) + 3 etcdutl restores in parallel (${(detail.restoreMs / 1000).toFixed(1)} s)`, '3 × etcdutl snapshot restore (local file, sequential)');
+    }
     log(`[${sizeMb} MB] done`);
   } finally {
     await sb.down({ purge: true });
@@ -172,30 +280,52 @@ for (const sizeMb of sizes) {
   }
 }
 
-const fmt = (ms) => (ms === undefined ? '' : `${(ms / 1000).toFixed(2)} s`);
-/** The range of a side's runs, e.g. " (4.90–5.60)". */
-const spread = (all) => (all && all.length > 1 ? ` (${(Math.min(...all) / 1000).toFixed(2)}–${(Math.max(...all) / 1000).toFixed(2)})` : '');
-const mb = (b) => (b ? `${(b / MB).toFixed(0)} MB` : '');
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 const etcdVersion = execFileSync(join(env.ETCD_BIN_DIR, 'etcd'), ['--version']).toString().split('\n')[0];
-const lines = [
-  `Run ${new Date().toISOString()} on ${cpus().length} × ${cpu}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB RAM, Node ${process.versions.node}, ${etcdVersion}, MinIO on loopback (same cores). Median of ${runs} runs each (their range in brackets), alternating, \`sync\` before each; the ratio is of the medians, and each alternating pair's ratio is listed too.`,
-  '',
-  '| DB | operation | etcd-recover | etcd tool | ratio | ratio of each pair | peak RSS (ours) | peak RSS (etcd tool) |',
-  '|---:|---|---:|---:|---:|---:|---:|---:|',
-  ...rows.map((r) => `| ${r.size} MB | ${r.what} | ${fmt(r.oursMs)}${spread(r.oursAll)} | ${fmt(r.theirsMs)}${spread(r.theirsAll)} | ${r.ratio?.toFixed(2) ?? ''}x | ${r.pairRatios ? r.pairRatios.map((x) => x.toFixed(2)).join(' / ') : ''} | ${mb(r.oursRss)} | ${mb(r.theirsRss)} |`),
-  '',
-  'What each side does:',
-  ...[...new Map(rows.map((r) => [r.what, r])).values()].map((r) => `- ${r.what}: etcd-recover = ${r.oursLabel}; etcd tool = ${r.theirsLabel}.`),
-  '',
-  'References measured in the same run (not ratios: what the machine itself costs):',
-  ...refs.map((r) => `- ${r.size} MB: ${r.what}: ${fmt(r.ms)}.`),
-];
-console.log(lines.join('\n'));
+const machine = `${cpus().length} × ${cpu}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB RAM, Node ${process.versions.node}, ${etcdVersion}, MinIO on loopback (same cores)`;
+const sections = [];
+if (want('tools')) {
+  sections.push({
+    marker: 'bench',
+    lines: [
+      `Run ${new Date().toISOString()} on ${machine}. Median of ${runs} runs each (their range in brackets), alternating, \`sync\` before each; the ratio is of the medians, and each alternating pair's ratio is listed too.`,
+      '',
+      '| DB | operation | etcd-recover | etcd tool | ratio | ratio of each pair | peak RSS (ours) | peak RSS (etcd tool) |',
+      '|---:|---|---:|---:|---:|---:|---:|---:|',
+      ...rows.map((r) => `| ${r.size} MB | ${r.what} | ${fmt(r.oursMs)}${spread(r.oursAll)} | ${fmt(r.theirsMs)}${spread(r.theirsAll)} | ${r.ratio?.toFixed(2) ?? ''}x | ${r.pairRatios ? r.pairRatios.map((x) => x.toFixed(2)).join(' / ') : ''} | ${mb(r.oursRss)} | ${mb(r.theirsRss)} |`),
+      '',
+      'What each side does:',
+      ...[...new Map(rows.map((r) => [r.what, r])).values()].map((r) => `- ${r.what}: etcd-recover = ${r.oursLabel}; etcd tool = ${r.theirsLabel}.`),
+      '',
+      'References measured in the same run (not ratios: what the machine itself costs):',
+      ...refs.map((r) => `- ${r.size} MB: ${r.what}: ${fmt(r.ms)}.`),
+    ],
+  });
+}
+if (want('encryption')) {
+  sections.push({
+    marker: 'bench-encryption',
+    lines: [
+      `Run ${new Date().toISOString()} on ${machine}. Same cluster and data for both sides: plain backups (no key) and backups encrypted for one age X25519 recipient (\`--age-recipients-file\`/\`--age-identity-file\`). Median of ${encRuns} runs each (their range in brackets), interleaved ABBA, \`sync\` before each; the ratio is encrypted/plain of the medians, target ≤ ${ENC_TARGET}x, and each pair's ratio is listed too.`,
+      '',
+      `| DB | operation | measured | plain | encrypted | ratio (≤ ${ENC_TARGET}x) | met? | ratio of each pair | peak RSS plain | peak RSS encrypted |`,
+      '|---:|---|---|---:|---:|---:|---|---:|---:|---:|',
+      ...encRows.map((r) => `| ${r.size} MB | ${r.what} | ${r.how} | ${fmt(r.plainMs)}${spread(r.plainAll)} | ${fmt(r.encMs)}${spread(r.encAll)} | ${r.ratio.toFixed(2)}x | ${r.met ? 'yes' : `**no** (+${((r.ratio / ENC_TARGET - 1) * 100).toFixed(0)}% over)`} | ${r.pairRatios.map((x) => x.toFixed(2)).join(' / ')} | ${mb(r.plainRss)} | ${mb(r.encRss)} |`),
+      '',
+      'Where the encrypted verify spends its time (in-process, medians of the same run):',
+      ...encRefs.map((r) => `- ${r.size} MB: ${r.what}: plain ${fmt(r.plain)}, encrypted ${fmt(r.enc)}${r.extra ? `; ${r.extra}` : ''}.`),
+    ],
+  });
+}
+for (const sec of sections) console.log(`${sec.lines.join('\n')}\n`);
 if (process.argv.includes('--write')) {
   const doc = join(root, 'docs/benchmarks.md');
-  const text = readFileSync(doc, 'utf8');
-  const out = text.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, `<!-- bench:start -->\n${lines.join('\n')}\n<!-- bench:end -->`);
-  writeFileSync(doc, out);
+  let text = readFileSync(doc, 'utf8');
+  for (const sec of sections) {
+    const re = new RegExp(`<!-- ${sec.marker}:start -->[\\s\\S]*<!-- ${sec.marker}:end -->`);
+    if (!re.test(text)) throw new Error(`docs/benchmarks.md has no <!-- ${sec.marker}:start --> … <!-- ${sec.marker}:end --> section`);
+    text = text.replace(re, () => `<!-- ${sec.marker}:start -->\n${sec.lines.join('\n')}\n<!-- ${sec.marker}:end -->`);
+  }
+  writeFileSync(doc, text);
   log(`wrote ${doc}`);
 }

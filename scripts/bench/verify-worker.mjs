@@ -1,0 +1,31 @@
+// Child process of the benchmark (encryption rows): reads one backup of a sandbox from its bucket
+// in-process and times only that, without Node.js/oclif start-up. Modes:
+//   verify  — what `backup verify NAME` does: readSnapshot (decrypting when the record says so) into
+//             the native verifier (verifyInBucket; the verification is not written back to the record);
+//   decrypt — readSnapshot alone: the object read from MinIO and decrypted, no verifier;
+//   read    — the raw object read from MinIO alone: no decryption, no verifier.
+// The age identity file, when given, opens encrypted backups. Prints {ms, bytes, ...}.
+import { readFileSync } from 'node:fs';
+import { AgeKeys, Catalog, S3ObjectStore, Sandbox, layout, readSnapshot, verifyInBucket } from '@etcd-recover/core';
+
+const [dir, name, mode, identityFile] = process.argv.slice(2);
+const sb = Sandbox.load(dir);
+const store = new S3ObjectStore(sb.s3Config());
+const keys = identityFile ? await AgeKeys.parse({ identities: readFileSync(identityFile, 'utf8'), source: `file ${identityFile}` }) : undefined;
+const catalog = new Catalog(store, sb.state.cluster, keys);
+const record = await catalog.get(name);
+let bytes = 0;
+let out = {};
+const t0 = performance.now();
+if (mode === 'verify') {
+  const v = await verifyInBucket(catalog, name, { record: false });
+  if (!v.ok) throw new Error(`${name} did not verify: ${JSON.stringify(v.mismatches)} ${JSON.stringify(v.report.defects)}`);
+  out = { hash: v.report.hash, revision: v.report.revision, totalKeys: v.report.totalKeys };
+} else if (mode === 'decrypt') {
+  for await (const c of readSnapshot(catalog, record, { borrow: true })) bytes += c.length;
+} else if (mode === 'read') {
+  for await (const c of store.get(layout.snapshotObject(catalog.cluster, name), { borrow: true })) bytes += c.length;
+} else throw new Error(`unknown mode ${mode}`);
+const ms = performance.now() - t0;
+store.destroy();
+console.log(JSON.stringify({ ms, bytes, ...out }));
