@@ -187,9 +187,21 @@ export class Etcd3Gateway implements EtcdGateway {
   }
 
   async remove(memberId: string, signal?: AbortSignal): Promise<void> {
-    await this.any('member remove', async (c) => {
-      await c.cluster.memberRemove({ ID: hexToId(memberId) }, this.deadline());
-    }, signal);
+    // Not via any(): etcd refuses to remove a member while the ones that would remain have not all been
+    // connected for 5 s ("unhealthy cluster": e.g. right after another member was replaced) — retryable.
+    const failures: { ep: string; e: unknown }[] = [];
+    for (const ep of this.endpoints) {
+      signal?.throwIfAborted();
+      try {
+        await (await this.client(ep)).cluster.memberRemove({ ID: hexToId(memberId) }, this.deadline());
+        return;
+      } catch (e) {
+        const m = describeGrpc(e);
+        if (/unhealthy cluster|re-configuration failed due to not enough started members/i.test(m)) throw new EtcdRecoverError('ETCD_ERROR', `member remove: ${m}`, { retryable: true, cause: e });
+        failures.push({ ep, e });
+      }
+    }
+    throw this.noneAnswered('member remove', failures);
   }
 
   async promote(memberId: string, signal?: AbortSignal): Promise<void> {

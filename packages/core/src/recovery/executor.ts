@@ -295,7 +295,7 @@ function stepImpls(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog,
           run: async (ctx) => {
             const m = await findMember(target, spec(s.member!).peerURL, ctx);
             if (m) {
-              await target.gateway().remove(m.id, ctx.signal);
+              await retrying(healthyTimeout, ctx, () => target.gateway().remove(m.id, ctx.signal));
               ctx.progress(`removed member ${m.id} (${s.member})`);
             }
           },
