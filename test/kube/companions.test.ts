@@ -48,7 +48,8 @@ describe('companion resources and encrypted backups on Kubernetes (real control 
         companions: { secrets: ['hosted-sa', 'hosted-encryption'], configMaps: ['hosted-settings'] },
       },
       {
-        backup: { encryption: { secretName: 'etcd-age' } },
+        // Only the backups the test takes: a scheduled one at :00/:30 would be a newer restore point.
+        backup: { encryption: { secretName: 'etcd-age' }, schedule: '0 0 1 1 *', verifySchedule: '0 0 1 1 *' },
         beforeApply: async (c) => {
           const core = c.kubeConfig().makeApiClient(CoreV1Api);
           await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'etcd-age' }, stringData: { recipients, identity: `${operatorIdentity}\n` } } });

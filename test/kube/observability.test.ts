@@ -71,7 +71,13 @@ describe('metrics, Events and the scheduled restore drill on Kubernetes (real co
 
   before(async function () {
     this.timeout(2_400_000); // on a cold cache this waits for setup's background build of the binaries
-    ({ cp, store } = await declaredCluster(NS, { autoHeal: { enabled: false }, drill: { enabled: true, schedule: '0 0 1 1 *', members: 3 }, monitoring: { exporter: true, rpo: '1h' } }));
+    // No schedule fires on its own during the test (a */30 backup at :00 or :30 would reset the failure
+    // count and give the drill a newer backup than the one corrupted): every Job here is started by the test.
+    ({ cp, store } = await declaredCluster(
+      NS,
+      { autoHeal: { enabled: false }, drill: { enabled: true, schedule: '0 0 1 1 *', members: 3 }, monitoring: { exporter: true, rpo: '1h' } },
+      { backup: { schedule: '0 0 1 1 *', verifySchedule: '0 0 1 1 *' } },
+    ));
     const core = cp.kubeConfig().makeApiClient(CoreV1Api);
     contract = parseContract((await core.readNamespacedConfigMap({ namespace: NS, name: 'etcd-recovery-contract' })).data!['contract.json']!, 'test');
     const apps = cp.kubeConfig().makeApiClient(AppsV1Api);
