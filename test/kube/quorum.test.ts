@@ -1,13 +1,13 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { request } from 'node:https';
 import { AppsV1Api, BatchV1Api, CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import { Journal, S3ObjectStore, layout, type Sandbox } from '@etcd-recover/core';
 import { applyManifests, waitFor, KUBE_VERSION, type ControlPlane } from '../support/kube/index.js';
 import { declaredCluster, loseMembers as loseMembersOf, memberIPs as memberIPsOf, writeKeys } from '../support/declared-cluster.js';
 import { stopSandbox } from '../support/sandbox.js';
+import { hostedRequest } from '../support/hosted-apiserver.js';
 import { json, runCli, type CliResult } from '../support/cli.js';
 
 const NS = 'hcp-q';
@@ -414,26 +414,8 @@ function hostedControlPlane(): Record<string, any>[] {
 }
 
 /** A request to the hosted kube-apiserver (static admin token) at its pod's address. */
-async function hosted(cp: ControlPlane, method: string, path: string, body?: unknown): Promise<any> {
-  const pods = await cp.kubeConfig().makeApiClient(CoreV1Api).listNamespacedPod({ namespace: NS, labelSelector: 'app=kube-apiserver' });
-  const pod = pods.items.find((p) => p.status?.phase === 'Running' && !p.metadata?.deletionTimestamp && p.status.podIP);
-  if (!pod) throw new Error('no running hosted kube-apiserver pod');
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: pod.status!.podIP!, port: 6443, path, method, rejectUnauthorized: false, headers: { 'content-type': 'application/json', authorization: `Bearer ${HOSTED_TOKEN}` }, timeout: 10_000 },
-      (res) => {
-        let text = '';
-        res.on('data', (d) => (text += d));
-        res.on('end', () => {
-          if ((res.statusCode ?? 500) >= 300) reject(new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 300)}`));
-          else resolve(text.startsWith('{') ? JSON.parse(text) : text);
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timeout`)));
-    req.on('error', reject);
-    req.end(body ? JSON.stringify(body) : undefined);
-  });
+function hosted(cp: ControlPlane, method: string, path: string, body?: unknown): Promise<any> {
+  return hostedRequest(cp, NS, HOSTED_TOKEN, method, path, body);
 }
 
 async function waitReady(cp: ControlPlane): Promise<void> {
