@@ -11,7 +11,7 @@
 #   ETCD_RECOVER_CACHE   cache root (default: $XDG_CACHE_HOME or ~/.cache, + /etcd-recover)
 #   ETCD_BIN_DIR         use existing etcd, etcdctl, etcdutl from this folder instead
 #   MINIO_BIN            use an existing minio binary instead
-#   KUBE_BIN_DIR         use existing kube-apiserver, kube-controller-manager, kube-scheduler
+#   KUBE_BIN_DIR         use existing kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 #   PULUMI_BIN_DIR       use an existing Pulumi CLI (a folder holding `pulumi`)
 #   PULUMI_KUBERNETES_BIN_DIR  use an existing pulumi-resource-kubernetes (4.25.0) from this folder
 # Prints one line per component: NAME=/path/to/folder. A build failure is fatal: in CI
@@ -64,7 +64,7 @@ ensure_minio() {
 ensure_kubernetes() {
   if [ -n "${KUBE_BIN_DIR:-}" ]; then echo "KUBE_BIN_DIR=$KUBE_BIN_DIR"; return; fi
   local out="$cache/bin/kubernetes-$(key kubernetes)"
-  if [ ! -x "$out/kube-scheduler" ]; then
+  if [ ! -x "$out/kube-scheduler" ] || [ ! -x "$out/kubectl" ]; then
     local v; v=$(sed -n 's/^require k8s.io\/kubernetes v//p' "$here/tools/go/kubernetes/go.mod")
     local major=${v%%.*} rest=${v#*.}; local minor=${rest%%.*}
     local date; date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -75,7 +75,8 @@ ensure_kubernetes() {
     TAGS="selinux,notest" LDFLAGS="$ld" build kubernetes "$out" \
       k8s.io/kubernetes/cmd/kube-apiserver=kube-apiserver \
       k8s.io/kubernetes/cmd/kube-controller-manager=kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler=kube-scheduler
+      k8s.io/kubernetes/cmd/kube-scheduler=kube-scheduler \
+      k8s.io/kubernetes/cmd/kubectl=kubectl
   fi
   echo "KUBE_BIN_DIR=$out"
 }

