@@ -19,7 +19,12 @@ import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { measure } from './bench/measure.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const bin = join(root, 'packages/kubectl-plugin/bin/kubectl-etcd_recover');
+// The plugin as it ships (the single executable, scripts/release-binary.mjs); BENCH_CLI=node runs the
+// Node launcher (bin/kubectl-etcd_recover) instead. The start-up rows always measure both.
+const exeBin = join(root, 'packages/kubectl-plugin/dist-bundle/kubectl-etcd_recover');
+const nodeBin = join(root, 'packages/kubectl-plugin/bin/kubectl-etcd_recover');
+execFileSync(process.execPath, [join(root, 'scripts/release-binary.mjs'), '--exe-only'], { stdio: 'inherit' });
+const bin = process.env.BENCH_CLI === 'node' ? nodeBin : exeBin;
 const env = { ...process.env };
 for (const line of readFileSync(join(root, 'node_modules/.etcd-recover-binaries.env'), 'utf8').trim().split('\n')) {
   const [k, v] = line.split('=');
@@ -32,7 +37,8 @@ const sizes = (process.env.BENCH_SIZES ?? '100,1000').split(',').map(Number);
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const encRuns = Number(process.env.BENCH_ENC_RUNS ?? 5);
 const only = new Set((process.env.BENCH_ONLY ?? '').split(',').map((x) => x.trim()).filter(Boolean));
-for (const g of only) if (g !== 'tools' && g !== 'encryption') throw new Error(`BENCH_ONLY: unknown group "${g}" (tools, encryption)`);
+for (const g of only) if (!['tools', 'encryption', 'startup'].includes(g)) throw new Error(`BENCH_ONLY: unknown group "${g}" (tools, encryption, startup)`);
+const startupRuns = Number(process.env.BENCH_STARTUP_RUNS ?? 15);
 const want = (group) => !only.size || only.has(group);
 // The encryption target of issue 14: encrypted create and verify cost at most this much of plain.
 const ENC_TARGET = 1.15;
@@ -124,6 +130,8 @@ function encRow(size, what, how, p, e, key = 'ms') {
 const fmt = (ms) => (ms === undefined ? '' : `${(ms / 1000).toFixed(2)} s`);
 /** The range of a side's runs, e.g. " (4.90–5.60)". */
 const spread = (all) => (all && all.length > 1 ? ` (${(Math.min(...all) / 1000).toFixed(2)}–${(Math.max(...all) / 1000).toFixed(2)})` : '');
+const msf = (ms) => `${Math.round(ms)} ms`;
+const msSpread = (all) => ` (${Math.round(Math.min(...all))}–${Math.round(Math.max(...all))})`;
 const mb = (b) => (b ? `${(b / MB).toFixed(0)} MB` : '');
 
 const rows = [];
@@ -131,7 +139,31 @@ const refs = [];
 const row = (size, what, ours, theirs, oursLabel, theirsLabel) =>
   rows.push({ size, what, oursMs: ours.ms, theirsMs: theirs?.ms, oursAll: ours.all, theirsAll: theirs?.all, ratio: theirs ? ours.ms / theirs.ms : undefined, pairRatios: theirs?.all ? ours.pairRatios : undefined, oursRss: ours.rss, theirsRss: theirs?.rss, oursLabel, theirsLabel });
 
-for (const sizeMb of sizes) {
+// Start-up: whole processes, no cluster. `--help` (oclif's root help from the manifest) and the start
+// of a command (its module loaded, its flags parsed: an unknown flag stops it right there, exit 2),
+// the single executable and the Node launcher against etcdctl doing the same.
+const startupRows = [];
+if (want('startup')) {
+  log(`start-up rows (${startupRuns} runs each, alternating)…`);
+  const cases = [
+    { what: '`--help`', ours: ['--help'], theirs: ['--help'] },
+    { what: 'start of a command (`backup list --nope`: loaded, flags parsed, exit 2)', ours: ['backup', 'list', '--nope'], theirs: ['get', '--nope'] },
+    { what: 'start of a command (`quorum --nope`)', ours: ['quorum', '--nope'], theirs: ['snapshot', 'save', '--nope'] },
+  ];
+  for (const c of cases) {
+    const m = { exe: [], node: [], etcdctl: [] };
+    for (let i = 0; i < startupRuns; i++) {
+      const expectCode = c.ours.includes('--nope') ? 2 : 0;
+      m.exe.push(await measure(exeBin, c.ours, { env, expectCode }));
+      m.node.push(await measure(nodeBin, c.ours, { env, expectCode }));
+      m.etcdctl.push(await measure(etcdctl, c.theirs, { env, expectCode: c.theirs.includes('--nope') ? 1 : 0 }));
+    }
+    const agg = (xs) => ({ ms: median(xs.map((x) => x.ms)), rss: Math.max(...xs.map((x) => x.rss)), all: xs.map((x) => x.ms) });
+    startupRows.push({ what: c.what, exe: agg(m.exe), node: agg(m.node), etcdctl: agg(m.etcdctl), theirs: `etcdctl ${c.theirs.join(' ')}` });
+  }
+}
+
+for (const sizeMb of (want('tools') || want('encryption') ? sizes : [])) {
   const dir = mkdtempSync(join(tmpdir(), 'etcd-recover-bench-'));
   const sb = await Sandbox.up({ dir, members: 3, cluster: 'bench' });
   const runEnv = { ...env, ETCD_RECOVER_SANDBOX: dir };
@@ -299,6 +331,18 @@ if (want('tools')) {
       '',
       'References measured in the same run (not ratios: what the machine itself costs):',
       ...refs.map((r) => `- ${r.size} MB: ${r.what}: ${fmt(r.ms)}.`),
+    ],
+  });
+}
+if (want('startup')) {
+  sections.push({
+    marker: 'bench-startup',
+    lines: [
+      `Run ${new Date().toISOString()} on ${machine}. Whole processes from spawn to exit, median of ${startupRuns} runs each (their range in brackets), the three alternating; target ≤ 100 ms for etcd-recover.`,
+      '',
+      '| operation | single executable | Node launcher (bin/, before) | etcdctl (same step) | executable / etcdctl | executable / launcher | peak RSS exe / launcher / etcdctl |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+      ...startupRows.map((r) => `| ${r.what} | ${msf(r.exe.ms)}${msSpread(r.exe.all)} | ${msf(r.node.ms)}${msSpread(r.node.all)} | ${msf(r.etcdctl.ms)}${msSpread(r.etcdctl.all)} (\`${r.theirs}\`) | ${(r.exe.ms / r.etcdctl.ms).toFixed(2)}x | ${(r.exe.ms / r.node.ms).toFixed(2)}x | ${mb(r.exe.rss)} / ${mb(r.node.rss)} / ${mb(r.etcdctl.rss)} |`),
     ],
   });
 }

@@ -16,7 +16,7 @@ function hwm(pid) {
  * /proc every 20 ms; the sh wrapper of the plugin execs node, so the pid is
  * the one doing the work) and its output.
  */
-export function measure(cmd, args, { env = process.env, cwd } = {}) {
+export function measure(cmd, args, { env = process.env, cwd, expectCode = 0 } = {}) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -31,7 +31,7 @@ export function measure(cmd, args, { env = process.env, cwd } = {}) {
     child.on('close', (code) => {
       clearInterval(timer);
       const ms = performance.now() - t0;
-      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.slice(-2000)}`));
+      if (code !== expectCode) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr.slice(-2000)}`));
       else resolve({ ms, rss: peak, stdout, stderr });
     });
   });

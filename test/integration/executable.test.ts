@@ -1,0 +1,92 @@
+import { strict as assert } from 'node:assert';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import type { Sandbox } from '@etcd-recover/core';
+import { kubectl, repoRoot } from '../support/binaries.js';
+import { startSandbox, stopSandbox, tempDir } from '../support/sandbox.js';
+
+/**
+ * The release as krew ships it: `scripts/release-binary.mjs --out DIR` writes the archive and the
+ * krew manifest; the archive is installed the way krew does it (unpacked into a store folder, the
+ * manifest's `bin` linked into a bin folder) and the plugin runs through kubectl's real plugin
+ * dispatch with NO Node.js on PATH, against a real etcd and MinIO.
+ */
+describe('the single executable, released and installed like krew does, run by kubectl without Node (real etcd + MinIO)', function () {
+  this.timeout(300_000);
+  const tmp = tempDir();
+  let sb: Sandbox;
+  let manifest: any;
+  let archive: string;
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    const out = join(tmp.path, 'release');
+    execFileSync(join(repoRoot, 'node_modules', '.bin', 'node'), [join(repoRoot, 'scripts', 'release-binary.mjs'), '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    manifest = parse(readFileSync(join(out, 'etcd-recover.yaml'), 'utf8'));
+    archive = join(out, 'kubectl-etcd_recover-linux-amd64.tar.gz');
+
+    // krew: unpack into the store, link the bin; the completer is linked by hand (README, "Shell completion").
+    const platform = manifest.spec.platforms[0];
+    const store = join(tmp.path, 'krew', 'store', 'etcd-recover', manifest.spec.version);
+    const bin = join(tmp.path, 'krew', 'bin');
+    mkdirSync(store, { recursive: true });
+    mkdirSync(bin, { recursive: true });
+    execFileSync('tar', ['-xzf', archive, '-C', store]);
+    symlinkSync(join(store, platform.bin), join(bin, 'kubectl-etcd_recover'));
+    symlinkSync(join(store, 'kubectl_complete-etcd_recover'), join(bin, 'kubectl_complete-etcd_recover'));
+    // PATH: kubectl, the krew bin, and the two tools the completer's sh uses; no node anywhere.
+    const tools = join(tmp.path, 'tools');
+    mkdirSync(tools);
+    symlinkSync(kubectl(), join(tools, 'kubectl'));
+    for (const t of ['readlink', 'dirname']) symlinkSync(execFileSync('sh', ['-c', `command -v ${t}`], { encoding: 'utf8' }).trim(), join(tools, t));
+    env = { PATH: `${bin}:${tools}`, HOME: join(tmp.path, 'home') };
+    sb = await startSandbox({ members: 3, cluster: 'sea' });
+  });
+  after(async () => {
+    await stopSandbox(sb);
+    tmp.remove();
+  });
+
+  const run = (args: string[]) => spawnSync(join(tmp.path, 'tools', 'kubectl'), args, { env, encoding: 'utf8', timeout: 60_000 });
+
+  it('the krew manifest names the archive by its sha256 and every file it lists is in it', () => {
+    const platform = manifest.spec.platforms[0];
+    assert.equal(manifest.kind, 'Plugin');
+    assert.equal(manifest.metadata.name, 'etcd-recover');
+    assert.deepEqual(platform.selector.matchLabels, { os: 'linux', arch: 'amd64' });
+    assert.equal(platform.sha256, createHash('sha256').update(readFileSync(archive)).digest('hex'));
+    assert.match(platform.uri, /\/kubectl-etcd_recover-linux-amd64\.tar\.gz$/);
+    const listed = execFileSync('tar', ['-tzf', archive], { encoding: 'utf8' }).trim().split('\n');
+    for (const f of platform.files) assert.ok(listed.includes(f.from), `${f.from} is in the archive (${listed.join(', ')})`);
+    assert.ok(listed.includes(platform.bin));
+  });
+
+  it('no Node.js on PATH: kubectl finds the plugin and runs `kubectl etcd-recover status` against the cluster', () => {
+    const which = spawnSync('/bin/sh', ['-c', 'command -v node'], { env, encoding: 'utf8' });
+    assert.ok(which.status !== 0 && which.stdout === '', `node is not on PATH (${which.stdout})`);
+    const list = run(['plugin', 'list']);
+    assert.match(list.stdout, /kubectl-etcd_recover/, list.stderr);
+    const v = run(['etcd-recover', '--version']);
+    assert.equal(v.status, 0, v.stderr);
+    assert.match(v.stdout, /^@etcd-recover\/kubectl-plugin\/\d+\.\d+\.\d+ linux-x64 node-v\d+/);
+    const st = run(['etcd-recover', 'status', '-o', 'json', '--no-fail', '--sandbox-dir', sb.dir]);
+    assert.equal(st.status, 0, st.stderr);
+    const doc = JSON.parse(st.stdout);
+    assert.equal(doc.members.length, 3);
+    for (const m of doc.members) assert.equal(m.healthy, true, JSON.stringify(m));
+  });
+
+  it('help says `kubectl etcd-recover`, and completion works through kubectl', () => {
+    const h = run(['etcd-recover', 'backup', 'create', '--help']);
+    assert.equal(h.status, 0, h.stderr);
+    assert.match(h.stdout, /\$ kubectl etcd-recover backup create/);
+    assert.doesNotMatch(h.stdout, /kubectl-etcd_recover/);
+    const c = run(['__complete', 'etcd-recover', 'back']);
+    assert.equal(c.status, 0, c.stderr);
+    assert.match(c.stdout, /^backup\t/m);
+    assert.match(c.stdout, /^:\d+$/m);
+  });
+});
