@@ -31,7 +31,7 @@ export async function bundle({ quiet = false, snapshot = false, outfile = bundle
     `const commands = {\n${commands}\n};`,
     snapshot
       ? // A startup snapshot (the single executable): every module evaluated now, at build time; the CLI runs when it starts.
-        `for (const id of (process.env.SNAPSHOT_PRELOAD ?? '').split(',').filter(Boolean)) commands[id]();\nrequire('node:v8').startupSnapshot.setDeserializeMainFunction(() => runStatic({ pjson, manifest, commands }).catch((e) => { console.error(e); process.exitCode = 1; }));`
+        `require('node:v8').startupSnapshot.setDeserializeMainFunction(() => runStatic({ pjson, manifest, commands }).catch((e) => { console.error(e); process.exitCode = 1; }));`
       : `runStatic({ pjson, manifest, commands }).catch((e) => { console.error(e); process.exitCode = 1; });`,
   ].join('\n');
   const result = await build({

@@ -8,8 +8,8 @@ import { prepareProcess } from './launch.js';
  *
  * oclif has no public way to hand it an in-memory manifest and command classes, so the root
  * plugin's two loaders are replaced here (and only for the root plugin): `_manifest` returns the
- * embedded manifest and `findCommand` the embedded class. @oclif/core is pinned; the bundle's CLI
- * tests (test/integration/bundle.test.ts) fail if a new version changes either seam.
+ * embedded manifest and `findCommand` the embedded class. @oclif/core is pinned; every CLI test
+ * runs the single executable built on this (test/support/cli.ts), so they fail if either seam moves.
  */
 export interface StaticCli {
   pjson: Interfaces.PJSON;
