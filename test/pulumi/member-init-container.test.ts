@@ -44,6 +44,13 @@ describe('EtcdCluster member-init container (Pulumi mocks)', () => {
     assert.ok(init.args.includes('--peer-wait=30'));
   });
 
+  it('runs as the etcd data\'s owner (root, as the etcd container), no privilege escalation, read-only root filesystem', async () => {
+    // The agent image's own user (65532) cannot write etcd's config into a volume the etcd container owns
+    // (test/kube/agent-image.test.ts runs member-init from the real image).
+    const init = (await podSpec()).initContainers[0];
+    assert.deepEqual(init.securityContext, { runAsUser: 0, runAsGroup: 0, runAsNonRoot: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true });
+  });
+
   it('peerWaitSeconds sets --peer-wait; a negative or fractional one is rejected naming the argument', async () => {
     assert.ok((await podSpec({ peerWaitSeconds: 90 })).initContainers[0].args.includes('--peer-wait=90'));
     assert.throws(() => new mod.EtcdCluster('etcd', { ...base, peerWaitSeconds: -1 } as never), /EtcdCluster "etcd": peerWaitSeconds: must be a whole number of seconds ≥ 0 \(got -1\)/);

@@ -2,7 +2,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import type { BackupArgs, EtcdClusterArgs } from '@etcd-recover/pulumi';
 import type { Sandbox } from '@etcd-recover/core';
-import { applyManifests, startControlPlane, waitFor, type ControlPlane } from './kube/index.js';
+import { applyManifests, startControlPlane, waitFor, type ControlPlane, type ImageSpec } from './kube/index.js';
 import { kubernetesManifests } from './manifests.js';
 import { json, runCli } from './cli.js';
 import { setupMocks } from './pulumi-mocks.js';
@@ -23,9 +23,9 @@ export interface DeclaredCluster {
 export async function declaredCluster(
   namespace: string,
   args: Partial<EtcdClusterArgs> = {},
-  o: { backup?: Partial<BackupArgs>; beforeApply?: (cp: ControlPlane) => Promise<void> } = {},
+  o: { backup?: Partial<BackupArgs>; beforeApply?: (cp: ControlPlane) => Promise<void>; images?: Record<string, ImageSpec> } = {},
 ): Promise<DeclaredCluster> {
-  const cp = await startControlPlane();
+  const cp = await startControlPlane(o.images ? { images: o.images } : {});
   let store: Sandbox | undefined;
   try {
     // MinIO listens on the node's bridge address, so pods can reach it.

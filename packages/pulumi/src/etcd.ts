@@ -77,6 +77,10 @@ function memberInit(r: ResolvedArgs, mounts: VolumeMount[]): Container {
     command: ['kubectl-etcd_recover'],
     // The last log lines (the one-line error) become the pod's status message, which `pulumi up` and `kubectl describe` show.
     terminationMessagePolicy: 'FallbackToLogsOnError',
+    // member-init writes etcd's config and manages the data dir, which the etcd container (root in the
+    // etcd image) owns: it runs as etcd's user, not the agent image's 65532 (found by running the real
+    // image: as 65532 it could not write the config into the volume). Nothing else is written.
+    securityContext: { runAsUser: 0, runAsGroup: 0, runAsNonRoot: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true },
     args,
     env: [
       ...downward,

@@ -18,6 +18,17 @@ export interface ImageSpec {
    * the host folder). Default ['/usr/local/bin', '/usr/bin'] (and so /bin on a merged-/usr host).
    */
   overlayAt?: string[];
+  /**
+   * A real image instead of host binaries: its unpacked root filesystem (rootfs.ts). The container
+   * then runs chrooted into an overlay of it and sees no host binaries; binDirs is unused.
+   */
+  rootfs?: string;
+  /** The image's USER (numeric), used when the pod's securityContext names none. */
+  user?: { uid: number; gid: number };
+  /** The image's WORKDIR. */
+  workingDir?: string;
+  /** The image's content id (`sha256:…`), reported as the container's imageID. */
+  id?: string;
 }
 
 export const HOST_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
@@ -8,6 +8,7 @@ import { dirname, join, normalize, relative, isAbsolute, sep } from 'node:path';
 import type { Slot } from './net.js';
 import { HOST_PATH, imageSpecFor, resolveCommand, type ImageSpec } from './images.js';
 import { parseQuantity } from './quantity.js';
+import { rootfsScript, type RootfsMount } from './rootfs.js';
 import { isNotFound, type Rest, RestError } from './rest.js';
 import { sleep } from './util.js';
 
@@ -113,6 +114,8 @@ class ContainerRunner {
   pid: number | undefined;
   containerID: string | undefined;
   env: Record<string, string> = {};
+  /** The image this container last started from. */
+  image?: ImageSpec;
   private child: ChildProcess | undefined;
   private exited: Promise<number> | undefined;
   private stopping = false;
@@ -209,12 +212,14 @@ class ContainerRunner {
     }
     const env = await w.buildEnv(this.spec, image);
     this.env = env;
+    this.image = image;
     let argv: string[];
     if (this.spec.command?.length) argv = [...this.spec.command, ...(this.spec.args ?? [])].map((s: string) => expand(s, env));
     else argv = [...(image.entrypoint ?? []), ...(this.spec.args ? this.spec.args.map((s: string) => expand(s, env)) : image.cmd ?? [])];
     if (!argv.length) throw new Error(`container ${this.name}: no command and image ${this.spec.image} has no entrypoint`);
-    argv[0] = resolveCommand(image, argv[0]!);
-    const script = w.mountScript(this.spec, image);
+    // A real image's command is looked up on its own PATH, inside its root.
+    if (!image.rootfs) argv[0] = resolveCommand(image, argv[0]!);
+    const script = image.rootfs ? w.rootfsMountScript(this.spec, image, this.name) : w.mountScript(this.spec, image);
     if (this.stopping || w.deleting) return 137; // deleted while env and volumes were being read
     mkdirSync(dirname(this.logFile()), { recursive: true });
     const fd = openSync(this.logFile(), 'a');
@@ -344,7 +349,7 @@ class ContainerRunner {
       const pid = this.pid;
       if (!pid) return Promise.resolve(false);
       return new Promise((resolve) => {
-        const nsArgs = ['-t', String(pid), '-m', ...(this.w.hostNetwork ? [] : ['-n', '-u']), '--'];
+        const nsArgs = ['-t', String(pid), '-m', ...(this.w.hostNetwork ? [] : ['-n', '-u']), ...(this.image?.rootfs ? ['-r', '-w'] : []), '--'];
         const c = spawn('nsenter', [...nsArgs, ...p.exec!.command.map((s) => expand(s, this.env))], { env: this.env, stdio: 'ignore', detached: true });
         const t = setTimeout(() => { try { process.kill(-c.pid!, 'SIGKILL'); } catch { /* gone */ } }, timeout);
         c.on('exit', (code) => { clearTimeout(t); resolve(code === 0); });
@@ -419,7 +424,8 @@ class ContainerRunner {
     const st: any = {
       name: this.name,
       image: this.spec.image,
-      imageID: `process-kubelet://${this.spec.image}`,
+      // A real image reports its content id, as a container runtime does; a host mapping says what it is.
+      imageID: this.image?.id ?? `process-kubelet://${this.spec.image}`,
       ready: this.ready,
       started: this.started && 'running' in this.state,
       restartCount: this.restartCount,
@@ -715,6 +721,8 @@ export class PodWorker {
       KUBERNETES_SERVICE_PORT_HTTPS: port,
       KUBERNETES_PORT: `tcp://${this.k.hostIP}:${port}`,
       ...(image.env ?? {}),
+      // A real image sees only its own filesystem: HOME as a runtime sets it for a user without a passwd entry.
+      ...(image.rootfs ? { HOME: '/' } : {}),
     };
     for (const src of c.envFrom ?? []) {
       const kind = src.configMapRef ? 'configmaps' : 'secrets';
@@ -915,6 +923,47 @@ export class PodWorker {
       lines.push('exec "$@"');
     }
     return lines.join('\n');
+  }
+
+  /**
+   * mountScript's counterpart for a real image (ImageSpec.rootfs): the container's root is a fresh
+   * overlay of the image's rootfs (its writable layer lives in the pod's folder, new on every start),
+   * the volumes are mounted inside it, and the command runs chrooted there (rootfs.ts).
+   */
+  rootfsMountScript(c: any, image: ImageSpec, container: string): string {
+    const base = join(this.podDir, 'rootfs', container);
+    rmSync(base, { recursive: true, force: true });
+    for (const d of ['root', 'upper', 'work']) mkdirSync(join(base, d), { recursive: true });
+    const mounts: RootfsMount[] = [];
+    for (const m of c.volumeMounts ?? []) {
+      const vol = this.volumes.get(m.name);
+      if (!vol) throw new Error(`volumeMount ${m.name}: no such volume`);
+      let src = vol.path;
+      if (m.subPath) {
+        src = normalize(join(vol.path, m.subPath));
+        if (relative(vol.path, src).startsWith('..') || isAbsolute(m.subPath)) throw new Error(`subPath ${m.subPath} escapes volume ${m.name}`);
+        if (!existsSync(src)) mkdirSync(src, { recursive: true });
+      }
+      mounts.push({ src, target: normalize(m.mountPath), isFile: existsSync(src) && !statIsDir(src), readOnly: !!(m.readOnly || vol.readOnly) });
+    }
+    mounts.sort((a, b) => a.target.split('/').length - b.target.split('/').length);
+    const sc = { ...(this.pod.spec.securityContext ?? {}), ...(c.securityContext ?? {}) };
+    const groups = [sc.fsGroup, ...(sc.supplementalGroups ?? [])].filter((g) => g !== undefined).map(Number);
+    const user = sc.runAsUser !== undefined
+      ? { uid: Number(sc.runAsUser), gid: Number(sc.runAsGroup ?? image.user?.gid ?? sc.runAsUser), groups }
+      : image.user ? { ...image.user, gid: sc.runAsGroup !== undefined ? Number(sc.runAsGroup) : image.user.gid, groups } : undefined;
+    return ['set -e', ...rootfsScript({
+      image,
+      root: join(base, 'root'),
+      upper: join(base, 'upper'),
+      work: join(base, 'work'),
+      mounts,
+      hostsFile: !this.hostNetwork ? this.hostsFile : undefined,
+      hostname: !this.hostNetwork ? this.hostname : undefined,
+      readOnlyRootFilesystem: !!sc.readOnlyRootFilesystem,
+      user,
+      workingDir: c.workingDir,
+    })].join('\n');
   }
 
   /** Creates a missing mount point on the host (recorded for removal when the harness stops). */
