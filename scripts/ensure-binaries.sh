@@ -4,12 +4,17 @@
 # proxy through the wrapper modules under tools/go/. Binaries are cached outside the
 # repository, keyed by the wrapper's go.mod + go.sum, and never committed.
 #
-#   scripts/ensure-binaries.sh [etcd] [minio] [kubernetes] [pulumi] [pulumi_kubernetes]
+#   scripts/ensure-binaries.sh [etcd] [etcd_3_5] [etcd_3_7] [minio] [kubernetes] [pulumi] [pulumi_kubernetes]
 #                                                  (default: etcd minio kubernetes)
+#
+# `etcd` is etcd 3.6 (tools/go/etcd), what everything runs by default. `etcd_3_5` and `etcd_3_7` are the
+# newest patches of the neighbouring minors (tools/go/etcd-3.5, tools/go/etcd-3.7), built only when
+# asked for: the version matrix (test/integration/etcd-versions.test.ts) asks for them.
 #
 # Environment:
 #   ETCD_RECOVER_CACHE   cache root (default: $XDG_CACHE_HOME or ~/.cache, + /etcd-recover)
 #   ETCD_BIN_DIR         use existing etcd, etcdctl, etcdutl from this folder instead
+#   ETCD_3_5_BIN_DIR, ETCD_3_7_BIN_DIR  the same for etcd 3.5 and 3.7
 #   MINIO_BIN            use an existing minio binary instead
 #   KUBE_BIN_DIR         use existing kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 #   PULUMI_BIN_DIR       use an existing Pulumi CLI (a folder holding `pulumi`)
@@ -23,10 +28,12 @@ mkdir -p "$cache/bin"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 
 # The cache key: the wrapper module (go.mod, go.sum) and the recipe that builds it (the
-# build function and the component's own ensure_ function), so editing one recipe
-# rebuilds only that component.
+# build function and the component's own ensure_ function, or the functions named after the
+# wrapper), so editing one recipe rebuilds only that component.
+#   key WRAPPER [FUNCTION...]
 key() {
-  { cat "$here/tools/go/$1/go.mod" "$here/tools/go/$1/go.sum"; declare -f build "ensure_${1//-/_}"; } \
+  local wrapper=$1; shift
+  { cat "$here/tools/go/$wrapper/go.mod" "$here/tools/go/$wrapper/go.sum"; declare -f build "${@:-ensure_${wrapper//-/_}}"; } \
     | sha256sum | cut -c1-16
 }
 
@@ -53,6 +60,20 @@ ensure_etcd() {
     go.etcd.io/etcd/server/v3=etcd go.etcd.io/etcd/etcdctl/v3=etcdctl go.etcd.io/etcd/etcdutl/v3=etcdutl
   echo "ETCD_BIN_DIR=$out"
 }
+
+# Another etcd minor, from tools/go/etcd-MINOR, cached as etcd-MINOR-KEY (never as etcd-KEY: what
+# finds "the" etcd in the cache, packages/core/src/sandbox/binaries.ts, takes only etcd-KEY).
+#   ensure_etcd_minor 3.5   prints ETCD_3_5_BIN_DIR=...
+ensure_etcd_minor() {
+  local minor=$1 var="ETCD_${1//./_}_BIN_DIR"
+  if [ -n "${!var:-}" ]; then echo "$var=${!var}"; return; fi
+  local out="$cache/bin/etcd-$minor-$(key "etcd-$minor" ensure_etcd_minor)"
+  [ -x "$out/etcdutl" ] || build "etcd-$minor" "$out" \
+    go.etcd.io/etcd/server/v3=etcd go.etcd.io/etcd/etcdctl/v3=etcdctl go.etcd.io/etcd/etcdutl/v3=etcdutl
+  echo "$var=$out"
+}
+ensure_etcd_3_5() { ensure_etcd_minor 3.5; }
+ensure_etcd_3_7() { ensure_etcd_minor 3.7; }
 
 ensure_minio() {
   if [ -n "${MINIO_BIN:-}" ]; then echo "MINIO_BIN=$MINIO_BIN"; return; fi
@@ -129,7 +150,7 @@ want=("$@"); [ ${#want[@]} -gt 0 ] || want=(etcd minio kubernetes)
 # Kubernetes binaries while setup's background build makes them) waits for the first and then
 # finds them cached. Locks are taken up front in one fixed order, so callers never deadlock, and
 # each is released as soon as its component is ready.
-order=(etcd minio kubernetes pulumi pulumi_kubernetes)
+order=(etcd etcd_3_5 etcd_3_7 minio kubernetes pulumi pulumi_kubernetes)
 declare -A fds=()
 for w in "${order[@]}"; do
   for x in "${want[@]}"; do

@@ -39,6 +39,8 @@ fi
 # The Pulumi engine (CLI and Kubernetes provider) for the suite that runs the component through it.
 later=""
 [ "${SETUP_PULUMI:-0}" = 1 ] && later="pulumi pulumi_kubernetes"
+# The other etcd minors of the version matrix (test/integration/etcd-versions.test.ts).
+[ "${SETUP_ETCD_MATRIX:-0}" = 1 ] && later="$later etcd_3_5 etcd_3_7"
 if [ "${SETUP_BACKGROUND:-0}" = 1 ]; then
   # `npm test` on a cold cache: etcd and MinIO now (the first suites need them), the rest in the
   # background at the lowest CPU priority while those suites run. The suites that need the rest ask

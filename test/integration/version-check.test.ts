@@ -9,8 +9,9 @@ const KEYS = 1_000;
 const reload = (sb: Sandbox) => SandboxClass.load(sb.dir)!;
 
 /**
- * Only etcd 3.6.16 is built here, so "a snapshot from another etcd" is a real backup whose catalog
- * record is edited afterwards (fault injection): the check reads the record's etcdVersion (what the
+ * Here "a snapshot from another etcd" is a real 3.6 backup whose catalog record is edited afterwards
+ * (fault injection: versions no etcd built here has, such as 3.9; real 3.5 and 3.7 snapshots across
+ * minors are in test/integration/etcd-versions.test.ts): the check reads the record's etcdVersion (what the
  * source member reported) and storageVersion (what capture read from the snapshot's bbolt meta). The
  * bytes-over-record rule when the two disagree is covered by test/core/recovery/version-check.test.ts.
  */

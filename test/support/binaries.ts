@@ -40,3 +40,34 @@ export function kubectl(): string {
 }
 
 export const repoRoot = root;
+
+/** One etcd minor of the version matrix: the component scripts/ensure-binaries.sh builds it as, and the variable it prints. */
+export interface EtcdMinor {
+  /** "3.5", "3.6", "3.7". */
+  minor: string;
+  component: 'etcd' | 'etcd_3_5' | 'etcd_3_7';
+  envVar: 'ETCD_BIN_DIR' | 'ETCD_3_5_BIN_DIR' | 'ETCD_3_7_BIN_DIR';
+}
+
+/**
+ * The etcd minors the version matrix (test/integration/etcd-versions.test.ts) runs, oldest first: the
+ * newest patch of each the Go module proxy serves (tools/go/etcd-3.5, tools/go/etcd, tools/go/etcd-3.7).
+ * 3.6 (`etcd`) is what every other test runs.
+ */
+export const ETCD_MATRIX: readonly EtcdMinor[] = [
+  { minor: '3.5', component: 'etcd_3_5', envVar: 'ETCD_3_5_BIN_DIR' },
+  { minor: '3.6', component: 'etcd', envVar: 'ETCD_BIN_DIR' },
+  { minor: '3.7', component: 'etcd_3_7', envVar: 'ETCD_3_7_BIN_DIR' },
+];
+
+/**
+ * The etcd, etcdctl and etcdutl of one minor, built on demand (the first call for 3.5 or 3.7 builds it:
+ * call it from a before hook with a long timeout). ETCD_3_5_BIN_DIR / ETCD_3_7_BIN_DIR use existing ones.
+ */
+export function etcdBinaries(minor: string): { etcd: string; etcdctl: string; etcdutl: string; etcdBinDir: string } {
+  const m = ETCD_MATRIX.find((x) => x.minor === minor);
+  if (!m) throw new Error(`etcd ${minor} is not in the version matrix (${ETCD_MATRIX.map((x) => x.minor).join(', ')})`);
+  const env = ensureBinaries([m.component], (e) => ['etcd', 'etcdctl', 'etcdutl'].map((b) => join(e[m.envVar] ?? '', b)));
+  const etcdBinDir = env[m.envVar]!;
+  return { etcd: join(etcdBinDir, 'etcd'), etcdctl: join(etcdBinDir, 'etcdctl'), etcdutl: join(etcdBinDir, 'etcdutl'), etcdBinDir };
+}

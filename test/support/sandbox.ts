@@ -15,13 +15,16 @@ process.on('exit', () => {
   }
 });
 
-/** A real N-member etcd cluster and a real MinIO on loopback (random ports, temp dir). */
-export async function startSandbox(opts: { members?: number; cluster?: string; storeHost?: string; encrypt?: boolean } = {}): Promise<Sandbox> {
+/**
+ * A real N-member etcd cluster and a real MinIO on loopback (random ports, temp dir). `etcdBinDir`: the
+ * etcd it runs (test/support/binaries.ts etcdBinaries(minor)); default the 3.6 build every test runs.
+ */
+export async function startSandbox(opts: { members?: number; cluster?: string; storeHost?: string; encrypt?: boolean; etcdBinDir?: string } = {}): Promise<Sandbox> {
   const b = binaries();
   process.env['ETCD_BIN_DIR'] = b.etcdBinDir;
   process.env['MINIO_BIN'] = b.minio;
   const dir = mkdtempSync(join(tmpdir(), 'etcd-recover-test-'));
-  const sb = await Sandbox.up({ dir, members: opts.members ?? 3, ...(opts.cluster ? { cluster: opts.cluster } : {}), ...(opts.storeHost ? { storeHost: opts.storeHost } : {}), ...(opts.encrypt ? { encrypt: true } : {}) });
+  const sb = await Sandbox.up({ dir, members: opts.members ?? 3, ...(opts.cluster ? { cluster: opts.cluster } : {}), ...(opts.storeHost ? { storeHost: opts.storeHost } : {}), ...(opts.encrypt ? { encrypt: true } : {}), ...(opts.etcdBinDir ? { etcdBinDir: opts.etcdBinDir } : {}) });
   live.add(sb);
   return sb;
 }
@@ -116,4 +119,17 @@ export function sandboxClient(sb: Sandbox, hosts: string[] = sb.endpoints()): Et
 export function adoptSandbox(sb: Sandbox): Sandbox {
   live.add(sb);
   return sb;
+}
+
+/**
+ * Until every member has applied the same revision: a write is acknowledged once a majority has it,
+ * and a survivor that had not applied the last one when the others die rightly restores without it.
+ */
+export async function settled(sb: Sandbox): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const revs = await Promise.all(sb.state.members.map(async (m) => (await readMember(m.clientURL, '\u0000')).revision));
+    if (new Set(revs).size === 1) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('members did not converge on one revision');
 }

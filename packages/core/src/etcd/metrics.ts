@@ -12,18 +12,32 @@ export interface MetricsView {
   dbSize: number;
 }
 
+/**
+ * The etcd metrics read here, by field. The names are the same on etcd 3.5, 3.6 and 3.7 (3.6 moved
+ * is_learner's definition and the mvcc package, not the names); test/integration/etcd-versions.test.ts
+ * checks each of them on every minor of the matrix, since a missing one would silently read as 0.
+ */
+export const ETCD_METRICS = {
+  hasLeader: 'etcd_server_has_leader',
+  isLeader: 'etcd_server_is_leader',
+  isLearner: 'etcd_server_is_learner',
+  revision: 'etcd_debugging_mvcc_current_revision',
+  raftIndex: 'etcd_server_proposals_committed_total',
+  dbSize: 'etcd_mvcc_db_total_size_in_bytes',
+} as const;
+
 export function parseEtcdMetrics(text: string): MetricsView {
   const metric = (name: string) => {
     const r = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
     return r ? Number(r[1]) : 0;
   };
   return {
-    hasLeader: metric('etcd_server_has_leader') === 1,
-    isLeader: metric('etcd_server_is_leader') === 1,
-    isLearner: metric('etcd_server_is_learner') === 1,
-    revision: metric('etcd_debugging_mvcc_current_revision'),
-    raftIndex: metric('etcd_server_proposals_committed_total'),
-    dbSize: metric('etcd_mvcc_db_total_size_in_bytes'),
+    hasLeader: metric(ETCD_METRICS.hasLeader) === 1,
+    isLeader: metric(ETCD_METRICS.isLeader) === 1,
+    isLearner: metric(ETCD_METRICS.isLearner) === 1,
+    revision: metric(ETCD_METRICS.revision),
+    raftIndex: metric(ETCD_METRICS.raftIndex),
+    dbSize: metric(ETCD_METRICS.dbSize),
   };
 }
 
@@ -33,7 +47,7 @@ export async function readEtcdMetrics(url: string, timeoutMs = 2_000): Promise<M
     const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
     if (!res.ok) return undefined;
     const text = await res.text();
-    return text.includes('etcd_server_has_leader') ? parseEtcdMetrics(text) : undefined;
+    return text.includes(ETCD_METRICS.hasLeader) ? parseEtcdMetrics(text) : undefined;
   } catch {
     return undefined;
   }

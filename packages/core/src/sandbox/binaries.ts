@@ -14,11 +14,20 @@ export function binaryCacheRoot(): string {
   return process.env['ETCD_RECOVER_CACHE'] ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'etcd-recover');
 }
 
+/**
+ * Whether a cache folder holds the component `prefix` itself: `etcd-<key>`, never `etcd-3.5-<key>` or
+ * `etcd-3.7-<key>` (the other etcd minors scripts/ensure-binaries.sh builds for the version matrix)
+ * nor a build still under way (`<name>.tmp.<pid>`). The key is 16 hex digits.
+ */
+export function isCacheFolderOf(prefix: string, folder: string): boolean {
+  return folder.length === prefix.length + 17 && folder.startsWith(prefix + '-') && /^[0-9a-f]{16}$/.test(folder.slice(prefix.length + 1));
+}
+
 function newestCached(prefix: string, file: string): string | undefined {
   const dir = join(binaryCacheRoot(), 'bin');
   if (!existsSync(dir)) return undefined;
   const hits = readdirSync(dir)
-    .filter((d) => d.startsWith(prefix + '-') && !d.includes('.tmp.') && existsSync(join(dir, d, file)))
+    .filter((d) => isCacheFolderOf(prefix, d) && existsSync(join(dir, d, file)))
     .map((d) => join(dir, d))
     .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
   return hits[0];

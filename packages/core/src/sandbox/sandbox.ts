@@ -76,6 +76,11 @@ export interface SandboxUpOptions {
   encrypt?: boolean;
   /** Address MinIO listens on. Default 127.0.0.1 (tests pass a bridge address that pods can reach). */
   storeHost?: string;
+  /**
+   * The folder holding etcd, etcdctl and etcdutl a new sandbox runs (recorded in sandbox.json).
+   * Default $ETCD_BIN_DIR, else the build cache, else PATH.
+   */
+  etcdBinDir?: string;
   onProgress?: (message: string) => void;
   signal?: AbortSignal;
 }
@@ -175,7 +180,7 @@ export class Sandbox {
     }
     const n = opts.members ?? 3;
     if (n < 1 || n > 7) throw new EtcdRecoverError('USAGE', `a sandbox has 1 to 7 members, not ${n}`);
-    const binaries = findEtcdBinaries();
+    const binaries = opts.etcdBinDir ? findEtcdBinaries(opts.etcdBinDir) : findEtcdBinaries();
     const withStore = opts.store !== false;
     const minioBin = withStore ? findMinio() : undefined;
     mkdirSync(dir, { recursive: true });

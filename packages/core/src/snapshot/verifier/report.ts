@@ -46,6 +46,12 @@ export interface SnapshotReport {
    * of bucket "key" whose latest revision is not a tombstone. See etcd-keys.ts.
    */
   totalKeys: number;
+  /**
+   * As etcdutl 3.5 (its TotalKey, which 3.6 redefined as totalKeys): every entry of every top-level
+   * bucket — all revisions of bucket "key" (history and tombstones too) plus meta, members, lease,
+   * auth, … entries. The sum of `buckets`.
+   */
+  totalEntries: number;
   /** Keys etcd serves: totalKeys without the empty key of revision-bump markers. */
   userKeys: number;
   /** Revision-bump markers (etcdutl restore --bump-revision) in the key bucket. */

@@ -291,6 +291,7 @@ export class SnapshotVerifier {
       hash: (tree?.hash ?? 0) >>> 0,
       revision: tree?.revision ?? 0,
       totalKeys: keys.totalKeys,
+      totalEntries: Object.values(tree?.buckets ?? {}).reduce((a, n) => a + n, 0),
       userKeys: keys.userKeys,
       bumpMarkers: keys.bumpMarkers,
       compactionPending: keys.compactionPending,

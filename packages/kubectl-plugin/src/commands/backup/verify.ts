@@ -16,8 +16,13 @@ interface VerifyRow {
   name: string;
   ok: boolean;
   revision: number;
+  /** Live keys: `etcdutl snapshot status` TotalKey of etcd 3.6 and later. */
   totalKeys: number;
+  /** Every entry of every bucket: `etcdutl snapshot status` TotalKey of etcd 3.5. */
+  totalEntries: number;
   totalSize: number;
+  /** The storage version in the snapshot's bbolt meta ("3.6.0"); absent in snapshots of etcd 3.5. */
+  storageVersion?: string;
   /** bbolt page size from the meta page. */
   pageSize: number;
   hash: number;
@@ -36,7 +41,7 @@ const NOT_PROVEN = 'integrity not proven: no sha256 trailer (a raw database copy
 
 export default class BackupVerify extends BaseCommand {
   static override summary = 'Prove a snapshot is intact, natively: sha256 trailer, bbolt structure, keyspace hash.';
-  static override description = `Reads the snapshot once (streamed from the bucket, bounded memory; or a local file) without any etcd binary: checks etcd's sha256 trailer, both bbolt meta pages, page bounds, the freelist and a B+tree walk of every bucket, and reports revision, total keys and size exactly as \`etcdutl snapshot status\` does. In the bucket, the result is compared with the catalog record and recorded in it.
+  static override description = `Reads the snapshot once (streamed from the bucket, bounded memory; or a local file) without any etcd binary: checks etcd's sha256 trailer, both bbolt meta pages, page bounds, the freelist and a B+tree walk of every bucket, and reports revision, hash, total keys and size exactly as \`etcdutl snapshot status\` does: totalKeys is etcdutl 3.6/3.7's TotalKey (live keys), totalEntries etcdutl 3.5's (every entry of every bucket). In the bucket, the result is compared with the catalog record and recorded in it.
 A local file must be whole bbolt pages (a raw member/snap/db copy) or whole pages plus etcd's 32-byte sha256 trailer (etcdctl snapshot save); any other length is refused as truncated. A file without a trailer is reported "OK, integrity not proven" (integrityProven: false in json/yaml); --require-trailer makes that an error.
 Exit code 0 when every snapshot checked is intact, 3 when any is corrupt or truncated (docs/exit-codes.md).`;
   static override examples = [
@@ -129,7 +134,9 @@ function row(name: string, report: SnapshotReport, problems: string[]): VerifyRo
     ok,
     revision: report.revision,
     totalKeys: report.totalKeys,
+    totalEntries: report.totalEntries,
     totalSize: report.totalSize,
+    ...(report.version ? { storageVersion: report.version } : {}),
     pageSize: report.pageSize,
     hash: report.hash,
     sha256: report.sha256,
