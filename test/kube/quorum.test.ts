@@ -7,25 +7,30 @@ import { Journal, S3ObjectStore, layout, type Sandbox } from '@etcd-recover/core
 import { applyManifests, waitFor, KUBE_VERSION, type ControlPlane } from '../support/kube/index.js';
 import { declaredCluster, loseMembers as loseMembersOf, memberIPs as memberIPsOf, writeKeys } from '../support/declared-cluster.js';
 import { stopSandbox } from '../support/sandbox.js';
-import { hostedRequest } from '../support/hosted-apiserver.js';
+import { hostedFrontDoor, hostedKubeconfig, hostedRequest } from '../support/hosted-apiserver.js';
 import { json, runCli, type CliResult } from '../support/cli.js';
 
 const NS = 'hcp-q';
 const MEMBERS = ['etcd-0', 'etcd-1', 'etcd-2'];
 const PVC = (m: string) => `data-${m}`;
 const HOSTED_TOKEN = 'hosted-admin-token';
+const KCM = 'kube-controller-manager';
 
 /**
  * `kubectl etcd-recover quorum` against the EtcdCluster component's resources on a real control
  * plane: a 3-member etcd StatefulSet, a hosted kube-apiserver Deployment that stores its objects in
  * it (declared as the dependent to scale down), a pause object, MinIO as the bucket. Every etcd-side
- * step runs as a Job in the cluster; the plugin talks only to the API server.
+ * step runs as a Job in the cluster; the plugin talks only to the API server — and, after the
+ * restore, to the hosted API server through the admin kubeconfig the contract names (at its
+ * external address, a forwarder on this machine), where a hosted kube-controller-manager (CronJob and
+ * Job controllers) runs as the contract's control-plane Deployment to roll out.
  */
 describe('quorum on Kubernetes (real control plane)', function () {
   this.timeout(900_000);
   let cp: ControlPlane;
   let store: Sandbox;
   let kube: string[];
+  let door: Awaited<ReturnType<typeof hostedFrontDoor>>;
 
   const cli = (args: string[], env?: NodeJS.ProcessEnv): Promise<CliResult> => runCli([...args, ...kube], { timeoutMs: 900_000, ...(env ? { env } : {}) });
 
@@ -37,12 +42,18 @@ describe('quorum on Kubernetes (real control plane)', function () {
       autoHeal: { enabled: true, schedule: '0 0 1 1 *' },
       dependents: [{ kind: 'Deployment', name: 'kube-apiserver', replicas: 1 }],
       pause: { apiVersion: 'v1', kind: 'ConfigMap', resource: 'configmaps', name: 'hosted-cluster', pausePatch: { data: { paused: 'true' } }, resumePatch: { data: { paused: null } } },
+      // After the restore: the hosted cluster through its admin kubeconfig; its controller-manager restarted.
+      afterRestore: { hostedKubeconfigSecret: 'hosted-admin-kubeconfig', rolloutDeployments: [KCM], stuckPodSeconds: 15 },
     }));
     await applyManifests(cp.kubeConfig(), hostedControlPlane());
+    // The plugin runs outside the cluster: its kubeconfig names the hosted API server's external address.
+    door = await hostedFrontDoor(cp, NS);
+    await applyManifests(cp.kubeConfig(), [{ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'hosted-admin-kubeconfig', namespace: NS }, stringData: { kubeconfig: hostedKubeconfig(door.url, HOSTED_TOKEN) } }]);
     kube = ['--kubeconfig', cp.kubeconfigPath, '-n', NS];
     await waitReady(cp);
   });
   after(async () => {
+    await door?.close();
     await cp?.stop();
     await stopSandbox(store);
   });
@@ -129,10 +140,32 @@ describe('quorum on Kubernetes (real control plane)', function () {
     await waitFor('hosted kube-apiserver serves again', async () => (await hosted(cp, 'GET', '/api/v1/namespaces/default/configmaps/written-before-loss').catch(() => undefined))?.data?.v === '1', 180_000, 1_000);
   });
 
-  it('the flagship: the hosted kube-apiserver, run as a pod on the restored etcd, serves the objects created in it before the backup', async () => {
+  it('the flagship: the hosted kube-apiserver, run as a pod on the restored etcd, serves the objects created in it before the backup; its stuck CronJob schedules again', async () => {
     await waitFor('hosted kube-apiserver ready', () => hosted(cp, 'GET', '/readyz').then(() => true, () => false), 180_000, 1_000);
     await hosted(cp, 'POST', '/api/v1/namespaces', { metadata: { name: 'tenant-a' } });
     for (let i = 0; i < 5; i++) await hosted(cp, 'POST', '/api/v1/namespaces/tenant-a/configmaps', { metadata: { name: `before-${i}` }, data: { i: String(i) } });
+    // What a restore brings back stuck. A CronJob the hosted controller-manager would start every
+    // minute, whose status.lastScheduleTime lies hours ahead (written by a controller whose clock ran
+    // ahead): the CronJob controller schedules nothing before that time, and the snapshot keeps it so.
+    // Its Jobs are created suspended (the hosted cluster has no nodes to run them).
+    await hosted(cp, 'POST', '/api/v1/namespaces/tenant-a/serviceaccounts', { metadata: { name: 'default' } });
+    await hosted(cp, 'POST', '/apis/batch/v1/namespaces/tenant-a/cronjobs', {
+      metadata: { name: 'report' },
+      // Created suspended, so that no minute boundary passes before its status is set.
+      spec: { suspend: true, schedule: '* * * * *', jobTemplate: { spec: { suspend: true, template: { spec: { restartPolicy: 'Never', containers: [{ name: 'report', image: 'busybox' }] } } } } },
+    });
+    const future = new Date(Date.now() + 3 * 3_600_000).toISOString().replace(/\.\d+Z$/, 'Z');
+    await hostedStatus(cp, '/apis/batch/v1/namespaces/tenant-a/cronjobs/report', (st) => ({ ...st, lastScheduleTime: future }));
+    const cj = await hosted(cp, 'GET', '/apis/batch/v1/namespaces/tenant-a/cronjobs/report');
+    cj.spec.suspend = false;
+    await hosted(cp, 'PUT', '/apis/batch/v1/namespaces/tenant-a/cronjobs/report', cj);
+    // And a pod bound to a node that never started it (the node is gone): ContainerCreating for good.
+    await hosted(cp, 'POST', '/api/v1/namespaces/tenant-a/pods', { metadata: { name: 'stuck-worker' }, spec: { nodeName: 'node-lost', automountServiceAccountToken: false, containers: [{ name: 'w', image: 'busybox' }] } });
+    await hostedStatus(cp, '/api/v1/namespaces/tenant-a/pods/stuck-worker', () => ({
+      phase: 'Pending',
+      containerStatuses: [{ name: 'w', image: 'busybox', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ContainerCreating' } } }],
+    }));
+    assert.deepEqual(await hostedJobsOf(cp, 'report'), [], 'stuck before the backup: no Job scheduled');
     const backup = await cli(['backup', 'create', '-o', 'json', '-q']);
     assert.equal(backup.code, 0, backup.stderr);
     const record = json(backup);
@@ -140,10 +173,35 @@ describe('quorum on Kubernetes (real control plane)', function () {
     const revBefore = await maxRevision(await memberIPs(cp));
     await loseMembers(cp, ['etcd-0', 'etcd-2']);
 
+    const runStart = Date.now();
     const run = await cli(['quorum', '--yes', '--snapshot', record.name, '-o', 'json', '--timeout', '300']);
     assert.equal(run.code, 0, run.stderr);
     const report = json(run);
     assert.equal(report.restorePoint.kind, 'backup');
+    // After the restore, as the seeds do by hand: the stuck CronJob repaired, the stuck pod deleted
+    // (--yes), the controller-manager restarted; each a journaled step.
+    const steps = new Map<string, any>(report.afterRestore.steps.map((x: { step: string }) => [x.step, x]));
+    assert.deepEqual(report.afterRestore.leftUndone, [], `${JSON.stringify(report.afterRestore.steps)}\n${run.stderr.split('\n').slice(-40).join('\n')}`);
+    assert.deepEqual(steps.get('repair-cronjobs').actions, [
+      { kind: 'repair-cronjob', namespace: 'tenant-a', name: 'report', dropActive: [], clearLastSchedule: future, why: `status.lastScheduleTime ${future} is in the future`, done: 'repaired' },
+    ]);
+    assert.deepEqual(steps.get('stuck-pods').actions.map((a: any) => [a.namespace, a.name, a.state, a.node, a.done]), [['tenant-a', 'stuck-worker', 'ContainerCreating', 'node-lost', 'deleted']]);
+    assert.equal(steps.get(`rollout:${NS}/${KCM}`).status, 'done');
+    const journal = JSON.parse((await bucket(store).read(layout.recoveryJournal('etcd', report.id)))!.body.toString());
+    assert.deepEqual(journal.steps.slice(-3).map((x: { id: string; state: string }) => `${x.id} ${x.state}`), ['repair-cronjobs done', 'stuck-pods done', `rollout:${NS}/${KCM} done`]);
+    const kcm = await cp.kubeConfig().makeApiClient(AppsV1Api).readNamespacedDeployment({ namespace: NS, name: KCM });
+    assert.equal(kcm.spec?.template.metadata?.annotations?.['etcd-recover.io/restarted-by'], report.id, 'the hosted controller-manager was rolled out');
+    const pod = await hosted(cp, 'GET', '/api/v1/namespaces/tenant-a/pods/stuck-worker').catch((e: Error) => e);
+    assert.ok(pod instanceof Error ? / 404 /.test(pod.message) : Boolean(pod.metadata.deletionTimestamp), 'the stuck pod is deleted (its node is gone: it stays Terminating)');
+    // The hosted controller-manager's CronJob controller schedules it again: a new Job, a lastScheduleTime in the past.
+    const scheduled = await waitFor('the repaired CronJob scheduled again', async () => {
+      const jobs = (await hostedJobsOf(cp, 'report').catch(() => [])).filter((j) => Date.parse(j.created) >= runStart);
+      return jobs.length ? jobs : undefined;
+    }, 300_000, 2_000);
+    assert.ok(scheduled.length >= 1);
+    const cronAfter = await hosted(cp, 'GET', '/apis/batch/v1/namespaces/tenant-a/cronjobs/report');
+    const last = Date.parse(cronAfter.status.lastScheduleTime);
+    assert.ok(last <= Date.now() && last >= runStart - 60_000, `lastScheduleTime ${cronAfter.status.lastScheduleTime} is now, not ${future}`);
     assert.equal(report.restorePoint.name, record.name);
     assert.ok(report.revisionAfter > revBefore, 'revisions never go backwards for the hosted API server\'s watchers');
 
@@ -155,6 +213,39 @@ describe('quorum on Kubernetes (real control plane)', function () {
     // The restored API server works for writes too, at resource versions above the old ones.
     const created = await hosted(cp, 'POST', '/api/v1/namespaces/tenant-a/configmaps', { metadata: { name: 'after-restore' } });
     assert.ok(Number(created.metadata.resourceVersion) > revBefore);
+  });
+
+  it('a hosted API server unreachable after the restore: the recovery completes; the report lists what was left undone and what to check by hand', async () => {
+    await waitReady(cp);
+    const ips = await memberIPs(cp);
+    await writeKeys(ips, 'unreachable/', 50);
+    const revBefore = await maxRevision(ips);
+    await loseMembers(cp, ['etcd-0', 'etcd-1']);
+    door.setDown(true);
+    let run: CliResult;
+    try {
+      run = await cli(['quorum', '--yes', '-o', 'json', '--timeout', '300', '--hosted-timeout', '20']);
+    } finally {
+      door.setDown(false);
+    }
+    assert.equal(run.code, 0, run.stderr);
+    const report = json(run);
+    assert.deepEqual(report.afterRestore.leftUndone, ['repair-cronjobs', 'stuck-pods']);
+    for (const id of ['repair-cronjobs', 'stuck-pods']) {
+      const st = report.afterRestore.steps.find((x: { step: string }) => x.step === id);
+      assert.equal(st.status, 'left-undone');
+      assert.match(st.reason, /^the hosted API server https:\/\/127\.0\.0\.1:\d+ did not answer within 20 s of the dependents coming back: /);
+    }
+    assert.ok(report.afterRestore.manual.some((m: string) => m.startsWith('kubectl get cronjobs -A')), report.afterRestore.manual.join('\n'));
+    assert.ok(report.afterRestore.manual.some((m: string) => /ContainerCreating\|Init:/.test(m)));
+    assert.equal(report.afterRestore.steps.find((x: { step: string }) => x.step === `rollout:${NS}/${KCM}`).status, 'done', 'the management side was still done');
+    assert.match(run.stderr, /warning: repair-cronjobs left undone: the hosted API server/);
+    const journal = JSON.parse((await bucket(store).read(layout.recoveryJournal('etcd', report.id)))!.body.toString());
+    assert.equal(journal.status, 'completed');
+    assert.ok(journal.steps.every((x: { state: string }) => x.state === 'done'));
+    assert.match(journal.steps.find((x: { id: string }) => x.id === 'repair-cronjobs').note, /^left undone: /);
+    await assertRestored(cp, 'unreachable/', 50, revBefore);
+    await assertResumed(cp);
   });
 
   it('killed after each step in turn, every rerun resumes; the last completes with nothing lost', async () => {
@@ -360,8 +451,38 @@ function bucket(store: Sandbox): S3ObjectStore {
 function hostedControlPlane(): Record<string, any>[] {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
   const labels = { app: 'kube-apiserver' };
+  const kcmLabels = { app: KCM };
   return [
     { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'hosted-cluster', namespace: NS }, data: { description: 'stands in for a HostedCluster: the contract pauses it' } },
+    // In-cluster clients reach the hosted API server through its Service (the harness resolves it to the ready pod).
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'kube-apiserver', namespace: NS }, spec: { selector: labels, ports: [{ name: 'https', port: 6443, targetPort: 6443 }] } },
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'hosted-kcm-kubeconfig', namespace: NS }, stringData: { kubeconfig: hostedKubeconfig(`https://kube-apiserver.${NS}.svc:6443`, HOSTED_TOKEN) } },
+    {
+      // The hosted cluster's CronJob and Job controllers; not a dependent: it stays up through the
+      // restore (its caches then predate it), and the contract rolls it out afterwards.
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: KCM, namespace: NS, labels: kcmLabels },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: kcmLabels },
+        template: {
+          metadata: { labels: kcmLabels },
+          spec: {
+            containers: [
+              {
+                name: KCM,
+                image: `registry.k8s.io/kube-controller-manager:${KUBE_VERSION}`,
+                command: ['kube-controller-manager'],
+                args: ['--kubeconfig=/etc/hosted-kcm/kubeconfig', '--controllers=cronjob-controller,job-controller', '--leader-elect=false', '--secure-port=0', '--v=2'],
+                volumeMounts: [{ name: 'kubeconfig', mountPath: '/etc/hosted-kcm', readOnly: true }],
+              },
+            ],
+            volumes: [{ name: 'kubeconfig', secret: { secretName: 'hosted-kcm-kubeconfig' } }],
+          },
+        },
+      },
+    },
     { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'hosted-sa', namespace: NS }, stringData: { 'sa.pub': publicKey, 'sa.key': privateKey, 'tokens.csv': `${HOSTED_TOKEN},admin,admin,system:masters\n` } },
     {
       apiVersion: 'apps/v1',
@@ -395,7 +516,8 @@ function hostedControlPlane(): Record<string, any>[] {
                 ],
                 env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
                 ports: [{ name: 'https', containerPort: 6443 }],
-                readinessProbe: { httpGet: { path: '/readyz', port: 6443, scheme: 'HTTPS' }, periodSeconds: 2 },
+                // With AlwaysAllow the API server refuses anonymous requests (401): the probe presents the token.
+                readinessProbe: { httpGet: { path: '/readyz', port: 6443, scheme: 'HTTPS', httpHeaders: [{ name: 'Authorization', value: `Bearer ${HOSTED_TOKEN}` }] }, periodSeconds: 2 },
                 volumeMounts: [
                   { name: 'sa', mountPath: '/etc/hosted-sa', readOnly: true },
                   { name: 'certs', mountPath: '/var/run/kube-apiserver' },
@@ -416,6 +538,28 @@ function hostedControlPlane(): Record<string, any>[] {
 /** A request to the hosted kube-apiserver (static admin token) at its pod's address. */
 function hosted(cp: ControlPlane, method: string, path: string, body?: unknown): Promise<any> {
   return hostedRequest(cp, NS, HOSTED_TOKEN, method, path, body);
+}
+
+/** Rewrites an object's status through its status subresource (read, change, replace; again on a conflict). */
+async function hostedStatus(cp: ControlPlane, path: string, change: (status: any) => any): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const o = await hosted(cp, 'GET', path);
+    o.status = change(o.status ?? {});
+    try {
+      await hosted(cp, 'PUT', `${path}/status`, o);
+      return;
+    } catch (e) {
+      if (attempt > 3 || !/: 409 /.test((e as Error).message)) throw e;
+    }
+  }
+}
+
+/** The hosted cluster's Jobs of a CronJob (tenant-a), with their creation times. */
+async function hostedJobsOf(cp: ControlPlane, cronJob: string): Promise<{ name: string; created: string }[]> {
+  const list = await hosted(cp, 'GET', '/apis/batch/v1/namespaces/tenant-a/jobs');
+  return list.items
+    .filter((j: any) => (j.metadata.ownerReferences ?? []).some((r: any) => r.kind === 'CronJob' && r.name === cronJob))
+    .map((j: any) => ({ name: j.metadata.name, created: j.metadata.creationTimestamp }));
 }
 
 async function waitReady(cp: ControlPlane): Promise<void> {

@@ -1,5 +1,6 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { request } from 'node:https';
+import { connect, createServer, type Socket } from 'node:net';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { KUBE_VERSION, waitFor, type ControlPlane } from './kube/index.js';
 
@@ -113,4 +114,62 @@ export async function waitHostedReady(cp: ControlPlane, namespace: string, token
   } catch (e) {
     throw new Error(`${(e as Error).message} (last: ${last})\n${await cp.describePods(namespace, 'app=kube-apiserver')}`);
   }
+}
+
+/** A kubeconfig for the hosted kube-apiserver at `server` with the static admin token (its serving certificate is self-signed). */
+export function hostedKubeconfig(server: string, token: string): string {
+  return JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'hosted', cluster: { server, 'insecure-skip-tls-verify': true } }],
+    users: [{ name: 'admin', user: { token } }],
+    contexts: [{ name: 'hosted', context: { cluster: 'hosted', user: 'admin' } }],
+    'current-context': 'hosted',
+  });
+}
+
+/**
+ * The hosted API server's stable address for clients outside the cluster — what a LoadBalancer or a
+ * Route in front of the kube-apiserver Service is in HyperShift: a TCP forwarder on 127.0.0.1 to the
+ * ready hosted kube-apiserver pod of the moment (looked up per connection, so it follows the pod
+ * across a restore). `setDown(true)` drops every connection: the API server unreachable.
+ */
+export async function hostedFrontDoor(cp: ControlPlane, namespace: string): Promise<{ url: string; setDown: (down: boolean) => void; close: () => Promise<void> }> {
+  let down = false;
+  const open = new Set<Socket>();
+  const server = createServer((client) => {
+    open.add(client);
+    client.on('close', () => open.delete(client));
+    client.on('error', () => client.destroy());
+    if (down) {
+      client.destroy();
+      return;
+    }
+    client.pause();
+    cp.kubeConfig()
+      .makeApiClient(CoreV1Api)
+      .listNamespacedPod({ namespace, labelSelector: 'app=kube-apiserver' })
+      .then((pods) => {
+        const pod = pods.items.find((p) => p.status?.phase === 'Running' && !p.metadata?.deletionTimestamp && p.status.podIP && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+        if (!pod || down) return client.destroy();
+        const up = connect(6443, pod.status!.podIP!);
+        open.add(up);
+        up.on('close', () => open.delete(up));
+        up.on('error', () => client.destroy());
+        client.on('close', () => up.destroy());
+        up.on('close', () => client.destroy());
+        client.pipe(up).pipe(client);
+        client.resume();
+      }, () => client.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  return {
+    url: `https://127.0.0.1:${port}`,
+    setDown: (d) => {
+      down = d;
+      if (d) for (const s of open) s.destroy();
+    },
+    close: () => new Promise((r) => { for (const s of open) s.destroy(); server.close(() => r()); }),
+  };
 }

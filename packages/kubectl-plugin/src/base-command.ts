@@ -70,7 +70,7 @@ export abstract class BaseCommand extends Command {
     catalog: Catalog,
     prepared: Prepared,
     command: string,
-    flags: { restart?: boolean; timeout: number },
+    flags: { restart?: boolean; timeout: number; 'hosted-timeout'?: number },
   ): Promise<RecoveryReport> {
     this.reportAs('recovery', { always: true });
     const report = await runRecovery({
@@ -81,6 +81,7 @@ export abstract class BaseCommand extends Command {
       ...(flags.restart ? { restart: true } : {}),
       signal: this.abort.signal,
       healthyTimeoutMs: flags.timeout * 1000,
+      ...(flags['hosted-timeout'] !== undefined ? { hostedTimeoutMs: flags['hosted-timeout'] * 1000 } : {}),
       onStep: (e) => this.progress.step(describeStep(e)),
       onMessage: (m) => this.progress.step(`      ${m}`),
     });

@@ -32,7 +32,7 @@ export function describeStep(e: StepEvent): string {
   const n = `[${e.index + 1}/${e.total}]`;
   if (e.phase === 'start') return `${n} ${e.step.title}…`;
   if (e.phase === 'skip') return `${n} ${e.step.title}: skipped (${e.note})`;
-  return `${n} done in ${duration(e.ms ?? 0)}`;
+  return `${n} done in ${duration(e.ms ?? 0)}${e.note ? ` (${e.note})` : ''}`;
 }
 
 export function describeReport(r: RecoveryReport): string {
@@ -45,8 +45,31 @@ export function describeReport(r: RecoveryReport): string {
   if (r.loss) lines.push(`  data loss:     ${r.loss.note}`);
   lines.push(`  old data kept: ${Object.values(r.oldData).join(', ')}`);
   lines.push(`  RTO:           ${duration(r.rtoMs)}`);
+  if (r.afterRestore) lines.push(...describeAfterRestore(r.afterRestore));
   for (const w of r.warnings ?? []) lines.push(`  warning: ${w}`);
   return lines.join('\n');
+}
+
+/** What the after-restore steps did, what they left undone, and what to check by hand. */
+function describeAfterRestore(a: NonNullable<RecoveryReport['afterRestore']>): string[] {
+  const lines = ['  after the restore:'];
+  for (const s of a.steps) {
+    if (s.status === 'left-undone') {
+      lines.push(`    ${s.step}: LEFT UNDONE — ${s.reason}`);
+      continue;
+    }
+    if (s.deployment) lines.push(`    ${s.step}: rollout started`);
+    else if (!s.actions.length) lines.push(`    ${s.step}: nothing stuck`);
+    for (const x of s.actions) {
+      const what = x.kind === 'repair-cronjob' ? `CronJob ${x.namespace}/${x.name} (${x.why})` : `pod ${x.namespace}/${x.name} (${x.state} for ${x.ageSeconds} s on ${x.node})`;
+      lines.push(`    ${s.step}: ${x.done} ${what}${x.error ? `: ${x.error}` : ''}`);
+    }
+  }
+  if (a.manual.length) {
+    lines.push('  check by hand:');
+    for (const m of a.manual) lines.push(`    - ${m}`);
+  }
+  return lines;
 }
 
 /** "snapshot 3.6.15 → target 3.6.16 (warn)", unknown versions named so. */

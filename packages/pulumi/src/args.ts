@@ -158,6 +158,22 @@ export interface EtcdClusterArgs {
   /** How to pause reconciliation during a restore (e.g. a HostedCluster). Default none. */
   readonly pause?: PauseArgs;
   /**
+   * What `kubectl etcd-recover quorum` does once the dependents are back after a restore
+   * (docs/runbooks/quorum-loss.md, "After the restore"). `hostedKubeconfigSecret`: a Secret in the
+   * namespace holding a kubeconfig for the hosted cluster's API server (key `hostedKubeconfigKey`,
+   * default "kubeconfig"); with it stuck CronJobs are repaired and stuck pods reported (deleted with
+   * `--yes`); without it the report says what to check by hand. `rolloutDeployments`: control-plane
+   * Deployments in the namespace restarted after the restore (their caches predate it). `stuckPodSeconds`:
+   * how long a pod may sit in ContainerCreating or Init before it counts as stuck. Default: no
+   * kubeconfig, no rollouts, 300 s.
+   */
+  readonly afterRestore?: {
+    readonly hostedKubeconfigSecret?: string;
+    readonly hostedKubeconfigKey?: string;
+    readonly rolloutDeployments?: string[];
+    readonly stuckPodSeconds?: number;
+  };
+  /**
    * Seconds an empty member (or one whose data is behind the newest verified backup) waits in its
    * init container for peers with a quorum before it reads the bucket: a survivor that starts late
    * is found before anything bootstraps. Default 30.
@@ -210,6 +226,7 @@ export interface ResolvedArgs {
   defrag: { schedule: string } | undefined;
   dependents: Required<WorkloadRef>[];
   pause: PauseArgs | undefined;
+  afterRestore: { hostedKubeconfig?: { secretName: string; key: string }; rolloutDeployments: string[]; stuckPodSeconds: number } | undefined;
   peerWaitSeconds: number;
   autoRestore: boolean;
   drill: { schedule: string; members: number; ephemeralStorage: string } | undefined;
@@ -374,6 +391,7 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
     defrag: a.defrag,
     dependents,
     pause: a.pause,
+    afterRestore: afterRestoreOf(a, fail),
     peerWaitSeconds,
     autoRestore: a.autoRestore === true,
     companions: companionsOf(name, a, fail),
@@ -386,6 +404,24 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
       runbookBaseUrl: a.monitoring?.runbookBaseUrl ?? 'https://github.com/etcd-recover/etcd-recover/blob/main/docs/runbooks',
     },
     readyTimeout,
+  };
+}
+
+function afterRestoreOf(a: EtcdClusterArgs, fail: (arg: string, problem: string) => never): ResolvedArgs['afterRestore'] {
+  const r = a.afterRestore;
+  if (!r) return undefined;
+  const name = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+  if (r.hostedKubeconfigSecret !== undefined && !name.test(r.hostedKubeconfigSecret)) fail('afterRestore.hostedKubeconfigSecret', `"${r.hostedKubeconfigSecret}" is not a Secret name`);
+  if (r.hostedKubeconfigKey !== undefined && (!r.hostedKubeconfigSecret || !r.hostedKubeconfigKey)) fail('afterRestore.hostedKubeconfigKey', 'needs afterRestore.hostedKubeconfigSecret (and a non-empty key)');
+  const rollouts = r.rolloutDeployments ?? [];
+  for (const d of rollouts) if (!name.test(d ?? '')) fail('afterRestore.rolloutDeployments', `"${d}" is not a Deployment name`);
+  if (new Set(rollouts).size !== rollouts.length) fail('afterRestore.rolloutDeployments', 'a Deployment is listed twice');
+  const stuckPodSeconds = r.stuckPodSeconds ?? 300;
+  if (!Number.isInteger(stuckPodSeconds) || stuckPodSeconds < 0) fail('afterRestore.stuckPodSeconds', 'must be a whole number of seconds ≥ 0');
+  return {
+    ...(r.hostedKubeconfigSecret ? { hostedKubeconfig: { secretName: r.hostedKubeconfigSecret, key: r.hostedKubeconfigKey ?? 'kubeconfig' } } : {}),
+    rolloutDeployments: rollouts,
+    stuckPodSeconds,
   };
 }
 

@@ -70,5 +70,6 @@ export function buildContract(r: ResolvedArgs, bucket: string, endpoint: string 
     ...(r.companions ? { companions: r.companions } : {}),
     reporting: { contractConfigMap: n.contract, statusConfigMap: n.status },
     ...(r.pause ? { pause: { ...r.pause } } : {}),
+    ...(r.afterRestore ? { afterRestore: r.afterRestore } : {}),
   };
 }

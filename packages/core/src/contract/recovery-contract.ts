@@ -41,6 +41,18 @@ export interface ContractPause {
   resumePatch: Record<string, unknown>;
 }
 
+export interface ContractAfterRestore {
+  /** A Secret in the namespace holding a kubeconfig for the hosted cluster's API server; `key` default "kubeconfig". */
+  hostedKubeconfig?: { secretName: string; key: string };
+  /** Control-plane Deployments in the namespace that get a forced rollout after a restore (their caches predate it). */
+  rolloutDeployments: string[];
+  /** A pod in ContainerCreating or Init longer than this many seconds is stuck. Default 300. */
+  stuckPodSeconds: number;
+}
+
+/** Default of afterRestore.stuckPodSeconds. */
+export const STUCK_POD_SECONDS = 300;
+
 export interface ContractSse {
   mode: 'SSE-S3' | 'SSE-KMS' | 'SSE-C';
   /** SSE-KMS only: the key id, ARN or alias; default the bucket's default KMS key. */
@@ -122,6 +134,13 @@ export interface RecoveryContract {
    * encrypted, and `quorum --restore-companions` recreates the missing ones.
    */
   companions?: { secrets: string[]; configMaps: string[] };
+  /**
+   * What `quorum` does in the hosted cluster once the dependents are back (docs/runbooks/quorum-loss.md,
+   * "After the restore"): repair CronJobs the restore left stuck, report (with --yes delete) pods stuck
+   * in ContainerCreating or Init, restart the control-plane Deployments named here. Without
+   * `hostedKubeconfig` the report says what to check by hand.
+   */
+  afterRestore?: ContractAfterRestore;
   /** Where jobs report (Events on the contract's ConfigMap; each job's last outcome in the status ConfigMap). */
   reporting?: { contractConfigMap: string; statusConfigMap: string };
 }
@@ -148,7 +167,27 @@ export function parseContract(text: string, where: string): RecoveryContract {
     if (!names(c.companions.secrets ?? []) || !names(c.companions.configMaps ?? [])) throw bad('companions.secrets and companions.configMaps must be lists of names');
     c.companions = { secrets: c.companions.secrets ?? [], configMaps: c.companions.configMaps ?? [] };
   }
+  if (c.afterRestore !== undefined) c.afterRestore = afterRestoreOf(c.afterRestore, bad);
   return c;
+}
+
+const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+function afterRestoreOf(a: Partial<ContractAfterRestore>, bad: (field: string) => EtcdRecoverError): ContractAfterRestore {
+  if (typeof a !== 'object' || a === null) throw bad('afterRestore is not an object');
+  const k = a.hostedKubeconfig;
+  if (k !== undefined && (typeof k !== 'object' || k === null || !NAME.test(k.secretName ?? '') || (k.key !== undefined && !k.key))) {
+    throw bad('afterRestore.hostedKubeconfig.secretName must name a Secret (key: its key, default "kubeconfig")');
+  }
+  const rollouts = a.rolloutDeployments ?? [];
+  if (!Array.isArray(rollouts) || !rollouts.every((n) => typeof n === 'string' && NAME.test(n))) throw bad('afterRestore.rolloutDeployments must be a list of Deployment names');
+  const stuck = a.stuckPodSeconds ?? STUCK_POD_SECONDS;
+  if (!Number.isInteger(stuck) || stuck < 0) throw bad('afterRestore.stuckPodSeconds must be a whole number of seconds ≥ 0');
+  return {
+    ...(k ? { hostedKubeconfig: { secretName: k.secretName, key: k.key ?? 'kubeconfig' } } : {}),
+    rolloutDeployments: rollouts,
+    stuckPodSeconds: stuck,
+  };
 }
 
 function sseProblem(sse: ContractSse, bad: (field: string) => EtcdRecoverError): void {

@@ -7,7 +7,9 @@ import type { RecoveryContract } from '../contract/recovery-contract.js';
 import { asidePath, volumeStepKey } from '../recovery/member-data.js';
 import { keyspaceReportKey } from '../recovery/keyspace.js';
 import { summarize, type ClusterObservation, type MemberObservation, type MemberSpec } from '../recovery/observation.js';
-import type { Keyspace, RecoveryTarget, RestoreParams, StepContext, TargetEtcdVersion } from '../recovery/target.js';
+import type { AfterRestoreSpec, Keyspace, RecoveryTarget, RestoreParams, StepContext, TargetEtcdVersion } from '../recovery/target.js';
+import type { HostedCluster } from '../recovery/ports.js';
+import { hostedClusterFromSecret } from './hosted-cluster.js';
 import { etcdVersionFromImage } from '../recovery/version-check.js';
 import type { SnapshotRecord } from '../snapshot/catalog.js';
 import { readJson } from '../store/object-store.js';
@@ -15,6 +17,10 @@ import { layout } from '../layout.js';
 import { refuseUnlessRoom, restoreSpaceNeed, type VolumeSpace } from '../recovery/space.js';
 import { ComponentCronJobs, CRONJOBS_FACT } from './component-cronjobs.js';
 import { RECOVERY_LABEL, apiError, awaitJob, jobOutcome, componentCronJobs, jobFailed, jobSpecFromCronJob, kubeMemberStatus, pollDelay, recoveryJobName, statusOf, type Permission } from './kube-cluster.js';
+
+/** Pod-template annotations a forced rollout writes (as `kubectl rollout restart` writes kubectl.kubernetes.io/restartedAt). */
+export const RESTARTED_AT_ANNOTATION = 'etcd-recover.io/restartedAt';
+export const RESTARTED_BY_ANNOTATION = 'etcd-recover.io/restarted-by';
 
 /** Annotation remembering a workload's replicas while a recovery holds it at zero. */
 export const REPLICAS_ANNOTATION = 'etcd-recover.io/replicas-before';
@@ -116,6 +122,11 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     for (const d of c.dependents) {
       const resource = d.kind === 'Deployment' ? 'deployments' : 'statefulsets';
       perms.push({ verb: 'get', resource, group: 'apps', namespace: d.namespace, name: d.name }, { verb: 'patch', resource, group: 'apps', namespace: d.namespace, name: d.name });
+    }
+    // The control-plane Deployments restarted after the restore. (Reading the hosted cluster's kubeconfig
+    // Secret is not required: without it the after-restore steps are left undone and reported.)
+    for (const d of c.afterRestore?.rolloutDeployments ?? []) {
+      perms.push({ verb: 'get', resource: 'deployments', group: 'apps', namespace: ns, name: d }, { verb: 'patch', resource: 'deployments', group: 'apps', namespace: ns, name: d });
     }
     if (c.pause) {
       const group = c.pause.apiVersion.includes('/') ? c.pause.apiVersion.split('/')[0]! : '';
@@ -443,6 +454,43 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       if (!contains(await this.readObject(p.apiVersion, p.kind, p.name, p.namespace), this.contract.pause.resumePatch)) return false;
     }
     return this.cronJobs.restored();
+  }
+
+  // ------------------------------------------------------------------ after the restore
+
+  afterRestore(): AfterRestoreSpec {
+    const a = this.contract.afterRestore;
+    return {
+      ...(a?.hostedKubeconfig ? { hostedKubeconfig: a.hostedKubeconfig } : {}),
+      rollouts: (a?.rolloutDeployments ?? []).map((d) => `${this.ns}/${d}`),
+      stuckPodSeconds: a?.stuckPodSeconds ?? 300,
+    };
+  }
+
+  async hostedCluster(): Promise<HostedCluster> {
+    const ref = this.contract.afterRestore?.hostedKubeconfig;
+    if (!ref) throw new EtcdRecoverError('CONFIG', 'the recovery contract names no kubeconfig for the hosted cluster (afterRestore.hostedKubeconfig)');
+    return hostedClusterFromSecret(this.kc, this.ns, ref);
+  }
+
+  private splitDeployment(d: string): { namespace: string; name: string } {
+    const [namespace, name] = d.includes('/') ? d.split('/') as [string, string] : [this.ns, d];
+    return { namespace, name };
+  }
+
+  async isRolledOut(d: string, ctx: StepContext): Promise<boolean> {
+    const { namespace, name } = this.splitDeployment(d);
+    const o = await this.readObject('apps/v1', 'Deployment', name, namespace);
+    return o.spec?.template?.metadata?.annotations?.[RESTARTED_BY_ANNOTATION] === ctx.recoveryId;
+  }
+
+  /** What `kubectl rollout restart` does: a new pod-template annotation, so every pod is replaced. */
+  async rollout(d: string, ctx: StepContext): Promise<void> {
+    const { namespace, name } = this.splitDeployment(d);
+    await this.mergePatch('apps/v1', 'Deployment', name, namespace, {
+      metadata: { name, namespace },
+      spec: { template: { metadata: { annotations: { [RESTARTED_AT_ANNOTATION]: new Date().toISOString(), [RESTARTED_BY_ANNOTATION]: ctx.recoveryId } } } },
+    });
   }
 
   // ------------------------------------------------------------------ space

@@ -3,6 +3,7 @@ import { EtcdRecoverError, isEtcdRecoverError } from '../errors.js';
 import { captureSnapshot } from '../snapshot/capture.js';
 import type { Catalog, SnapshotRecord } from '../snapshot/catalog.js';
 import { readCompanions, type CompanionOutcome } from '../snapshot/companions.js';
+import { AfterRestoreSteps, afterRestoreReport, type AfterRestoreReport } from './after-restore-steps.js';
 import { Journal } from './journal.js';
 import { measureKeyspace } from './keyspace.js';
 import type { RecoveryLock } from './lock.js';
@@ -29,6 +30,8 @@ export interface ExecuteOptions {
   onMessage?: (m: string) => void;
   /** How long members may take to become healthy after a restore. Default 120 s. */
   healthyTimeoutMs?: number;
+  /** How long the hosted API server may take to answer once the dependents are back. Default 300 s. */
+  hostedTimeoutMs?: number;
 }
 
 export interface RecoveryReport {
@@ -54,11 +57,17 @@ export interface RecoveryReport {
   warnings?: string[];
   /** What `--restore-companions` did with each saved Secret/ConfigMap. */
   companions?: CompanionOutcome[];
+  /**
+   * After the restore (Kubernetes): the CronJobs repaired, the stuck pods reported or deleted, the
+   * Deployments rolled out; what was left undone and what to check by hand.
+   */
+  afterRestore?: AfterRestoreReport;
 }
 
 interface StepImpl {
   holds(ctx: StepContext): Promise<boolean>;
-  run(ctx: StepContext): Promise<void>;
+  /** May return a note the journal keeps for the step (e.g. "left undone: …"). */
+  run(ctx: StepContext): Promise<void | string>;
 }
 
 /** Step kinds whose consecutive steps are independent (one per member) and run concurrently. */
@@ -125,13 +134,14 @@ export async function executePlan(o: ExecuteOptions): Promise<RecoveryReport> {
     rec.attempts++;
     rec.startedAt = new Date().toISOString();
     await journal.save();
-    if (!(await impl.holds(ctx))) await impl.run(ctx);
+    const note = (await impl.holds(ctx)) ? undefined : await impl.run(ctx);
     faultAfterStep(step.id);
     rec.state = 'done';
     rec.finishedAt = new Date().toISOString();
+    if (note) rec.note = note;
     delete rec.error;
     await journal.save();
-    o.onStep?.({ ...event, phase: 'done', ms: performance.now() - t0 });
+    o.onStep?.({ ...event, phase: 'done', ms: performance.now() - t0, ...(note ? { note } : {}) });
     const pause = process.env[PAUSE_ENV]?.split(':');
     if (pause?.[0] === step.id) {
       o.onMessage?.(`fault injection: pausing ${pause[1]} ms after ${step.id}`);
@@ -189,8 +199,14 @@ function stepImpls(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog,
   const all = plan.members.map((m) => m.name);
   const spec = (name: string) => plan.members.find((m) => m.name === name)!;
   const healthyTimeout = o.healthyTimeoutMs ?? 120_000;
+  const after = plan.afterRestore ? new AfterRestoreSteps(plan.afterRestore, target, o.hostedTimeoutMs ?? 300_000) : undefined;
   return (s) => {
     switch (s.kind) {
+      case 'repair-cronjobs':
+      case 'stuck-pods':
+      case 'rollout':
+        // Observed afresh each run (a rollout asks the Deployment whether this recovery restarted it).
+        return { holds: async () => false, run: (ctx) => after!.run(s, ctx) };
       case 'restore-companions':
         return {
           // Idempotent: a rerun finds what it created "same".
@@ -457,5 +473,6 @@ async function finalReport(plan: RecoveryPlan, journal: Journal, target: Recover
     ...(plan.versions ? { versions: plan.versions } : {}),
     ...(plan.warnings.length ? { warnings: plan.warnings } : {}),
     ...(journal.doc.facts['companions'] ? { companions: journal.doc.facts['companions'] as CompanionOutcome[] } : {}),
+    ...(plan.afterRestore ? { afterRestore: afterRestoreReport(plan.afterRestore, journal.doc.facts)! } : {}),
   };
 }

@@ -11,3 +11,6 @@ export * from './heal.js';
 export * from './member-data.js';
 export * from './keyspace.js';
 export * from './version-check.js';
+export * from './after-restore.js';
+export * from './after-restore-steps.js';
+export type { HostedCluster } from './ports.js';

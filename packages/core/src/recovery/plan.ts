@@ -18,7 +18,10 @@ export type StepKind =
   | 'remove-member'
   | 'add-learner'
   | 'start-member'
-  | 'promote';
+  | 'promote'
+  | 'repair-cronjobs'
+  | 'stuck-pods'
+  | 'rollout';
 
 export interface PlanStep {
   id: string;
@@ -27,6 +30,17 @@ export interface PlanStep {
   /** Whether the step changes or removes data or membership (none runs before the source is verified). */
   destructive: boolean;
   member?: string;
+}
+
+/** What the plan does in the hosted cluster once dependents are back (after-restore.ts). */
+export interface PlanAfterRestore {
+  /** The Secret with the hosted cluster's kubeconfig; absent: the report lists what to check by hand. */
+  hostedKubeconfig?: { secretName: string; key: string };
+  stuckPodSeconds: number;
+  /** Stuck pods are deleted (the run was told `--yes`), else only reported. */
+  deleteStuckPods: boolean;
+  /** Control-plane Deployments (`namespace/name`) that get a forced rollout. */
+  rollouts: string[];
 }
 
 export interface PlanCompanions {
@@ -77,6 +91,8 @@ export interface RecoveryPlan {
    * (version-check.ts). A `refuse` verdict never runs: the restore is refused before anything is stopped.
    */
   versions?: PlanVersions;
+  /** After the restore: the hosted cluster's CronJobs and stuck pods, control-plane rollouts (Kubernetes). */
+  afterRestore?: PlanAfterRestore;
   /** `--restore-companions`: the backup whose saved Secrets/ConfigMaps are recreated first (missing ones only, unless overwrite). */
   companions?: PlanCompanions;
   bump?: BumpDecision;
@@ -118,6 +134,7 @@ export interface QuorumPlanInput {
   /** The etcd versions the restore crosses (planVersions). */
   versions?: PlanVersions;
   companions?: PlanCompanions;
+  afterRestore?: PlanAfterRestore;
 }
 
 /**
@@ -125,7 +142,8 @@ export interface QuorumPlanInput {
  * Order matters and is the safety argument: the restore source is captured
  * and verified before anything is stopped; every member's old data is set
  * aside before any new data is written; dependents are resumed only after
- * etcd is healthy and its keyspace verified.
+ * etcd is healthy and its keyspace verified; what the restore leaves behind in the hosted cluster
+ * (stuck CronJobs and pods, control-plane caches) is reconciled last, once the dependents are back.
  */
 export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
   const steps: PlanStep[] = [];
@@ -158,6 +176,21 @@ export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
   if (i.quiesce) steps.push({ id: 'resume', kind: 'resume', title: 'scale dependent workloads back and resume reconciliation', destructive: false });
 
   const warnings: string[] = [];
+  // Once dependents are back: what a restore leaves behind in the hosted cluster (a restore runbook's by-hand steps).
+  const ar = i.afterRestore;
+  if (ar?.hostedKubeconfig) {
+    steps.push({ id: 'repair-cronjobs', kind: 'repair-cronjobs', title: "repair the hosted cluster's CronJobs the restore left stuck (status.active naming Jobs that are gone, a lastScheduleTime in the future)", destructive: false });
+    steps.push({
+      id: 'stuck-pods',
+      kind: 'stuck-pods',
+      title: `${ar.deleteStuckPods ? 'delete' : 'report'} the hosted cluster's pods stuck in ContainerCreating or Init for over ${ar.stuckPodSeconds} s${ar.deleteStuckPods ? '' : ' (deleted only with --yes)'}`,
+      destructive: false,
+    });
+  } else if (ar) {
+    warnings.push('the recovery contract names no kubeconfig for the hosted cluster (afterRestore.hostedKubeconfig): check its CronJobs and stuck pods by hand after the restore (the report says how)');
+  }
+  for (const d of ar?.rollouts ?? []) steps.push({ id: `rollout:${d}`, kind: 'rollout', title: `force a rollout of control-plane Deployment ${d} (its caches predate the restore)`, destructive: false });
+
   const observed = observedSummary(i.observation);
   if (i.observation.quorum) warnings.push('quorum still holds: a full restore discards writes made since the restore point; consider `member replace` instead');
   if (rp.kind === 'backup' && observed.withData.length) warnings.push(`member(s) ${observed.withData.join(', ')} still have data newer than the backup may be; a live snapshot would lose less (--restore-point live)`);
@@ -184,6 +217,7 @@ export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
     token: i.token,
     ...(i.versions ? { versions: i.versions } : {}),
     ...(i.companions ? { companions: i.companions } : {}),
+    ...(ar ? { afterRestore: ar } : {}),
     loss,
     steps,
     warnings,

@@ -7,7 +7,7 @@ import { executePlan, type RecoveryReport, type StepEvent } from './executor.js'
 import { Journal, type JournalDoc } from './journal.js';
 import { RecoveryLock, describeHolder, lockedError } from './lock.js';
 import { quorumSize, type ClusterObservation } from './observation.js';
-import { newRecoveryId, planMemberReplace, planQuorumRestore, type PlanCompanions, type RecoveryPlan, type RestorePoint } from './plan.js';
+import { newRecoveryId, planMemberReplace, planQuorumRestore, type PlanAfterRestore, type PlanCompanions, type RecoveryPlan, type RestorePoint } from './plan.js';
 import { resolveRestorePoint, type RestorePointRequest } from './restore-point.js';
 import { computeRevisionBump, writeRate } from './revision-bump.js';
 import type { RecoveryTarget, TargetEtcdVersion } from './target.js';
@@ -209,6 +209,8 @@ export interface QuorumOptions extends Common {
   requireSameVersion?: boolean;
   /** Recreate the companion resources saved with the restore point (or the newest trusted backup that has them) first. */
   restoreCompanions?: { overwrite: boolean };
+  /** After the restore, delete the hosted cluster's stuck pods (`--yes`) instead of only reporting them. */
+  deleteStuckPods?: boolean;
 }
 
 /** Observes the cluster and builds the quorum-restore plan (or finds the one to resume). Changes nothing. */
@@ -268,6 +270,8 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
     }
     companions = { from: carrier.name, overwrite: o.restoreCompanions.overwrite, items: carrier.companions.items };
   }
+  const ar = o.target.afterRestore?.();
+  const afterRestore: PlanAfterRestore | undefined = ar && { ...ar, deleteStuckPods: Boolean(o.deleteStuckPods) };
   const plan = planQuorumRestore({
     ...(companions ? { companions } : {}),
     id: newRecoveryId(now, randomBytes(2).toString('hex')),
@@ -280,6 +284,7 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
     bump,
     token: `${o.catalog.cluster}-${randomBytes(4).toString('hex')}`,
     quiesce: o.target.quiesces,
+    ...(afterRestore ? { afterRestore } : {}),
     ...(newestBackup ? { newestBackup: { name: newestBackup.name, revision: newestBackup.revision, createdAt: newestBackup.createdAt } } : {}),
     ...(versions ? { versions } : {}),
   });
@@ -344,6 +349,7 @@ export interface RunOptions {
   onStep?: (e: StepEvent) => void;
   onMessage?: (m: string) => void;
   healthyTimeoutMs?: number;
+  hostedTimeoutMs?: number;
 }
 
 /** Takes the lock, writes (or resumes) the journal and executes the plan. */
@@ -379,6 +385,7 @@ export async function runRecovery(o: RunOptions): Promise<RecoveryReport> {
       ...(o.onStep ? { onStep: o.onStep } : {}),
       ...(o.onMessage ? { onMessage: o.onMessage } : {}),
       ...(o.healthyTimeoutMs ? { healthyTimeoutMs: o.healthyTimeoutMs } : {}),
+      ...(o.hostedTimeoutMs ? { hostedTimeoutMs: o.hostedTimeoutMs } : {}),
     });
   } catch (e) {
     // The journal (failed or running) is what a rerun resumes; the lock only guards concurrent runs.

@@ -2,6 +2,7 @@ import type { EtcdGateway } from '../etcd/etcd-gateway.js';
 import type { Catalog, SnapshotRecord } from '../snapshot/catalog.js';
 import type { CompanionBundle, CompanionOutcome } from '../snapshot/companions.js';
 import type { ClusterObservation, MemberSpec } from './observation.js';
+import type { HostedCluster } from './ports.js';
 
 export interface StepContext {
   recoveryId: string;
@@ -27,6 +28,15 @@ export interface Keyspace {
   members: { name: string; revision: number; hash: number }[];
   /** The etcd cluster ID the members report. */
   clusterId?: string;
+}
+
+/** The target's after-restore declarations (Kubernetes: from the recovery contract). */
+export interface AfterRestoreSpec {
+  /** The Secret with a kubeconfig for the hosted cluster; absent: the report says what to check by hand. */
+  hostedKubeconfig?: { secretName: string; key: string };
+  /** Control-plane Deployments (`namespace/name`) that get a forced rollout. */
+  rollouts: string[];
+  stuckPodSeconds: number;
 }
 
 /** The etcd version a target runs, e.g. "3.6.16", and where it was read (shown in the plan). */
@@ -106,6 +116,20 @@ export interface RecoveryTarget {
 
   /** Why a member is not running, if the target can tell (e.g. the fatal line of its log). */
   diagnose?(name: string): string | undefined;
+
+  /**
+   * What the target declares for after a restore (Kubernetes: the contract's afterRestore). Undefined:
+   * there is no hosted cluster to reconcile (the sandbox).
+   */
+  afterRestore?(): AfterRestoreSpec;
+  /**
+   * The hosted cluster's API server, from the kubeconfig Secret afterRestore names. Throws, saying why,
+   * when it cannot be had (the Secret missing, not a kubeconfig); reaching it is the caller's concern.
+   */
+  hostedCluster?(ctx: StepContext): Promise<HostedCluster>;
+  /** Forces a rollout of a Deployment (`namespace/name`), stamped with the recovery id (isRolledOut tells). */
+  rollout?(deployment: string, ctx: StepContext): Promise<void>;
+  isRolledOut?(deployment: string, ctx: StepContext): Promise<boolean>;
 
   /** Where the old data of a member went (for the report and rollback). */
   asideLocation(name: string, recoveryId: string): string;
