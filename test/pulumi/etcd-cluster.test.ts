@@ -179,8 +179,26 @@ describe('EtcdCluster component (Pulumi mocks)', () => {
     assert.equal(b.expirationDays, 21);
   });
 
+  it('etcdVersion selects the etcd image and is recorded in the contract (restores check snapshots against it)', async () => {
+    for (const [v, image] of [['3.5.35', 'registry.k8s.io/etcd:3.5.35-0'], ['3.7.3', 'registry.k8s.io/etcd:3.7.3-0'], [undefined, 'registry.k8s.io/etcd:3.6.16-0']] as const) {
+      mocks.reset();
+      new mod.EtcdCluster('etcd', { ...base, ...(v ? { etcdVersion: v } : {}) });
+      await settle();
+      const sts = mocks.find('kubernetes:apps/v1:StatefulSet', 'etcd-statefulset').inputs;
+      assert.equal(sts.spec.template.spec.containers.find((c: any) => c.name === 'etcd').image, image);
+      assert.equal(parseContract(mocks.find(T.cm, 'etcd-recovery-contract').inputs.data['contract.json'], 'test').etcd.version, v ?? '3.6.16');
+    }
+    // A custom image without etcdVersion: the contract says nothing (the plugin reads the image's tag).
+    mocks.reset();
+    new mod.EtcdCluster('etcd', { ...base, image: 'registry.example/etcd:custom' });
+    await settle();
+    assert.equal(parseContract(mocks.find(T.cm, 'etcd-recovery-contract').inputs.data['contract.json'], 'test').etcd.version, undefined);
+  });
+
   describe('rejects bad arguments before any resource exists, naming the argument', () => {
     const cases: [string, any, RegExp][] = [
+      ['an etcd version too old for revision-safe restores', { etcdVersion: '3.5.9' }, /etcdVersion: "3\.5\.9" is not an etcd version this tool restores \(3\.5\.10 or newer/],
+      ['an etcd version that is not one', { etcdVersion: 'latest' }, /etcdVersion: "latest" is not an etcd version/],
       ['even members', { members: 4 }, /members: must be odd \(got 4\)/],
       ['zero members', { members: 0 }, /members: must be an odd number ≥ 1 \(got 0\)/],
       ['a schedule that is not cron', { backup: { ...base.backup, schedule: 'every hour' } }, /backup\.schedule: "every hour" is not a cron schedule/],

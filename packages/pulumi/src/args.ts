@@ -111,7 +111,13 @@ export interface EtcdClusterArgs {
   readonly namespace: string;
   /** Number of members: an odd number ≥ 1. Default 3. */
   readonly members?: number;
-  /** etcd image (needs etcd ≥ 3.5.10 for revision-safe restores). Default "registry.k8s.io/etcd:3.6.16-0". */
+  /**
+   * etcd version, "3.5.x", "3.6.x" or "3.7.x" (tested: 3.5.35, 3.6.16, 3.7.3; ≥ 3.5.10 for revision-safe
+   * restores). Selects the default image and is written into the recovery contract, where restores
+   * check snapshots against it (a newer minor's snapshot is refused). Default "3.6.16".
+   */
+  readonly etcdVersion?: string;
+  /** etcd image. Default `registry.k8s.io/etcd:<etcdVersion>-0`. */
   readonly image?: string;
   /** The etcd-recover agent image the jobs run (docker/agent.Dockerfile). Default "ghcr.io/etcd-recover/agent:0.1.0". */
   readonly agentImage?: string;
@@ -210,6 +216,8 @@ export interface ResolvedArgs {
   namespace: string;
   members: number;
   image: string;
+  /** Written into the contract: given, or read from the default image's tag. */
+  etcdVersion: string | undefined;
   agentImage: string;
   storageSize: string;
   storageClassName: string | undefined;
@@ -362,11 +370,18 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
     if (!(full.replicas >= 1)) fail('dependents', `${key}: replicas must be ≥ 1`);
     return full;
   });
+  const etcdVersion = a.etcdVersion;
+  if (etcdVersion !== undefined) {
+    const m = /^3\.(\d+)\.(\d+)$/.exec(etcdVersion);
+    if (!m || Number(m[1]) < 5 || (Number(m[1]) === 5 && Number(m[2]) < 10)) fail('etcdVersion', `"${etcdVersion}" is not an etcd version this tool restores (3.5.10 or newer, e.g. "3.6.16")`);
+    if (Number(m![1]) > 7) fail('etcdVersion', `etcd ${etcdVersion} is newer than any tested here (3.5, 3.6, 3.7)`);
+  }
   return {
     name,
     namespace: a.namespace,
     members,
-    image: a.image ?? 'registry.k8s.io/etcd:3.6.16-0',
+    image: a.image ?? `registry.k8s.io/etcd:${etcdVersion ?? '3.6.16'}-0`,
+    etcdVersion: etcdVersion ?? (a.image ? undefined : '3.6.16'),
     agentImage: a.agentImage ?? 'ghcr.io/etcd-recover/agent:0.1.0',
     storageSize: a.storage?.size ?? '8Gi',
     storageClassName: a.storage?.storageClassName,

@@ -36,6 +36,7 @@ export function buildContract(r: ResolvedArgs, bucket: string, endpoint: string 
       clientService: n.client,
       replicas: r.members,
       image: r.image,
+      ...(r.etcdVersion ? { version: r.etcdVersion } : {}),
       containerName: 'etcd',
       volumeClaimTemplate: n.volumeClaimTemplate,
       mountPath: MOUNT,

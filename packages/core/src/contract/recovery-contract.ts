@@ -78,8 +78,8 @@ export interface RecoveryContract {
     replicas: number;
     image: string;
     /**
-     * The etcd version the image runs, e.g. "3.6.16" (optional; the Pulumi component does not write it
-     * yet). Without it the plugin reads the version from the StatefulSet's image tag.
+     * The etcd version the image runs, e.g. "3.6.16" (the Pulumi component writes its `etcdVersion`;
+     * optional for a custom image). Without it the plugin reads the version from the StatefulSet's image tag.
      */
     version?: string;
     containerName: string;
