@@ -15,7 +15,7 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const plugin = join(repo, 'packages', 'kubectl-plugin');
 export const bundleFile = join(plugin, 'dist-bundle', 'kubectl-etcd_recover.cjs');
 
-export async function bundle({ quiet = false, snapshot = false, outfile = bundleFile } = {}) {
+export async function bundle({ quiet = false, snapshot = false, preload = snapshot, outfile = bundleFile } = {}) {
   const manifestFile = join(plugin, 'oclif.manifest.json');
   if (!existsSync(manifestFile)) throw new Error(`${manifestFile} is missing: run \`npm run build\` first`);
   const manifest = JSON.parse(readFileSync(manifestFile, 'utf8'));
@@ -30,8 +30,10 @@ export async function bundle({ quiet = false, snapshot = false, outfile = bundle
     `const manifest = ${JSON.stringify(manifest)};`,
     `const commands = {\n${commands}\n};`,
     snapshot
-      ? // A startup snapshot (the single executable): every module evaluated now, at build time; the CLI runs when it starts.
-        `require('node:v8').startupSnapshot.setDeserializeMainFunction(() => runStatic({ pjson, manifest, commands }).catch((e) => { console.error(e); process.exitCode = 1; }));`
+      ? // A startup snapshot (the single executable): every module evaluated now, at build time, the commands
+        // too (unless preload: false); what the code loads with import() (etcd3 and grpc-js, the AWS SDK, the
+        // Kubernetes client) and node:tls/http/https/http2 (lazyNetBuiltins) load at run time, on first use.
+        `${preload ? 'for (const load of Object.values(commands)) load();\n' : ''}require('node:v8').startupSnapshot.setDeserializeMainFunction(() => runStatic({ pjson, manifest, commands }).catch((e) => { console.error(e); process.exitCode = 1; }));`
       : `runStatic({ pjson, manifest, commands }).catch((e) => { console.error(e); process.exitCode = 1; });`,
   ].join('\n');
   const result = await build({
@@ -57,11 +59,27 @@ export async function bundle({ quiet = false, snapshot = false, outfile = bundle
   // (ours, and the AWS SDK's) becomes require(), which loads builtins everywhere.
   const [output] = result.outputFiles;
   const text = output.text.replace(/\bimport\(("|')(node:[a-z_/]+)\1\)/g, (_m, q, id) => `Promise.resolve().then(()=>{const m=require(${q}${id}${q});return{...m,default:m}})`);
+  const out = snapshot && preload ? lazyNetBuiltins(text) : text;
   mkdirSync(dirname(outfile), { recursive: true });
-  writeFileSync(outfile, text);
-  const bytes = Buffer.byteLength(text);
+  writeFileSync(outfile, out);
+  const bytes = Buffer.byteLength(out);
   if (!quiet) console.error(`bundle: ${bundleFile} (${(bytes / 1048576).toFixed(1)} MB)`);
   return bundleFile;
+}
+
+/**
+ * node:tls, and node:http, node:https and node:http2 that load it, cannot be in a V8 startup snapshot
+ * (CheckGlobalAndEternalHandles fails). With the commands evaluated into the snapshot, every require
+ * of them returns a stand-in that loads the real module on first use (a property read), at run time:
+ * nothing reads one while the snapshot is built, so none is in the heap. The build fails if one is.
+ */
+const NET_BUILTIN = /\brequire\(("|')((?:node:)?(?:tls|https?|http2))\1\)/g;
+function lazyNetBuiltins(text) {
+  const helper = `var __lazyNet=(id)=>{let m;const real=()=>m??=require(id);return new Proxy({},{get:(_,k)=>real()[k],has:(_,k)=>k in real(),ownKeys:()=>Reflect.ownKeys(real()),getOwnPropertyDescriptor:(_,k)=>{const d=Reflect.getOwnPropertyDescriptor(real(),k);return d&&{...d,configurable:true}},set:(_,k,v)=>(real()[k]=v,true)})};`;
+  const body = text.replace(NET_BUILTIN, (_m, _q, id) => `__lazyNet(${JSON.stringify(id)})`);
+  // After the "use strict" prologue, if any.
+  const prologue = /^(#![^\n]*\n)?(\s*(["'])use strict\3;?)?/.exec(body)[0];
+  return prologue + helper + body.slice(prologue.length);
 }
 
 /**

