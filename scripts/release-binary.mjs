@@ -5,9 +5,9 @@
 //   node scripts/release-binary.mjs --exe-only      → packages/kubectl-plugin/dist-bundle/kubectl-etcd_recover
 //                                                    (+ kubectl_complete-etcd_recover beside it)
 //                                                    (what the tests run; rebuilt only when its inputs change)
-//   node scripts/release-binary.mjs --exe-out PATH [--no-preload]
-//                                                 → an experiment's executable at PATH (--no-preload: the
-//                                                    command modules not evaluated into the snapshot)
+//   node scripts/release-binary.mjs --exe-out PATH [--preload]
+//                                                 → an experiment's executable at PATH (--preload: the command
+//                                                    modules evaluated into the snapshot; breaks Workers, see bundle.mjs)
 //   npm run release:binary [-- --out DIR]           → DIR/kubectl-etcd_recover-linux-amd64.tar.gz (+ .sha256)
 //                                                    and plugins/etcd-recover.yaml (krew) with its sha256
 //                                                    (DIR defaults to dist/release)

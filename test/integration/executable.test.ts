@@ -1,12 +1,13 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import type { Sandbox } from '@etcd-recover/core';
 import { kubectl, repoRoot } from '../support/binaries.js';
 import { startSandbox, stopSandbox, tempDir } from '../support/sandbox.js';
+import { populate, saveSnapshot, startEtcd } from '../support/snapshot-fixtures.js';
 
 /**
  * The release as krew ships it: `scripts/release-binary.mjs --out DIR` writes the archive and the
@@ -88,5 +89,23 @@ describe('the single executable, released and installed like krew does, run by k
     assert.equal(c.status, 0, c.stderr);
     assert.match(c.stdout, /^backup\t/m);
     assert.match(c.stdout, /^:\d+$/m);
+  });
+
+  it('a snapshot large enough to be hashed in a worker thread (>= 64 MiB) verifies: Workers start from the executable', async function () {
+    // A startup snapshot that already holds isolate-wide templates makes a Worker abort inside Node
+    // (found with the commands preloaded into the snapshot: docs/design.md, Start-up).
+    this.timeout(300_000);
+    const etcd = await startEtcd();
+    const file = join(tmp.path, 'big.db');
+    try {
+      await populate(etcd.endpoint, { keys: 500, largeValues: Array.from({ length: 72 }, () => 1_000_000) });
+      await saveSnapshot(etcd.endpoint, file);
+    } finally {
+      await etcd.stop();
+    }
+    assert.ok(statSync(file).size >= 64 * 1024 * 1024, `snapshot is ${statSync(file).size} bytes`);
+    const v = run(['etcd-recover', 'backup', 'verify', '--file', file, '-q', '-o', 'json']);
+    assert.equal(v.status, 0, `${v.signal ?? ''} ${v.stderr.slice(0, 600)}`);
+    assert.equal(JSON.parse(v.stdout).ok, true);
   });
 });
