@@ -41,6 +41,11 @@ export async function declaredCluster(
         bucket: { existing: s3.bucket },
         endpoint: s3.endpoint!,
         credentials: { accessKeyId: s3.credentials!.accessKeyId, secretAccessKey: s3.credentials!.secretAccessKey },
+        // The harness's CronJob controller is real: the default schedules (backup */30, verify at :15)
+        // would fire mid-test depending on the time of day (a verify Job at :15 broke quorum tests).
+        // Tests start these Jobs themselves; one that wants a schedule passes it.
+        schedule: '0 0 1 1 *',
+        verifySchedule: '0 0 1 1 *',
         ...o.backup,
       },
       // Off unless a test asks: the daily drill must not fire mid-suite, and the exporter is one more process.
