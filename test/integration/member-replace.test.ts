@@ -1,10 +1,10 @@
 import { strict as assert } from 'node:assert';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Sandbox as SandboxClass, type Sandbox } from '@etcd-recover/core';
 import { json, runCli } from '../support/cli.js';
-import { destroyMembers, readMember, startSandbox, stopSandbox, writeKeys } from '../support/sandbox.js';
+import { corruptMember, destroyMembers, readMember, startSandbox, stopSandbox, writeKeys } from '../support/sandbox.js';
 
 const reload = (sb: Sandbox) => SandboxClass.load(sb.dir)!;
 
@@ -21,11 +21,7 @@ describe('member replace on a real 3-member etcd', function () {
 
   it('brings back a member whose data is corrupt (crash-looping), losing nothing', async () => {
     // Corrupt etcd-2's database and restart it: it cannot start.
-    await sb.stopMember('etcd-2');
-    writeFileSync(join(sb.member('etcd-2').dataDir, 'member', 'snap', 'db'), Buffer.alloc(64 * 1024, 0x5a));
-    sb.startMember('etcd-2', 'existing');
-    await sleep(2_000);
-    assert.equal(reload(sb).isRunning('etcd-2'), false, 'etcd-2 crashed on its corrupt data');
+    await corruptMember(sb, 'etcd-2');
     const status = json(await cli('status', '-o', 'json'));
     assert.equal(status.quorum, true);
     assert.equal(status.healthy, 2);

@@ -1,4 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -79,6 +81,15 @@ export function storeFor(sb: Sandbox, overrides: Partial<S3Config> = {}): S3Obje
 }
 
 /** What a lost disk looks like: the member's process is killed and its data folder deleted. */
+/** Overwrites a member's database with garbage and restarts it: it crash-loops (asserted). */
+export async function corruptMember(sb: Sandbox, name: string): Promise<void> {
+  await sb.stopMember(name);
+  writeFileSync(join(sb.member(name).dataDir, 'member', 'snap', 'db'), Buffer.alloc(64 * 1024, 0x5a));
+  sb.startMember(name, 'existing');
+  await sleep(2_000);
+  assert.equal(Sandbox.load(sb.dir)!.isRunning(name), false, `${name} crashed on its corrupt data`);
+}
+
 export async function destroyMembers(sb: Sandbox, names: string[]): Promise<void> {
   for (const name of names) {
     const m = sb.member(name);
