@@ -82,13 +82,38 @@ export async function writeKeys(ips: string[], prefix: string, n: number): Promi
   }
 }
 
-/** Loses members the hard way: their PVCs deleted, their pods killed; returns once `status` sees no quorum. */
+/**
+ * Loses members the hard way: their PVCs deleted, their pods killed. Returns once the loss is real
+ * and settled: every lost member's claim is gone or a new one (another UID) — a pod recreated before
+ * its old claim went would otherwise come back on the old data — and `status`, asked twice a few
+ * seconds apart, sees no quorum and no member that still sees a leader (a survivor keeps its dead
+ * leader for an election timeout).
+ */
 export async function loseMembers(cp: ControlPlane, namespace: string, members: string[]): Promise<void> {
   const core = cp.kubeConfig().makeApiClient(CoreV1Api);
-  for (const m of members) await core.deleteNamespacedPersistentVolumeClaim({ namespace, name: `data-${m}` });
+  const claim = (m: string) => `data-${m}`;
+  const uidOf = async (m: string) => (await core.readNamespacedPersistentVolumeClaim({ namespace, name: claim(m) }).catch(() => undefined))?.metadata?.uid;
+  const old = new Map<string, string | undefined>();
+  for (const m of members) old.set(m, await uidOf(m));
+  for (const m of members) await core.deleteNamespacedPersistentVolumeClaim({ namespace, name: claim(m) });
   for (const m of members) await core.deleteNamespacedPod({ namespace, name: m, gracePeriodSeconds: 0 });
-  await waitFor('quorum lost', async () => {
+  const started = Date.now();
+  let kicked = false;
+  await waitFor('the old claims gone', async () => {
+    const stale = [];
+    for (const m of members) if ((await uidOf(m)) === old.get(m)) stale.push(m);
+    // A pod that took its old claim before the claim went holds it (the protection finalizer): kill it again.
+    if (stale.length && !kicked && Date.now() - started > 30_000) {
+      kicked = true;
+      for (const m of stale) await core.deleteNamespacedPod({ namespace, name: m, gracePeriodSeconds: 0 }).catch(() => undefined);
+    }
+    return stale.length === 0;
+  }, 120_000, 500);
+  const settled = async () => {
     const st = await runCli(['status', '--kubeconfig', cp.kubeconfigPath, '-n', namespace, '-o', 'json']);
-    return st.stdout.startsWith('{') && json(st).quorum === false;
-  }, 120_000, 1_000);
+    if (!st.stdout.startsWith('{')) return false;
+    const o = json(st);
+    return o.quorum === false && o.healthy === 0;
+  };
+  await waitFor('quorum lost, and no member sees a leader', async () => (await settled()) && (await new Promise((r) => setTimeout(r, 3_000)), await settled()), 120_000, 1_000);
 }

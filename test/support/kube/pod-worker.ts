@@ -807,6 +807,8 @@ export class PodWorker {
   private async pvcPath(claimName: string): Promise<string> {
     const ns = this.pod.metadata.namespace;
     const pvc = await this.k.rest.get(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${claimName}`);
+    // As the kubelet: a claim being deleted is not mounted (the pod waits; the claim stays held by it).
+    if (pvc.metadata?.deletionTimestamp) throw new Error(`PVC ${ns}/${claimName} is being deleted`);
     if (pvc.status?.phase !== 'Bound' || !pvc.spec?.volumeName) throw new Error(`PVC ${ns}/${claimName} is not bound yet`);
     const pv = await this.k.rest.get(`/api/v1/persistentvolumes/${pvc.spec.volumeName}`);
     const path: string | undefined = pv.spec?.hostPath?.path ?? pv.spec?.local?.path;
