@@ -16,3 +16,4 @@ export type { KubeGateway, PodInfo, PvcInfo } from './kubernetes/kube-gateway.js
 export * from './observability/job-status.js';
 export * from './status/health.js';
 export * from './observability/index.js';
+export * from './archive/index.js';

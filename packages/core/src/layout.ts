@@ -13,6 +13,10 @@
  *   clusters/<cluster>/auto-restore/rounds/<round>.json  the decision of one automatic-restore round (If-None-Match)
  *   clusters/<cluster>/jobs/<job>.json             the last outcome of each job, its last success, failures in a row
  *   clusters/<cluster>/rekey/<snapshot>.{age,previous,json}  `backup rekey` at work: the new object, the old one, its marker
+ *   clusters/<cluster>/archive/<chain>/chain.json  one archive chain: its base snapshot, why it started
+ *   clusters/<cluster>/archive/<chain>/<first>-<last>-<firstMs>-<lastMs>.seg  a segment of that chain (archive/segment.ts)
+ *   clusters/<cluster>/archive-owner.json          the archiver's fence (a lock like the recovery lock)
+ *   clusters/<cluster>/archive-status.json         the archiver's progress: last archived revision and time, alarms
  */
 const CLUSTER_RE = /^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$/;
 
@@ -47,4 +51,10 @@ export const layout = {
   rekeyStaging: (cluster: string, name: string) => `clusters/${cluster}/rekey/${name}.age`,
   rekeyPrevious: (cluster: string, name: string) => `clusters/${cluster}/rekey/${name}.previous`,
   rekeyMarker: (cluster: string, name: string) => `clusters/${cluster}/rekey/${name}.json`,
+  archivePrefix: (cluster: string) => `clusters/${cluster}/archive/`,
+  archiveChainPrefix: (cluster: string, chain: string) => `clusters/${cluster}/archive/${chain}/`,
+  archiveChain: (cluster: string, chain: string) => `clusters/${cluster}/archive/${chain}/chain.json`,
+  archiveSegment: (cluster: string, chain: string, name: string) => `clusters/${cluster}/archive/${chain}/${name}`,
+  archiveOwner: (cluster: string) => `clusters/${cluster}/archive-owner.json`,
+  archiveStatus: (cluster: string) => `clusters/${cluster}/archive-status.json`,
 };

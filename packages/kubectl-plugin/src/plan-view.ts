@@ -13,7 +13,9 @@ export function describePlan(plan: RecoveryPlan, resumed: boolean): string {
     lines.push(
       rp.kind === 'live'
         ? `  restore:    a fresh snapshot of surviving member ${rp.member} (revision ${rp.revision}) — ${rp.reason}`
-        : `  restore:    backup ${rp.name} (revision ${rp.revision}, ${rp.totalKeys} keys, taken ${age(rp.createdAt)} ago${rp.verified ? ', verified' : ', NOT yet verified'}) — ${rp.reason}`,
+        : rp.kind === 'point-in-time'
+          ? `  restore:    revision ${rp.revision}${rp.createdAt ? ` (archived ${rp.createdAt})` : ''}, rebuilt from archive chain ${rp.pointInTime?.chain}: backup ${rp.pointInTime?.baseSnapshot} (revision ${rp.pointInTime?.baseRevision}) + ${rp.pointInTime?.segments} segment(s) — ${rp.reason}`
+          : `  restore:    backup ${rp.name} (revision ${rp.revision}, ${rp.totalKeys} keys, taken ${age(rp.createdAt)} ago${rp.verified ? ', verified' : ', NOT yet verified'}) — ${rp.reason}`,
     );
   }
   if (plan.versions) lines.push(`  etcd:       ${describeVersions(plan.versions)}`);
@@ -37,7 +39,7 @@ export function describeStep(e: StepEvent): string {
 
 export function describeReport(r: RecoveryReport): string {
   const lines = [`Recovery ${r.id} completed${r.resumed ? ' (resumed)' : ''} in ${duration(r.rtoMs)}.`];
-  if (r.restorePoint) lines.push(`  restored from: ${r.restorePoint.kind === 'live' ? `live snapshot of ${r.restorePoint.member}` : 'backup'} ${r.restorePoint.name ?? ''} (revision ${r.restorePoint.revision ?? '?'})`);
+  if (r.restorePoint) lines.push(`  restored from: ${r.restorePoint.kind === 'live' ? `live snapshot of ${r.restorePoint.member}` : r.restorePoint.kind === 'point-in-time' ? 'point in time, rebuilt from the archive as' : 'backup'} ${r.restorePoint.name ?? ''} (revision ${r.restorePoint.revision ?? '?'})`);
   if (r.versions) lines.push(`  etcd:          ${describeVersions(r.versions)}`);
   if (r.revisionBefore !== undefined || r.bump) lines.push(`  revision:      ${r.revisionBefore ?? '?'} before → ${r.revisionAfter} after${r.bump ? ` (bump ${r.bump})` : ''}`);
   lines.push(`  keys:          ${r.keys}`);

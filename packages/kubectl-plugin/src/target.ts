@@ -204,6 +204,12 @@ export class Target {
     return this.gw;
   }
 
+  /** The connection gateway() uses (the archiver's watch opens its own client on it). */
+  connection(): EtcdConnection {
+    this.gateway();
+    return this.etcd!;
+  }
+
   store(): S3ObjectStore {
     if (!this.s3) {
       throw new EtcdRecoverError('CONFIG', 'no backup bucket: pass --bucket (and --s3-endpoint for S3-compatible stores)', {

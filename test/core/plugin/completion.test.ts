@@ -32,7 +32,7 @@ describe('shell completion (pure: words in, candidates and directive out)', () =
   });
 
   it('a topic: its commands', () => {
-    assert.deepEqual(values(['backup', '']), ['confirm', 'create', 'drill', 'export', 'import', 'list', 'prune', 'rekey', 'verify']);
+    assert.deepEqual(values(['backup', '']), ['confirm', 'create', 'drill', 'export', 'history', 'import', 'list', 'prune', 'rekey', 'verify']);
     assert.deepEqual(values(['backup', 're']), ['rekey']);
     assert.deepEqual(values(['sandbox', '']), ['down', 'status', 'up']);
     assert.deepEqual(values(['member', '']), ['replace']);

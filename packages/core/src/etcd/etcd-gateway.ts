@@ -1,6 +1,6 @@
 /**
  * What etcd-recover needs from etcd, one small interface per capability.
- * Only etcd3-gateway.ts imports the etcd3 client.
+ * Only etcd3-gateway.ts (and etcd3-replication.ts, through its openEtcd3) touch the etcd3 client.
  */
 
 /** Client TLS material for etcd (PEM bytes). */

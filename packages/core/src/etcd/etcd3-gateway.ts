@@ -18,6 +18,27 @@ import {
 const DEFAULT_TIMEOUT_MS = 5_000;
 
 /**
+ * An etcd3 client for these hosts with the connection's TLS material. cockatiel's retry and circuit
+ * breaker are disabled: callers decide what to retry (a refused connection would otherwise block a
+ * client for 5 s).
+ */
+export async function openEtcd3(hosts: string[], conn: EtcdConnection, dialTimeoutMs = conn.timeoutMs ?? DEFAULT_TIMEOUT_MS): Promise<Etcd3> {
+  const [{ Etcd3 }, { noop }] = await Promise.all([import('etcd3'), import('cockatiel')]);
+  const opts: IOptions = { hosts, dialTimeout: dialTimeoutMs, faultHandling: { host: () => noop, global: noop } };
+  const tls = conn.tls;
+  // The scheme decides, as on the snapshot and status path: TLS material is for https:// members.
+  if (tls && (tls.ca || tls.cert) && hosts.every((h) => h.startsWith('https:'))) {
+    opts.credentials = {
+      // No CA given: the system's roots (grpc-js reads null so), not an empty, trust-nothing bundle.
+      rootCertificate: tls.ca ?? (null as unknown as Buffer),
+      ...(tls.cert ? { certChain: tls.cert } : {}),
+      ...(tls.key ? { privateKey: tls.key } : {}),
+    };
+  }
+  return new Etcd3(opts);
+}
+
+/**
  * EtcdGateway over the etcd3 client. One client per endpoint, so that a call
  * goes to exactly the member asked for; cockatiel's retry and circuit breaker
  * are disabled because callers decide what to retry (a refused connection
@@ -42,23 +63,7 @@ export class Etcd3Gateway implements EtcdGateway {
   private async client(endpoint: string): Promise<Etcd3> {
     let c = this.clients.get(endpoint);
     if (!c) {
-      const [{ Etcd3 }, { noop }] = await Promise.all([import('etcd3'), import('cockatiel')]);
-      const opts: IOptions = {
-        hosts: [endpoint],
-        dialTimeout: this.timeoutMs,
-        faultHandling: { host: () => noop, global: noop },
-      };
-      const tls = this.conn.tls;
-      // The scheme decides, as on the snapshot and status path: TLS material is for https:// members.
-      if (tls && (tls.ca || tls.cert) && endpoint.startsWith('https:')) {
-        opts.credentials = {
-          // No CA given: the system's roots (grpc-js reads null so), not an empty, trust-nothing bundle.
-          rootCertificate: tls.ca ?? (null as unknown as Buffer),
-          ...(tls.cert ? { certChain: tls.cert } : {}),
-          ...(tls.key ? { privateKey: tls.key } : {}),
-        };
-      }
-      c = new Etcd3(opts);
+      c = await openEtcd3([endpoint], this.conn, this.timeoutMs);
       this.clients.set(endpoint, c);
     }
     return c;

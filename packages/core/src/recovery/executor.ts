@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { EtcdRecoverError, isEtcdRecoverError } from '../errors.js';
 import { captureSnapshot } from '../snapshot/capture.js';
 import type { Catalog, SnapshotRecord } from '../snapshot/catalog.js';
+import { buildPointInTime, resolvePoint } from '../archive/point.js';
 import { readCompanions, type CompanionOutcome } from '../snapshot/companions.js';
 import { AfterRestoreSteps, afterRestoreReport, type AfterRestoreReport } from './after-restore-steps.js';
 import { Journal } from './journal.js';
@@ -189,6 +190,16 @@ export async function executePlan(o: ExecuteOptions): Promise<RecoveryReport> {
   return report;
 }
 
+/** Rebuilds a point of a chain in this process (the sandbox; a target without Jobs for it) into the catalog. */
+export async function buildPointInTimeLocally(catalog: Catalog, chain: string, revision: number, labels: Record<string, string>, ctx: StepContext): Promise<SnapshotRecord> {
+  const point = await resolvePoint(catalog, { revision }, ctx.signal);
+  if (point.chain.record.chain !== chain) {
+    throw new EtcdRecoverError('PRECONDITION', `revision ${revision} is now restored from chain ${point.chain.record.chain}, not ${chain} as planned`, { hint: 'close this recovery with --abandon "REASON" and plan again' });
+  }
+  const built = await buildPointInTime({ catalog, point, labels, ...(ctx.signal ? { signal: ctx.signal } : {}), progress: ctx.progress });
+  return built.record;
+}
+
 async function restoreRecord(plan: RecoveryPlan, catalog: Catalog, ctx: StepContext): Promise<SnapshotRecord> {
   const name = (ctx.facts['restoreFrom'] as string | undefined) ?? plan.restorePoint?.name;
   if (!name) throw new EtcdRecoverError('INTERNAL', 'the restore point has no backup name yet (capture-live did not run)');
@@ -244,6 +255,21 @@ function stepImpls(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog,
             });
             ctx.facts['restoreFrom'] = rec.name;
             ctx.progress(`captured ${rec.name} at revision ${rec.revision} (${rec.totalKeys} keys)`);
+          },
+        };
+      case 'build-point-in-time':
+        return {
+          holds: async (ctx) => typeof ctx.facts['restoreFrom'] === 'string',
+          run: async (ctx) => {
+            const rp = plan.restorePoint!;
+            const p = rp.pointInTime!;
+            const labels = { recovery: plan.id };
+            const name = target.buildPointInTime
+              ? await target.buildPointInTime({ chain: p.chain, revision: rp.revision! }, labels, ctx)
+              : (await buildPointInTimeLocally(catalog, p.chain, rp.revision!, labels, ctx)).name;
+            const rec = await catalog.get(name, ctx.signal);
+            ctx.facts['restoreFrom'] = rec.name;
+            ctx.progress(`built ${rec.name}: revision ${rec.revision} (${rec.totalKeys} keys) from chain ${p.chain}`);
           },
         };
       case 'stage-snapshot':

@@ -64,6 +64,8 @@ export function lockedError(cluster: string, h: LockHolder, hint = 'wait for it 
 
 export interface LockOptions {
   staleAfterMs?: number;
+  /** The lock object; default the cluster's recovery lock (the archiver fences itself with its own). */
+  key?: string;
   /** Called once when the lock is found lost (taken over, or heartbeats failing too long). */
   onLost?: (why: string) => void;
 }
@@ -99,7 +101,7 @@ export class RecoveryLock {
   }
 
   private get key(): string {
-    return layout.lock(this.cluster);
+    return this.opts.key ?? layout.lock(this.cluster);
   }
 
   async read(signal?: AbortSignal): Promise<{ holder: LockHolder; etag?: string } | undefined> {

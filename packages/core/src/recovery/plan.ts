@@ -5,6 +5,7 @@ import type { PlanVersions } from './version-check.js';
 export type StepKind =
   | 'restore-companions'
   | 'capture-live'
+  | 'build-point-in-time'
   | 'stage-snapshot'
   | 'check-space'
   | 'quiesce'
@@ -49,9 +50,22 @@ export interface PlanCompanions {
   items: { kind: 'Secret' | 'ConfigMap'; name: string }[];
 }
 
+/** A point in time rebuilt from the archive (archive/point.ts): what the plan shows of it. */
+export interface PointInTimeSpec {
+  chain: string;
+  baseSnapshot: string;
+  baseRevision: number;
+  segments: number;
+  /** The newest revision the archive holds: what this restore drops past the point. */
+  newestArchived: number;
+  revisionsDropped: number;
+  /** What was asked: a revision, or a time (then `revision` is the newest archived at or before it). */
+  asked: { revision: number } | { time: string };
+}
+
 export interface RestorePoint {
-  kind: 'live' | 'backup';
-  /** Backup name (for live: known once captured). */
+  kind: 'live' | 'backup' | 'point-in-time';
+  /** Backup name (for live and point-in-time: known once captured / built). */
   name?: string;
   /** For live: the member to snapshot. */
   member?: string;
@@ -61,6 +75,7 @@ export interface RestorePoint {
   clusterId?: string;
   totalKeys?: number;
   verified?: boolean;
+  pointInTime?: PointInTimeSpec;
   reason: string;
 }
 
@@ -85,7 +100,7 @@ export interface RecoveryPlan {
   };
   restorePoint?: RestorePoint;
   /** What the command asked for (a resume must ask for the same thing). */
-  request?: { restorePoint: 'auto' | 'live' | 'latest' | { name: string }; bumpOverride?: number; allowForeign?: boolean; requireSameVersion?: boolean };
+  request?: { restorePoint: 'auto' | 'live' | 'latest' | { name: string } | { toRevision: number } | { toTime: string }; bumpOverride?: number; allowForeign?: boolean; requireSameVersion?: boolean };
   /**
    * The snapshot's etcd version and the target's, and whether the target can restore it
    * (version-check.ts). A `refuse` verdict never runs: the restore is refused before anything is stopped.
@@ -161,6 +176,15 @@ export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
   if (rp.kind === 'live') {
     steps.push({ id: 'capture-live', kind: 'capture-live', title: `snapshot surviving member ${rp.member} into the bucket`, destructive: false });
   }
+  if (rp.kind === 'point-in-time') {
+    const p = rp.pointInTime!;
+    steps.push({
+      id: 'build-point-in-time',
+      kind: 'build-point-in-time',
+      title: `rebuild revision ${rp.revision}: backup ${p.baseSnapshot} (revision ${p.baseRevision}) and ${p.segments} archive segment(s) of chain ${p.chain} replayed in a temporary etcd, its snapshot written to the bucket`,
+      destructive: false,
+    });
+  }
   steps.push({ id: 'stage-snapshot', kind: 'stage-snapshot', title: 'fetch the restore point and verify it natively (sha256, bbolt walk)', destructive: false });
   steps.push({ id: 'check-space', kind: 'check-space', title: 'check every volume has room for the restore (snapshot + restored DB + old data kept aside)', destructive: false });
   if (i.quiesce) steps.push({ id: 'quiesce', kind: 'quiesce', title: 'pause reconciliation and scale dependent workloads to zero', destructive: false });
@@ -232,6 +256,19 @@ function quorumLoss(i: QuorumPlanInput, observed: RecoveryPlan['observed']): Rec
   const rp = i.restorePoint;
   const seen = i.observation.maxRevision;
   const backupRev = i.newestBackup?.revision;
+  if (rp.kind === 'point-in-time') {
+    const p = rp.pointInTime!;
+    const newest = Math.max(p.newestArchived, seen ?? 0);
+    const revisions = Math.max(0, newest - (rp.revision ?? 0));
+    const seconds = rp.createdAt ? Math.max(0, Math.round((i.now.getTime() - Date.parse(rp.createdAt)) / 1000)) : undefined;
+    return {
+      revisions,
+      ...(seconds !== undefined ? { seconds } : {}),
+      note: revisions
+        ? `the ${revisions} revisions after ${rp.revision} are not restored (asked for: ${'revision' in p.asked ? `revision ${p.asked.revision}` : p.asked.time}); they stay in the archive`
+        : `revision ${rp.revision} is the newest the archive and the members hold: nothing is lost`,
+    };
+  }
   if (rp.kind === 'live') {
     const best = Math.max(seen ?? 0, backupRev ?? 0);
     const gap = rp.revision !== undefined ? Math.max(0, best - rp.revision) : 0;

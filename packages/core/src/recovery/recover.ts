@@ -8,7 +8,7 @@ import { Journal, type JournalDoc } from './journal.js';
 import { RecoveryLock, describeHolder, lockedError } from './lock.js';
 import { quorumSize, type ClusterObservation } from './observation.js';
 import { newRecoveryId, planMemberReplace, planQuorumRestore, type PlanAfterRestore, type PlanCompanions, type RecoveryPlan, type RestorePoint } from './plan.js';
-import { resolveRestorePoint, type RestorePointRequest } from './restore-point.js';
+import { describePointRequest, isPointInTimeRequest, resolvePointInTime, resolveRestorePoint, type PointInTimeRequest, type RestorePointRequest } from './restore-point.js';
 import { computeRevisionBump, writeRate } from './revision-bump.js';
 import type { RecoveryTarget, TargetEtcdVersion } from './target.js';
 import { checkEtcdVersions, compareEtcdVersions, planVersions, refuseVersionMismatch, type PlanVersions, type SnapshotVersionEvidence } from './version-check.js';
@@ -44,7 +44,16 @@ export function describeOpenJournal(j: Journal, now = new Date()): string {
   const reached = d.steps.find((s) => s.state !== 'done');
   const ageS = Math.max(0, Math.round((now.getTime() - Date.parse(d.startedAt)) / 1000));
   const rp = d.plan.restorePoint;
-  const point = rp ? (rp.kind === 'live' ? `live snapshot of ${rp.member}${d.facts['restoreFrom'] ? ` (${String(d.facts['restoreFrom'])})` : ''}` : `backup ${rp.name}`) : d.plan.member ? `member ${d.plan.member}` : 'n/a';
+  const built = d.facts['restoreFrom'] ? ` (${String(d.facts['restoreFrom'])})` : '';
+  const point = rp
+    ? rp.kind === 'live'
+      ? `live snapshot of ${rp.member}${built}`
+      : rp.kind === 'point-in-time'
+        ? `revision ${rp.revision} rebuilt from archive chain ${rp.pointInTime?.chain}${built}`
+        : `backup ${rp.name}`
+    : d.plan.member
+      ? `member ${d.plan.member}`
+      : 'n/a';
   return (
     `unfinished ${d.plan.kind} recovery ${d.plan.id} (${d.status}), started ${d.startedAt} (${humanAge(ageS)} ago): ` +
     `restore point ${point}${d.plan.bump ? `, revision bump ${d.plan.bump.bump}` : ''}; ${done.length}/${d.steps.length} steps done` +
@@ -90,16 +99,21 @@ export function resumeConflicts(plan: RecoveryPlan, facts: Record<string, unknow
   const rp = plan.restorePoint;
   const was = plan.request?.restorePoint;
   const req = ask.request;
+  const restores = (p: NonNullable<typeof rp>) =>
+    p.kind === 'live' ? `a live snapshot of ${p.member}` : p.kind === 'point-in-time' ? `revision ${p.revision} rebuilt from the archive` : `backup ${p.name}`;
   if (req !== undefined && rp) {
-    if (typeof req === 'object') {
+    if (isPointInTimeRequest(req)) {
+      const same = rp.kind === 'point-in-time' && was !== undefined && typeof was === 'object' && JSON.stringify(was) === JSON.stringify(req);
+      if (!same) out.push(`${describePointRequest(req)}, but it restores ${restores(rp)}${was !== undefined && isPointInTimeRequest(was) ? ` (asked as ${describePointRequest(was)})` : ''}`);
+    } else if (typeof req === 'object') {
       const name = rp.kind === 'backup' ? rp.name : (facts['restoreFrom'] as string | undefined);
-      if (rp.kind !== 'backup' || name !== req.name) out.push(`--snapshot ${req.name}, but it restores ${rp.kind === 'live' ? `a live snapshot of ${rp.member}` : `backup ${rp.name}`}`);
+      if (rp.kind !== 'backup' || name !== req.name) out.push(`--snapshot ${req.name}, but it restores ${restores(rp)}`);
     } else if (req === 'live' && rp.kind !== 'live') {
-      out.push(`--restore-point live, but it restores backup ${rp.name}`);
+      out.push(`--restore-point live, but it restores ${restores(rp)}`);
     } else if (req === 'latest' && (rp.kind !== 'backup' || (was !== undefined && typeof was === 'object'))) {
-      out.push(`--restore-point latest, but it restores ${rp.kind === 'live' ? `a live snapshot of ${rp.member}` : `the named backup ${rp.name}`}`);
+      out.push(`--restore-point latest, but it restores ${rp.kind === 'backup' ? `the named backup ${rp.name}` : restores(rp)}`);
     } else if (req === 'auto' && was !== undefined && was !== 'auto') {
-      out.push(`--restore-point auto, but it was asked for ${typeof was === 'object' ? `--snapshot ${was.name}` : `--restore-point ${was}`}`);
+      out.push(`--restore-point auto, but it was asked for ${typeof was === 'object' ? ('name' in was ? `--snapshot ${was.name}` : describePointRequest(was)) : `--restore-point ${was}`}`);
     }
   }
   if (ask.bumpOverride !== undefined && plan.bump && plan.bump.bump !== ask.bumpOverride) {
@@ -226,14 +240,16 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
   const now = o.now ?? new Date();
   const past = await bucketHistory(o);
   const request = o.request ?? 'auto';
-  const { point, record, backups, newestBackup } = await resolveRestorePoint({
-    catalog: o.catalog,
-    observation,
-    request,
-    ...(o.allowForeign ? { allowForeign: true } : {}),
-    lineage: past.clusterIds,
-    ...(o.signal ? { signal: o.signal } : {}),
-  });
+  const { point, record, backups, newestBackup } = isPointInTimeRequest(request)
+    ? await pointInTimeRestorePoint(o.catalog, request, o.signal)
+    : await resolveRestorePoint({
+        catalog: o.catalog,
+        observation,
+        request,
+        ...(o.allowForeign ? { allowForeign: true } : {}),
+        lineage: past.clusterIds,
+        ...(o.signal ? { signal: o.signal } : {}),
+      });
   let bump;
   try {
     bump = computeRevisionBump({
@@ -295,6 +311,14 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
     ...(o.requireSameVersion ? { requireSameVersion: true } : {}),
   };
   return { plan, observation };
+}
+
+/** A point-in-time restore point, with the base backup standing in as the record (its etcd version is the snapshot's evidence). */
+async function pointInTimeRestorePoint(catalog: Catalog, request: PointInTimeRequest, signal?: AbortSignal) {
+  const { point, base } = await resolvePointInTime(catalog, request, signal);
+  const backups = (await catalog.list(signal)).snapshots;
+  const newest = backups.find(isTrusted);
+  return { point, record: base, backups, ...(newest ? { newestBackup: newest } : {}) };
 }
 
 export interface ReplaceOptions extends Common {
@@ -403,7 +427,7 @@ function highest(a: number | undefined, b: number | undefined): number | undefin
 /** Refuses (VERSION_MISMATCH) a plan whose version check refused; callers run it before anything changes. */
 export function refusePlannedVersions(plan: RecoveryPlan): void {
   const rp = plan.restorePoint;
-  const what = rp ? (rp.kind === 'live' ? `a live snapshot of ${rp.member}` : `backup ${rp.name}`) : `the ${plan.kind} plan`;
+  const what = rp ? (rp.kind === 'live' ? `a live snapshot of ${rp.member}` : rp.kind === 'point-in-time' ? `revision ${rp.revision} rebuilt from the archive` : `backup ${rp.name}`) : `the ${plan.kind} plan`;
   refuseVersionMismatch(plan.versions, what);
 }
 

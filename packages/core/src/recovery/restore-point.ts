@@ -1,9 +1,22 @@
 import { EtcdRecoverError } from '../errors.js';
 import { Catalog, isTrusted, isVerified, type SnapshotRecord } from '../snapshot/catalog.js';
+import { listChains } from '../archive/chains.js';
+import { describePoint, resolvePoint } from '../archive/point.js';
 import type { ClusterObservation } from './observation.js';
 import type { RestorePoint } from './plan.js';
 
-export type RestorePointRequest = 'auto' | 'live' | 'latest' | { name: string };
+export type RestorePointRequest = 'auto' | 'live' | 'latest' | { name: string } | PointInTimeRequest;
+/** `--to-revision` / `--to-time`: a point rebuilt from the archive (archive/point.ts). */
+export type PointInTimeRequest = { toRevision: number } | { toTime: string };
+
+export function isPointInTimeRequest(r: RestorePointRequest | undefined): r is PointInTimeRequest {
+  return typeof r === 'object' && ('toRevision' in r || 'toTime' in r);
+}
+
+/** The point in time a request names, for messages. */
+export function describePointRequest(r: PointInTimeRequest): string {
+  return 'toRevision' in r ? `--to-revision ${r.toRevision}` : `--to-time ${r.toTime}`;
+}
 
 /** A member that can give a live snapshot: its etcd answers and it still has data. */
 export function liveCandidates(o: ClusterObservation): { name: string; revision: number }[] {
@@ -69,6 +82,7 @@ export async function resolveRestorePoint(opts: {
   }
 
   let record: SnapshotRecord | undefined;
+  if (isPointInTimeRequest(request)) throw new EtcdRecoverError('INTERNAL', 'a point-in-time request is resolved against the archive (resolvePointInTime)');
   if (typeof request === 'object') {
     record = await catalog.get(request.name, opts.signal);
     const foreign = foreignReason(record, catalog.cluster, observation, lineageOf(record));
@@ -98,6 +112,42 @@ export async function resolveRestorePoint(opts: {
           ? `newest trusted backup (revision ${record.revision}) is newer than every surviving member (best: ${survivor.name} at revision ${survivor.revision})`
           : 'newest verified backup (no member survives with data)') + (skipped.length ? `; skipped: ${skipped.join(', ')}` : '');
   return { point: backupRestorePoint(record, reason), record, backups, ...withNewest };
+}
+
+/**
+ * A point in time as a restore point: the chain, the base backup and the segments that rebuild it,
+ * and what the archive holds past it. Refusals (outside every chain, in a hole, between chains) come
+ * from choosePoint, naming the ranges there are.
+ */
+export async function resolvePointInTime(catalog: Catalog, request: PointInTimeRequest, signal?: AbortSignal): Promise<{ point: RestorePoint; base: SnapshotRecord }> {
+  let time: Date | undefined;
+  if ('toTime' in request) {
+    time = new Date(request.toTime);
+    if (Number.isNaN(time.getTime())) throw new EtcdRecoverError('USAGE', `--to-time ${request.toTime} is not a time (use RFC 3339, e.g. 2026-12-02T03:04:05Z)`);
+  }
+  const chosen = await resolvePoint(catalog, time ? { time } : { revision: (request as { toRevision: number }).toRevision }, signal);
+  const chains = await listChains(catalog.store, catalog.cluster, signal);
+  const d = describePoint(chosen, chains);
+  const base = await catalog.get(d.baseSnapshot, signal);
+  if (!isVerified(base)) {
+    throw new EtcdRecoverError('NO_RESTORE_POINT', `the base backup ${base.name} of archive chain ${d.chain} is not verified${base.verification ? ` (its verification failed: ${base.verification.defects.join('; ')})` : ''}`, {
+      hint: `verify it (\`backup verify ${base.name}\`), or choose a point in another chain`,
+    });
+  }
+  let at: string | undefined;
+  const seg = chosen.segments[chosen.segments.length - 1];
+  if (chosen.revision === d.baseRevision) at = base.createdAt;
+  else if (seg) at = new Date(seg.lastAt).toISOString();
+  const point: RestorePoint = {
+    kind: 'point-in-time',
+    revision: chosen.revision,
+    ...(at ? { createdAt: at } : {}),
+    clusterId: chosen.chain.record.clusterId,
+    verified: true,
+    pointInTime: { chain: d.chain, baseSnapshot: d.baseSnapshot, baseRevision: d.baseRevision, segments: d.segments, newestArchived: d.newestArchived, revisionsDropped: d.revisionsDropped, asked: time ? { time: time.toISOString() } : { revision: chosen.revision } },
+    reason: `requested ${describePointRequest(request)}${time ? ` (the newest archived revision at or before it is ${chosen.revision})` : ''}`,
+  };
+  return { point, base };
 }
 
 /** A backup as a restore point (what the plan records of it). */

@@ -102,6 +102,11 @@ export interface RecoveryTarget {
    * returns the new backup's name. Without it the executor streams the snapshot through gateway().
    */
   captureLive?(member: string, labels: Record<string, string>, ctx: StepContext): Promise<string>;
+  /**
+   * Rebuilds a point in time of an archive chain into the catalog (a Job on Kubernetes) and returns
+   * the backup's name. Absent: the plugin process replays it itself (it needs etcd and etcdutl).
+   */
+  buildPointInTime?(point: { chain: string; revision: number }, labels: Record<string, string>, ctx: StepContext): Promise<string>;
 
   /** Key count (at `countAt` when given) and per-member HashKV. Without it the executor asks through gateway(). */
   keyspace?(ctx: StepContext, countAt?: number): Promise<Keyspace>;

@@ -11,7 +11,9 @@ import { backupRestorePoint } from '../recovery/restore-point.js';
 import { snapshotVersionEvidence } from '../recovery/recover.js';
 import { planVersions, refuseVersionMismatch } from '../recovery/version-check.js';
 import { findEtcdBinaries } from './binaries.js';
-import { isTrusted, type Catalog, type SnapshotRecord } from '../snapshot/catalog.js';
+import { Catalog, isTrusted, type SnapshotRecord } from '../snapshot/catalog.js';
+import { buildPointInTime, resolvePoint, type PointInTimeBuild } from '../archive/point.js';
+import { resolvePointInTime, type PointInTimeRequest } from '../recovery/restore-point.js';
 import { MemoryObjectStore } from '../store/memory-object-store.js';
 import { Sandbox } from './sandbox.js';
 import { opensslAvailable } from './sandbox-pki.js';
@@ -21,6 +23,12 @@ export interface DrillOptions {
   catalog: Catalog;
   /** Backup to drill; default the newest verified one. */
   name?: string;
+  /**
+   * Drill a point in time instead (`--to-revision` / `--to-time`): rebuilt from the archive in a
+   * temporary etcd into a scratch catalog in memory (the source bucket is only read), then restored
+   * as any backup.
+   */
+  pointInTime?: PointInTimeRequest;
   members?: number;
   /**
    * Run the throwaway cluster with TLS (https, client and peer certificate auth, a throwaway CA).
@@ -41,6 +49,8 @@ export interface DrillOptions {
 
 export interface DrillReport extends RecoveryReport {
   backup: string;
+  /** A point-in-time drill: the chain and base it was rebuilt from, and how long the replay took. */
+  pointInTime?: PointInTimeBuild['point'];
   snapshotRevision: number;
   snapshotKeys: number;
   /** Whether the throwaway cluster ran with TLS. */
@@ -57,7 +67,16 @@ export interface DrillReport extends RecoveryReport {
  */
 export async function drillRestore(o: DrillOptions): Promise<DrillReport> {
   let record: SnapshotRecord | undefined;
-  if (o.name) record = await o.catalog.get(o.name, o.signal);
+  let source = o.catalog;
+  let built: PointInTimeBuild | undefined;
+  if (o.pointInTime) {
+    const { point } = await resolvePointInTime(o.catalog, o.pointInTime, o.signal);
+    const chosen = await resolvePoint(o.catalog, { revision: point.revision! }, o.signal);
+    source = new Catalog(new MemoryObjectStore(), o.catalog.cluster, o.catalog.keys);
+    o.onMessage?.(`rebuilding revision ${point.revision} from archive chain ${chosen.chain.record.chain} (backup ${chosen.chain.record.base.snapshot} + ${chosen.segments.length} segment(s))`);
+    built = await buildPointInTime({ catalog: o.catalog, into: source, point: chosen, ...(o.signal ? { signal: o.signal } : {}), ...(o.onMessage ? { progress: o.onMessage } : {}) });
+    record = built.record;
+  } else if (o.name) record = await o.catalog.get(o.name, o.signal);
   else {
     // What `quorum --restore-point latest` would pick: verified and not suspect.
     record = (await o.catalog.list(o.signal)).snapshots.find(isTrusted);
@@ -99,7 +118,7 @@ export async function drillRestore(o: DrillOptions): Promise<DrillReport> {
     await lock.acquire(plan.id, 'drill', 'backup drill', o.signal);
     const report = await executePlan({
       target,
-      catalog: o.catalog,
+      catalog: source,
       journal,
       lock,
       ...(o.signal ? { signal: o.signal } : {}),
@@ -107,7 +126,7 @@ export async function drillRestore(o: DrillOptions): Promise<DrillReport> {
       ...(o.onMessage ? { onMessage: o.onMessage } : {}),
       healthyTimeoutMs: o.healthyTimeoutMs ?? 60_000,
     });
-    return { ...report, backup: record.name, snapshotRevision: record.revision, snapshotKeys: record.totalKeys, tls, ...(o.keep ? { dir } : {}) };
+    return { ...report, backup: record.name, ...(built ? { pointInTime: built.point } : {}), snapshotRevision: record.revision, snapshotKeys: record.totalKeys, tls, ...(o.keep ? { dir } : {}) };
   } finally {
     target.close();
     await sb.down({ purge: !o.keep });

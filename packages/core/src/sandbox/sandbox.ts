@@ -106,7 +106,7 @@ export function defaultSandboxDir(): string {
  * some outgoing connection, and a member restarted later on "its" port would
  * then fail with EADDRINUSE.
  */
-async function freePort(host = '127.0.0.1'): Promise<number> {
+export async function freePort(host = '127.0.0.1'): Promise<number> {
   let low = 32768;
   try {
     low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;

@@ -222,6 +222,7 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
     totalKeys: report.totalKeys,
     userKeys: report.userKeys,
     ...(report.compactionPending ? { compactionPending: true } : {}),
+    ...(report.compactRevision ? { compactRevision: report.compactRevision } : {}),
     hash: report.hash,
     sha256: report.sha256,
     createdAt: started.toISOString(),

@@ -60,6 +60,8 @@ export interface SnapshotRecord {
   userKeys?: number;
   /** Taken while a compaction was pending: the key counts are approximate (see the verifier). */
   compactionPending?: boolean;
+  /** The snapshot's finished compaction revision, when it was ever compacted (the store revision is max(revision, compactRevision, 1)). */
+  compactRevision?: number;
   /** etcdutl-compatible CRC-32C of the keyspace. */
   hash: number;
   /** sha256 of the db bytes (equals etcd's trailer). */
@@ -127,9 +129,18 @@ export function isSuspect(r: SnapshotRecord): boolean {
   return Boolean(r.suspect && !r.suspect.confirmed);
 }
 
-/** A restore point the tool may pick on its own (latest/auto, prune's baseline): verified and not an unconfirmed suspect. */
+/**
+ * A snapshot built from the archive for a point-in-time restore: the data of an older revision,
+ * taken now. It is restored by name only: never picked as "the newest backup", never counted by
+ * retention (which would let it push out a real one).
+ */
+export function isPointInTime(r: SnapshotRecord): boolean {
+  return r.labels?.['reason'] === 'point-in-time';
+}
+
+/** A restore point the tool may pick on its own (latest/auto, prune's baseline): verified, not an unconfirmed suspect, not a point-in-time build. */
 export function isTrusted(r: SnapshotRecord): boolean {
-  return isVerified(r) && !isSuspect(r);
+  return isVerified(r) && !isSuspect(r) && !isPointInTime(r);
 }
 
 /** Keys etcd serves (userKeys; totalKeys in records of older tools). */

@@ -1,5 +1,5 @@
 import { EtcdRecoverError } from '../errors.js';
-import { isSuspect, isTrusted, isVerified, newestFirst, type SnapshotRecord } from './catalog.js';
+import { isPointInTime, isSuspect, isTrusted, isVerified, newestFirst, type SnapshotRecord } from './catalog.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -67,7 +67,21 @@ export interface RetentionDecision {
 }
 
 /** Pure: decides for each snapshot (any order) whether to keep it, and why. Newest first in the result. */
-export function applyRetention(snapshots: readonly SnapshotRecord[], policy: RetentionPolicy, now: Date): RetentionDecision[] {
+export function applyRetention(all: readonly SnapshotRecord[], policy: RetentionPolicy, now: Date): RetentionDecision[] {
+  // Outside the policy, always kept: the base of an archive chain (its segments restore nothing
+  // without it) and point-in-time builds (older data taken now: counting them would push out real backups).
+  const outside = all.filter((s) => isPointInTime(s) || s.labels?.['reason'] === 'archive-base');
+  const snapshots = all.filter((s) => !outside.includes(s));
+  const kept = outside.map((s) => ({
+    name: s.name,
+    createdAt: s.createdAt,
+    keep: true,
+    reasons: [isPointInTime(s) ? 'a point-in-time restore point built from the archive (outside retention; delete it by name)' : `the base snapshot of archive chain ${s.labels?.['chain'] ?? '?'} (outside retention: the chain's segments restore nothing without it)`],
+  }));
+  return [...decide(snapshots, policy, now), ...kept];
+}
+
+function decide(snapshots: readonly SnapshotRecord[], policy: RetentionPolicy, now: Date): RetentionDecision[] {
   const sorted = [...snapshots].sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt) || b.revision - a.revision);
   const t = now.getTime();
   const decisions = new Map<string, RetentionDecision>(

@@ -12,6 +12,7 @@ Each step is journaled beside the backups: if the command dies, run it again and
 After the restore, once the dependents are back (Kubernetes), it reconciles what a restore leaves behind in the hosted cluster, through the kubeconfig Secret the contract names (afterRestore.hostedKubeconfig): CronJobs whose status.active names Jobs that are gone or whose lastScheduleTime lies in the future are repaired so they schedule again; pods stuck in ContainerCreating or Init past afterRestore.stuckPodSeconds are reported and, with --yes, deleted; the control-plane Deployments the contract names (afterRestore.rolloutDeployments) get a forced rollout. Each is a journaled step in the plan. None of them fails the recovery: what could not be done (the hosted API server unreachable within --hosted-timeout) is listed in the report as left undone, with what to check by hand — as is everything, without that kubeconfig.
 A fenced lock keeps two recoveries of one cluster apart: each destructive step first proves, with a conditional write, that this run still holds it.
 Exit codes: 0 restored (also when an after-restore step was left undone: the report's afterRestore.leftUndone lists it); 4 no restore point; 3 restore point corrupt or foreign; 7 another recovery holds the lock, or this run lost it (stopped before the next destructive step); 8 not confirmed; 9 quorum still holds (use --force or member replace), or an unfinished recovery asks for something else; 10 a step failed (rerun to resume); 11 a volume lacks space for the restore; 14 the restore point was written by a newer etcd minor than the target runs (etcd cannot downgrade a data dir), or by another release under --require-same-version — refused before anything is stopped.
+Point in time (--to-revision R, --to-time T): with continuous archiving on (\`agent archive\`, the component's archiver), the restore point is rebuilt from an archive chain — its base backup loaded into a temporary etcd and every archived revision up to R replayed as one transaction each, so every key's create and mod revision and version are as they were at R — then snapshotted into the bucket (a backup labelled point-in-time, restored by name only) and restored like any backup, with the same plan, journal, lock and checks. --dry-run shows the chain, the segments and what the archive holds past R. A revision outside every chain, in a missing segment's range, or a time between two chains is refused naming the ranges there are. On a cluster that still has quorum (undoing a mistake) it needs --force.
 The plan shows both etcd versions (the snapshot's: its storage version from the snapshot's bytes for the minor, the version its source member reported for the patch; the target's: \`etcd --version\` in the sandbox, on Kubernetes the contract's etcd.version or the StatefulSet's image tag). A different patch level, or an unknown version, warns.`;
   static override examples = [
     { description: 'See the plan without changing anything', command: '<%= config.bin %> quorum --dry-run' },
@@ -19,6 +20,8 @@ The plan shows both etcd versions (the snapshot's: its storage version from the 
     { description: 'Restore, confirming by typing the cluster name', command: '<%= config.bin %> quorum' },
     { description: 'Restore a named backup without a prompt (automation)', command: '<%= config.bin %> quorum --snapshot full-20261121T073355123Z --yes' },
     { description: "OKD's rule: only with the etcd release that took the backup", command: '<%= config.bin %> quorum --require-same-version --yes' },
+    { description: 'Undo a mistake: the keyspace as it was just before revision 48213 (from `backup history KEY`), on a cluster that still has quorum', command: '<%= config.bin %> quorum --to-revision 48212 --force --dry-run' },
+    { description: 'Point-in-time restore to a time (all members lost)', command: '<%= config.bin %> quorum --to-time 2026-12-02T03:04:05Z --yes' },
     { description: 'Resume after the command was interrupted', command: '<%= config.bin %> quorum --yes' },
     { description: 'Close an unfinished recovery you do not want to resume (its set-aside data is kept)', command: '<%= config.bin %> quorum --abandon "planned before etcd-1 came back"' },
     { description: 'On Kubernetes: the cluster the EtcdCluster component declared in a namespace (Jobs in the cluster do the etcd work)', command: '<%= config.bin %> quorum -n hcp-demo --dry-run' },
@@ -33,12 +36,14 @@ The plan shows both etcd versions (the snapshot's: its storage version from the 
     'dry-run': Flags.boolean({ description: 'Print the plan; change nothing.' }),
     'restore-point': Flags.option({ description: 'auto (default): whichever is newer, a live snapshot of the best surviving member or the newest trusted backup; live; latest trusted backup.', options: ['auto', 'live', 'latest'] as const })(),
     snapshot: Flags.string({ description: 'Restore this backup (see `backup list`).', exclusive: ['restore-point'] }),
+    'to-revision': Flags.integer({ description: 'Point-in-time: restore the keyspace exactly as it was at this revision, rebuilt from the archive (`backup list` shows the restorable ranges; `backup history KEY` finds the revision before a mistake).', min: 1, exclusive: ['restore-point', 'snapshot', 'to-time'] }),
+    'to-time': Flags.string({ description: 'Point-in-time: restore to the newest revision archived at or before this time (RFC 3339, e.g. 2026-12-02T03:04:05Z).', exclusive: ['restore-point', 'snapshot', 'to-revision'] }),
     'bump-revision': Flags.integer({ description: 'Revision bump (default: computed; see docs/design.md#revision-bump).', min: 1 }),
     'force-foreign': Flags.boolean({ description: 'Allow a backup whose cluster identity differs from this cluster.' }),
     force: Flags.boolean({ description: 'Restore even though quorum still holds (discards writes since the restore point).' }),
     'require-same-version': Flags.boolean({ description: "Refuse unless the target's etcd is the release that took the restore point (any difference in major.minor.patch, or an unknown version, refuses). Without it only a newer minor refuses." }),
     restart: Flags.boolean({ description: 'Abandon an unfinished recovery and plan a new one (its set-aside data is kept).' }),
-    abandon: Flags.string({ description: 'Close the unfinished recovery without running anything, recording this reason (its set-aside data is kept).', exclusive: ['restart', 'snapshot', 'restore-point', 'bump-revision'] }),
+    abandon: Flags.string({ description: 'Close the unfinished recovery without running anything, recording this reason (its set-aside data is kept).', exclusive: ['restart', 'snapshot', 'restore-point', 'bump-revision', 'to-revision', 'to-time'] }),
     timeout: Flags.integer({ description: 'Seconds to wait for restored members to become healthy.', default: 120, min: 5 }),
     'hosted-timeout': Flags.integer({ description: "Kubernetes: seconds to wait for the hosted cluster's API server to answer once the dependents are back (the after-restore steps; past it they are left undone and reported).", default: 300, min: 1 }),
     'restore-companions': Flags.boolean({ description: 'Kubernetes: first recreate the missing Secrets/ConfigMaps saved (encrypted) with the restore point — the hosted API server\'s encryption configuration, its service-account key, TLS, the bucket credentials. Existing ones that differ are reported, not overwritten.' }),
@@ -53,7 +58,8 @@ The plan shows both etcd versions (the snapshot's: its storage version from the 
     await catalog.store.probe(this.abort.signal);
     if (flags.abandon !== undefined) return this.abandon(catalog, flags.abandon);
     const rt = await target.recoveryTarget();
-    const request: RestorePointRequest | undefined = flags.snapshot ? { name: flags.snapshot } : flags['restore-point'];
+    const request: RestorePointRequest | undefined =
+      flags['to-revision'] !== undefined ? { toRevision: flags['to-revision'] } : flags['to-time'] ? { toTime: flags['to-time'] } : flags.snapshot ? { name: flags.snapshot } : flags['restore-point'];
     const prepared = await prepareQuorum({
       target: rt,
       catalog,

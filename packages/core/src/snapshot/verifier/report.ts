@@ -61,6 +61,8 @@ export interface SnapshotReport {
    * finishedCompactRev): old records are still there and the live-key counts are approximate.
    */
   compactionPending: boolean;
+  /** meta/finishedCompactRev (0: never compacted). etcd's store revision after a restore is max(revision, this, 1). */
+  compactRevision: number;
   /** High-water mark × page size, as etcdutl. */
   totalSize: number;
   /** Storage version (meta/storageVersion), e.g. "3.6.0", when present. */

@@ -295,6 +295,7 @@ export class SnapshotVerifier {
       userKeys: keys.userKeys,
       bumpMarkers: keys.bumpMarkers,
       compactionPending: keys.compactionPending,
+      compactRevision: Math.max(0, keys.compactRev),
       totalSize: active ? active.hwm * this.ps : 0,
       pageSize: this.ps,
       txid: active?.txid ?? 0,

@@ -12,6 +12,7 @@ The local etcd must be able to restore the backup: one from a newer etcd minor i
 Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup restores; 3 corrupt; 4 not found; 10 the restore failed; 14 the local etcd cannot restore it (version).`;
   static override examples = [
     { description: 'Drill the newest verified backup of the sandbox', command: '<%= config.bin %> backup drill' },
+    { description: 'Prove a point in time restores (continuous archiving): the keyspace at revision 48212', command: '<%= config.bin %> backup drill --to-revision 48212' },
     { description: 'In CI, against the production bucket, one named backup', command: '<%= config.bin %> backup drill full-20261121T073355123Z --bucket etcd-backups --s3-endpoint https://minio.example:9000 --cluster prod-eu1 -o json' },
   ];
   static override args = { name: Args.string({ description: 'Backup name (default: the newest verified).' }) };
@@ -24,6 +25,8 @@ Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup r
     keep: Flags.boolean({ description: 'Keep the throwaway cluster\'s folder for inspection.' }),
     'require-same-version': Flags.boolean({ description: 'Refuse unless the local etcd is the release that took the backup (any difference in major.minor.patch refuses).' }),
     timeout: Flags.integer({ description: 'Seconds to wait for the restored members to become healthy.', default: 60, min: 5 }),
+    'to-revision': Flags.integer({ description: 'Drill a point in time: the keyspace at this revision, rebuilt from the archive (as `quorum --to-revision`).', min: 1, exclusive: ['to-time'] }),
+    'to-time': Flags.string({ description: 'Drill a point in time: the newest revision archived at or before this time (RFC 3339).', exclusive: ['to-revision'] }),
     tls: Flags.boolean({
       description: 'Run the throwaway cluster with TLS (a throwaway CA; needs openssl). Default: TLS when the backup was taken over TLS; --no-tls for plaintext.',
       allowNo: true,
@@ -38,6 +41,7 @@ Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup r
     const report = await drillRestore({
       catalog,
       ...(args.name ? { name: args.name } : {}),
+      ...(flags['to-revision'] !== undefined ? { pointInTime: { toRevision: flags['to-revision'] } } : flags['to-time'] ? { pointInTime: { toTime: flags['to-time'] } } : {}),
       members: flags.members,
       keep: flags.keep,
       ...(flags['require-same-version'] ? { requireSameVersion: true } : {}),
@@ -51,7 +55,7 @@ Needs etcd, etcdctl and etcdutl (ETCD_BIN_DIR or PATH). Exit 0 when the backup r
     this.job!.details = { backup: report.backup };
     this.render(report, () =>
       [
-        `backup ${report.backup} restores: ${report.members.length} members healthy in ${duration(report.rtoMs)}${report.tls ? ' (over TLS)' : ''}`,
+        `${report.pointInTime ? `revision ${report.pointInTime.revision} (chain ${report.pointInTime.chain}: backup ${report.pointInTime.baseSnapshot} + ${report.pointInTime.replayed} revisions replayed in ${report.pointInTime.seconds.toFixed(1)} s) ` : ''}backup ${report.backup} restores: ${report.members.length} members healthy in ${duration(report.rtoMs)}${report.tls ? ' (over TLS)' : ''}`,
         `  revision ${report.snapshotRevision} → ${report.revisionAfter}, ${report.keys} keys, identical keyspace on every member (hashKV ${report.members[0]?.hashKV})`,
         ...(report.versions ? [`  etcd ${report.versions.snapshot.version ?? 'unknown'} (snapshot) → ${report.versions.target.version ?? 'unknown'} (local)`] : []),
         ...(report.warnings ?? []).map((w) => `  warning: ${w}`),

@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { isSuspect, isTrusted, isVerified, type CatalogListing, type SnapshotRecord } from '@etcd-recover/core';
+import { isPointInTime, isSuspect, isTrusted, isVerified, listChains, type CatalogListing, type ChainInfo, type SnapshotRecord } from '@etcd-recover/core';
 import { BaseCommand } from '../../base-command.js';
 import { outputFlag, storeFlags, targetFlags } from '../../flags.js';
 import { age, bytes, table } from '../../render.js';
@@ -26,10 +26,12 @@ A backup whose keys or DB size collapsed against the previous trusted one is SUS
     const { flags } = await this.parse(BackupList);
     this.setup({ ...flags, quiet: true });
     const target = await this.openTarget(flags);
-    const listing = await target.catalog().list(this.abort.signal);
+    const catalog = target.catalog();
+    const [listing, chains] = await Promise.all([catalog.list(this.abort.signal), listChains(catalog.store, catalog.cluster, this.abort.signal)]);
     const shown = flags.limit ? listing.snapshots.slice(0, flags.limit) : listing.snapshots;
     const result: ListOutput = {
       snapshots: shown.map((r) => ({ ...r, trusted: isTrusted(r) })),
+      archive: chains.map(chainRow),
       incomplete: flags.all ? listing.incomplete : [],
       unreadable: flags.all ? listing.unreadable : [],
     };
@@ -53,6 +55,25 @@ A backup whose keys or DB size collapsed against the previous trusted one is SUS
       for (const r of result.snapshots.filter(isSuspect)) {
         lines.push(`SUSPECT ${r.name}: ${r.suspect!.reasons.join('; ')}; not a restore point for latest/auto, and prune keeps the older trusted backups. If this is the cluster's true state: kubectl etcd-recover backup confirm ${r.name}`);
       }
+      if (result.archive.length) {
+        lines.push('', 'Archive (point-in-time restore: quorum --to-revision R | --to-time T):');
+        lines.push(
+          table(result.archive, [
+            { header: 'Chain', get: (c) => c.chain },
+            { header: 'Restorable revisions', get: (c) => `${c.from}-${c.to}` },
+            { header: 'From', get: (c) => c.fromAt },
+            { header: 'To', get: (c) => c.toAt },
+            { header: 'Segments', get: (c) => c.segments, align: 'right' },
+            { header: 'Size', get: (c) => bytes(c.bytes), align: 'right' },
+            { header: 'Base', get: (c) => c.base, wide: true },
+            { header: 'Started', get: (c) => c.reason, wide: true },
+          ], { wide: this.format === 'wide' }),
+        );
+        for (const c of result.archive) {
+          if (c.gapBefore) lines.push(`gap before chain ${c.chain}: revisions ${c.gapBefore.after + 1} to ${c.from - 1} are not archived (${c.reason})`);
+          if (c.hole) lines.push(`HOLE in chain ${c.chain}: revisions ${c.hole.after + 1}-${c.hole.next - 1} are missing; ${c.stranded} later segment(s) cannot be restored from this chain`);
+        }
+      }
       for (const i of result.incomplete) lines.push(`incomplete upload (not a backup): ${i.name} ${bytes(i.size)} ${age(i.lastModified)} old`);
       for (const u of result.unreadable) lines.push(`unreadable record: ${u.key}: ${u.error}`);
       return lines.join('\n');
@@ -61,11 +82,29 @@ A backup whose keys or DB size collapsed against the previous trusted one is SUS
   }
 }
 
-type ListOutput = Omit<CatalogListing, 'snapshots'> & { snapshots: (SnapshotRecord & { trusted: boolean })[] };
+type ChainRow = { chain: string; from: number; to: number; fromAt: string; toAt: string; segments: number; bytes: number; base: string; reason: string; gapBefore?: { after: number }; hole?: { after: number; next: number }; stranded: number };
+type ListOutput = Omit<CatalogListing, 'snapshots'> & { snapshots: (SnapshotRecord & { trusted: boolean })[]; archive: ChainRow[] };
+
+function chainRow(c: ChainInfo): ChainRow {
+  return {
+    chain: c.record.chain,
+    from: c.record.base.revision,
+    to: c.to,
+    fromAt: c.record.base.createdAt,
+    toAt: new Date(c.toAt).toISOString(),
+    segments: c.segments.length,
+    bytes: c.segments.reduce((n, s) => n + s.size, 0),
+    base: c.record.base.snapshot,
+    reason: c.record.reason,
+    ...(c.record.previous ? { gapBefore: { after: c.record.previous.last } } : {}),
+    ...(c.hole ? { hole: c.hole } : {}),
+    stranded: c.stranded,
+  };
+}
 
 function verifiedCell(r: SnapshotRecord): string {
   if (!isVerified(r)) return r.verification ? 'FAILED' : 'no';
-  const v = `yes (${r.verification!.by}, ${age(r.verification!.at)} ago)`;
+  const v = `yes (${r.verification!.by}, ${age(r.verification!.at)} ago)${isPointInTime(r) ? `, point in time (revision ${r.labels?.['to-revision']})` : r.labels?.['reason'] === 'archive-base' ? ', archive base' : ''}`;
   if (isSuspect(r)) return `SUSPECT, ${v}`;
   return r.suspect?.confirmed ? `${v}, confirmed` : v;
 }
