@@ -17,6 +17,7 @@ import { Etcd3 } from 'etcd3';
 import { Sandbox } from '@etcd-recover/core';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { measure } from './bench/measure.mjs';
+import { benchArchive } from './bench/archive.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The plugin as it ships (the single executable, scripts/release-binary.mjs); BENCH_CLI=node runs the
@@ -37,7 +38,7 @@ const sizes = (process.env.BENCH_SIZES ?? '100,1000').split(',').map(Number);
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const encRuns = Number(process.env.BENCH_ENC_RUNS ?? 5);
 const only = new Set((process.env.BENCH_ONLY ?? '').split(',').map((x) => x.trim()).filter(Boolean));
-for (const g of only) if (!['tools', 'encryption', 'startup'].includes(g)) throw new Error(`BENCH_ONLY: unknown group "${g}" (tools, encryption, startup)`);
+for (const g of only) if (!['tools', 'encryption', 'startup', 'archive'].includes(g)) throw new Error(`BENCH_ONLY: unknown group "${g}" (tools, encryption, startup, archive)`);
 const startupRuns = Number(process.env.BENCH_STARTUP_RUNS ?? 15);
 const want = (group) => !only.size || only.has(group);
 // The encryption target of issue 14: encrypted create and verify cost at most this much of plain.
@@ -358,6 +359,23 @@ if (want('encryption')) {
       '',
       'Where the encrypted verify spends its time (in-process, medians of the same run):',
       ...encRefs.map((r) => `- ${r.size} MB: ${r.what}: plain ${fmt(r.plain)}, encrypted ${fmt(r.enc)}${r.extra ? `; ${r.extra}` : ''}.`),
+    ],
+  });
+}
+if (want('archive')) {
+  const a = await benchArchive({ bin, env, log });
+  const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
+  sections.push({
+    marker: 'bench-archive',
+    lines: [
+      `Run ${new Date().toISOString()} on ${machine}. One run: ${a.writes} writes (256-byte values, 16 clients) offered at ${a.rate}/s for ${a.writes / a.rate} s into a 1-member etcd; achieved ${a.achieved.toFixed(0)}/s. The archiver (\`agent archive\`, the single executable, default 1 s flush) wrote ${a.segments} segments to MinIO on the same cores.`,
+      '',
+      '| measure | etcd-recover | reference | ratio | target | met? |',
+      '|---|---:|---:|---:|---:|---|',
+      `| archive lag, write acknowledged → segment listed, p50 | ${s(a.p50)} | Gardener delta snapshots: 20 s (their default interval, published) | ${(a.p50 / 20000).toFixed(3)}x | | |`,
+      `| archive lag, p99 | ${s(a.p99)} (max ${s(a.max)}) | 20 s | ${(a.p99 / 20000).toFixed(3)}x | ≤ 1 s | ${a.p99 <= 1000 ? 'yes' : '**no**'} |`,
+      `| replay, revisions/s (${a.replay.revisions} revisions in ${a.replay.seconds.toFixed(1)} s) | ${a.replay.rate.toFixed(0)}/s | the same etcd's sequential one-put transactions: ${a.rawRate.toFixed(0)}/s (measured) | ${(a.replay.rate / a.rawRate).toFixed(2)}x | ≥ 20,000/s | ${a.replay.rate >= 20000 ? 'yes' : '**no**'} |`,
+      `| archiver peak RSS | ${mb(a.archiverRss)} | | | | |`,
     ],
   });
 }

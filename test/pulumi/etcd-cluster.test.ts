@@ -137,9 +137,9 @@ describe('EtcdCluster component (Pulumi mocks)', () => {
     new mod.EtcdCluster('etcd', base);
     await settle();
     const sas = mocks.ofType(T.sa).map((s) => s.inputs);
-    assert.deepEqual(sas.map((s) => s.metadata.name).sort(), ['etcd-backup', 'etcd-drill', 'etcd-exporter', 'etcd-heal', 'etcd-restore', 'etcd-verify']);
-    // Only the restore Jobs (which mount PVCs and talk to nobody) run without a token; the others report their outcome.
-    for (const s of sas) assert.equal(s.automountServiceAccountToken, s.metadata.name !== 'etcd-restore', s.metadata.name);
+    assert.deepEqual(sas.map((s) => s.metadata.name).sort(), ['etcd-archive', 'etcd-backup', 'etcd-drill', 'etcd-exporter', 'etcd-heal', 'etcd-restore', 'etcd-verify']);
+    // Only the restore Jobs (which mount PVCs and talk to nobody) and the archiver (etcd and the bucket) run without a token; the others report their outcome.
+    for (const s of sas) assert.equal(s.automountServiceAccountToken, s.metadata.name !== 'etcd-restore' && s.metadata.name !== 'etcd-archive', s.metadata.name);
     const roles = Object.fromEntries(mocks.ofType(T.role).map((r) => [r.inputs.metadata.name, r.inputs.rules]));
     assert.deepEqual(Object.keys(roles).sort(), ['etcd-backup', 'etcd-drill', 'etcd-exporter', 'etcd-heal', 'etcd-verify']);
     const reporting = [
@@ -162,6 +162,32 @@ describe('EtcdCluster component (Pulumi mocks)', () => {
     ]);
     const binding = mocks.find(T.binding, 'etcd-heal').inputs;
     assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'etcd-heal', namespace: 'hcp-demo' }]);
+  });
+
+  it('declares the continuous archiver: one replica, Recreate, no token and no Role, the age recipients only, its interval in the contract', async () => {
+    new mod.EtcdCluster('etcd', { ...base, backup: { ...base.backup, encryption: { secretName: 'etcd-age' } }, archive: { interval: '500ms', rebaseEvery: '30m' } });
+    await settle();
+    const d = mocks.find('kubernetes:apps/v1:Deployment', 'etcd-archiver').inputs;
+    assert.equal(d.metadata.name, 'etcd-archiver');
+    assert.equal(d.spec.replicas, 1);
+    assert.equal(d.spec.strategy.type, 'Recreate');
+    const pod = d.spec.template.spec;
+    assert.equal(pod.serviceAccountName, 'etcd-archive');
+    assert.equal(pod.automountServiceAccountToken, false);
+    const c = pod.containers[0];
+    assert.deepEqual(c.args, ['agent', 'archive', '--interval', '500', '--rebase-every', '1800', '--max-buffer-mib', '64']);
+    assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+    const age = pod.volumes.find((v: any) => v.name === 'age-key');
+    assert.deepEqual(age.secret.items, [{ key: 'recipients', path: 'recipients' }], 'it encrypts; it never opens backups');
+    assert.ok(!c.env.some((e: any) => e.name === 'ETCD_RECOVER_AGE_IDENTITY_FILE'));
+    assert.equal(mocks.ofType(T.role).some((r) => r.inputs.metadata.name === 'etcd-archive'), false);
+    const contract = parseContract(mocks.find(T.cm, 'etcd-recovery-contract').inputs.data['contract.json'], 'test');
+    assert.deepEqual(contract.archive, { deployment: 'etcd-archiver', intervalMs: 500 });
+    mocks.reset();
+    new mod.EtcdCluster('etcd', { ...base, archive: { enabled: false } });
+    await settle();
+    assert.equal(mocks.ofType('kubernetes:apps/v1:Deployment').some((r) => r.inputs.metadata.name === 'etcd-archiver'), false);
+    assert.equal(parseContract(mocks.find(T.cm, 'etcd-recovery-contract').inputs.data['contract.json'], 'test').archive, undefined);
   });
 
   it('parents every child to the component', async () => {
@@ -197,6 +223,8 @@ describe('EtcdCluster component (Pulumi mocks)', () => {
 
   describe('rejects bad arguments before any resource exists, naming the argument', () => {
     const cases: [string, any, RegExp][] = [
+      ['an archive interval that is no RPO', { archive: { interval: '5m' } }, /archive\.interval: "5m" must be 50ms to 60s/],
+      ['an archive rebase too frequent', { archive: { rebaseEvery: '10s' } }, /archive\.rebaseEvery: "10s" must be a duration of at least 1 minute/],
       ['an etcd version too old for revision-safe restores', { etcdVersion: '3.5.9' }, /etcdVersion: "3\.5\.9" is not an etcd version this tool restores \(3\.5\.10 or newer/],
       ['an etcd version that is not one', { etcdVersion: 'latest' }, /etcdVersion: "latest" is not an etcd version/],
       ['even members', { members: 4 }, /members: must be odd \(got 4\)/],

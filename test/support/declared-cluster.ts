@@ -51,6 +51,8 @@ export async function declaredCluster(
       // Off unless a test asks: the daily drill must not fire mid-suite, and the exporter is one more process.
       drill: { enabled: false },
       monitoring: { exporter: false },
+      // Off unless a test asks: its chain bases are backups too, which would change what tests count.
+      archive: { enabled: false },
       ...args,
     });
     await new Promise((r) => setTimeout(r, 300));

@@ -1,4 +1,4 @@
-import { describeHolder, type BackupResult, type HealthReport, type LockHolder, type SnapshotRecord } from '@etcd-recover/core';
+import { describeHolder, type ArchiveLag, type BackupResult, type HealthReport, type LockHolder, type SnapshotRecord } from '@etcd-recover/core';
 import { age, bytes, table } from './render.js';
 
 export interface MemberRow {
@@ -41,6 +41,8 @@ export interface StatusResult {
   lock?: { holder: LockHolder; gone: boolean };
   /** An unfinished recovery (what `quorum` / `member replace` would resume). */
   unfinished?: { id: string; kind: string; status: string; summary: string };
+  /** Continuous archiving: the archiver's last report and how far behind etcd it is. */
+  archive?: ArchiveLag;
   /** What is wrong, for machines: `status` exits with `health.exitCode` (docs/exit-codes.md). */
   health: HealthReport;
 }
@@ -105,6 +107,13 @@ export function renderStatus(result: StatusResult, opts: { kubernetes: boolean; 
   if (b.timeline.length) {
     const mark = timelineMarks();
     lines.push(`backups (newest first): ${b.timeline.map((t) => `${mark[t.result]}${shortAge(t.createdAt, opts.now)}`).join(' ')}`);
+  }
+  const a = result.archive;
+  if (a) {
+    const where = `chain ${a.chain}, revision ${a.lastRevision}`;
+    if (a.stale) lines.push(`archive: NOT REPORTING since ${a.flushedAt} (${where}): is the archiver running? RPO by the archive not met`);
+    else if (a.alarm) lines.push(`archive: ALARM: ${a.alarm} (${where})`);
+    else lines.push(`archive: ${a.lagRevisions ? `${a.lagRevisions} revisions, ${a.lagSeconds.toFixed(1)} s behind` : 'caught up'} (${where}) — point-in-time restore to any revision since the chain's base`);
   }
   if (result.lock) lines.push(`lock: held by ${describeHolder(result.lock.holder)}${result.lock.gone ? ' — holder looks gone: the next recovery takes it over' : ''}`);
   if (result.unfinished) lines.push(`recovery: ${result.unfinished.summary} — rerun the same command to resume, or --abandon "REASON"`);

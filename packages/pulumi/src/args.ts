@@ -161,6 +161,16 @@ export interface EtcdClusterArgs {
    * backup schedule's interval, as the exporter computes it); `runbookBaseUrl` prefixes the alerts' runbook links.
    */
   readonly monitoring?: { readonly exporter?: boolean; readonly serviceMonitor?: boolean; readonly prometheusRule?: boolean; readonly rpo?: string; readonly runbookBaseUrl?: string };
+  /**
+   * Continuous archiving (point-in-time restore, RPO about `interval`): a Deployment of one archiver
+   * (`agent archive`, Recreate) that follows etcd's watch into the bucket (docs/archive.md). It talks
+   * only to etcd and the bucket: no Kubernetes rights, no token. `maxBufferMiB`: unflushed data past
+   * which it stops reading etcd while the bucket is down (and alarms). `rebaseEvery`: a new chain from a
+   * fresh base this often (bounds a point-in-time replay; a lifecycle expiry then only takes whole old
+   * chains). Default enabled, 1s, rebase every 1h, 64 MiB,
+   * requests 50m CPU / 128Mi, memory limit 512Mi.
+   */
+  readonly archive?: { readonly enabled?: boolean; readonly interval?: string; readonly rebaseEvery?: string; readonly maxBufferMiB?: number; readonly resources?: pulumi.Input<k8s.types.input.core.v1.ResourceRequirements> };
   /** How to pause reconciliation during a restore (e.g. a HostedCluster). Default none. */
   readonly pause?: PauseArgs;
   /**
@@ -238,6 +248,7 @@ export interface ResolvedArgs {
   peerWaitSeconds: number;
   autoRestore: boolean;
   drill: { schedule: string; members: number; ephemeralStorage: string } | undefined;
+  archive: { intervalMs: number; rebaseSeconds: number; maxBufferMiB: number; resources: pulumi.Input<k8s.types.input.core.v1.ResourceRequirements> } | undefined;
   monitoring: { exporter: boolean; serviceMonitor: boolean; prometheusRule: boolean; rpo: string | undefined; runbookBaseUrl: string };
   /** The companions each backup saves (declared ones plus the component's own Secrets), or undefined. */
   companions: { secrets: string[]; configMaps: string[] } | undefined;
@@ -411,6 +422,7 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
     autoRestore: a.autoRestore === true,
     companions: companionsOf(name, a, fail),
     drill: drillOf(a, fail),
+    archive: archiveOf(a, fail),
     monitoring: {
       exporter: a.monitoring?.exporter ?? true,
       serviceMonitor: a.monitoring?.serviceMonitor ?? false,
@@ -449,6 +461,25 @@ function companionsOf(name: string, a: EtcdClusterArgs, fail: (arg: string, prob
   if (!a.backup?.encryption) fail('companions', 'companion resources hold the cluster\'s keys and are never stored unencrypted: set backup.encryption');
   const own = [a.tls?.serverSecret, a.tls?.clientSecret, a.tls?.peerSecret, `${name}-backup-credentials`, a.backup.encryption!.secretName].filter((x): x is string => Boolean(x));
   return { secrets: [...new Set([...(c.secrets ?? []), ...own])], configMaps: [...new Set(c.configMaps ?? [])] };
+}
+
+function archiveOf(a: EtcdClusterArgs, fail: (arg: string, problem: string) => never): ResolvedArgs['archive'] {
+  const c = a.archive ?? {};
+  if (c.enabled === false) return undefined;
+  const interval = c.interval ?? '1s';
+  const m = /^(\d+)(ms|s)$/.exec(interval);
+  const intervalMs = m ? Number(m[1]) * (m[2] === 's' ? 1000 : 1) : NaN;
+  if (!(intervalMs >= 50 && intervalMs <= 60_000)) fail('archive.interval', `"${interval}" must be 50ms to 60s (e.g. 1s, 500ms): it is the RPO`);
+  let rebaseSeconds = NaN;
+  try {
+    rebaseSeconds = Math.round(parseDuration(c.rebaseEvery ?? '1h') / 1000);
+  } catch {
+    /* reported below */
+  }
+  if (!(rebaseSeconds >= 60)) fail('archive.rebaseEvery', `"${c.rebaseEvery}" must be a duration of at least 1 minute (e.g. 30m, 1h, 6h)`);
+  const maxBufferMiB = c.maxBufferMiB ?? 64;
+  if (!Number.isInteger(maxBufferMiB) || maxBufferMiB < 1) fail('archive.maxBufferMiB', `must be a whole number of MiB >= 1 (got ${maxBufferMiB})`);
+  return { intervalMs, rebaseSeconds, maxBufferMiB, resources: c.resources ?? { requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } } };
 }
 
 function drillOf(a: EtcdClusterArgs, fail: (arg: string, problem: string) => never): ResolvedArgs['drill'] {

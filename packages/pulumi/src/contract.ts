@@ -72,5 +72,6 @@ export function buildContract(r: ResolvedArgs, bucket: string, endpoint: string 
     reporting: { contractConfigMap: n.contract, statusConfigMap: n.status },
     ...(r.pause ? { pause: { ...r.pause } } : {}),
     ...(r.afterRestore ? { afterRestore: r.afterRestore } : {}),
+    ...(r.archive ? { archive: { deployment: n.archiver, intervalMs: r.archive.intervalMs } } : {}),
   };
 }

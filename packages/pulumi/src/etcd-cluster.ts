@@ -7,6 +7,7 @@ import { buildContract, podLabels } from './contract.js';
 import { createJobs } from './jobs.js';
 import { createEtcd } from './etcd.js';
 import { createMonitoring } from './monitoring.js';
+import { createArchiver } from './archive.js';
 import { namesFor, PORTS } from './names.js';
 
 /**
@@ -67,6 +68,7 @@ export class EtcdCluster extends pulumi.ComponentResource {
     const etcd = createEtcd(name, r, contract, parent);
     const jobs = createJobs(name, r, { contract, credentials }, parent);
     createMonitoring(name, r, { serviceAccount: jobs.serviceAccounts['exporter'], pod: jobs.agentPod, labels: jobs.labels }, parent);
+    createArchiver(name, r, { serviceAccount: jobs.serviceAccounts['archive'], pod: jobs.archivePod, labels: jobs.labels }, parent);
 
     this.clientEndpoint = pulumi.output(`${r.scheme}://${n.client}.${r.namespace}.svc:${PORTS.client}`);
     this.memberEndpoints = pulumi.output(buildContract(r, '-', undefined).etcd.members.map((m) => m.clientURL));

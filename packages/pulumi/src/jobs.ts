@@ -16,7 +16,7 @@ type PolicyRule = k8s.types.input.rbac.v1.PolicyRule;
  * the bucket (with the bucket credentials every job gets, no Kubernetes right);
  * restore Jobs (created by `kubectl etcd-recover quorum`) only mount volumes.
  */
-export type JobKind = 'backup' | 'verify' | 'heal' | 'defrag' | 'drill' | 'restore' | 'exporter';
+export type JobKind = 'backup' | 'verify' | 'heal' | 'defrag' | 'drill' | 'restore' | 'exporter' | 'archive';
 
 export function jobRules(r: ResolvedArgs): Record<JobKind, PolicyRule[]> {
   const n = namesFor(r.name);
@@ -42,6 +42,8 @@ export function jobRules(r: ResolvedArgs): Record<JobKind, PolicyRule[]> {
     defrag: reporting,
     drill: reporting,
     restore: [],
+    // The archiver talks to etcd and the bucket only.
+    archive: [],
     // Its consecutive-failure metric reads the CronJobs' Jobs; the backup schedule gives the RPO default.
     exporter: [
       { apiGroups: ['batch'], resources: ['jobs'], verbs: ['list'] },
@@ -83,7 +85,8 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
   const labels = { ...podLabels(r), 'app.kubernetes.io/name': 'etcd-recover-agent' };
   const rules = jobRules(r);
   const serviceAccounts: Record<string, k8s.core.v1.ServiceAccount> = {};
-  for (const job of ['backup', 'verify', 'heal', 'defrag', 'drill', 'restore', 'exporter'] as const) {
+  for (const job of ['backup', 'verify', 'heal', 'defrag', 'drill', 'restore', 'exporter', 'archive'] as const) {
+    if (job === 'archive' && !r.archive) continue;
     if (job === 'defrag' && !r.defrag) continue;
     if (job === 'heal' && !r.heal.enabled) continue;
     if (job === 'drill' && !r.drill) continue;
@@ -126,8 +129,9 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
   // the verify job (and the restore Jobs made from the backup job's template) opens backups.
   const enc = r.backup.encryption;
   const age = (job: string) => {
-    if (!enc || (job !== 'backup' && job !== 'verify' && job !== 'drill')) return { volumes, mounts, env };
-    const full = job !== 'backup';
+    if (!enc || (job !== 'backup' && job !== 'verify' && job !== 'drill' && job !== 'archive')) return { volumes, mounts, env };
+    // The archiver, like the backup job, only encrypts (its segments and chain bases).
+    const full = job !== 'backup' && job !== 'archive';
     return {
       volumes: [...volumes, { name: AGE_VOLUME, secret: { secretName: enc.secretName, defaultMode: 0o440, ...(full ? {} : { items: [{ key: 'recipients', path: 'recipients' }] }) } }],
       mounts: [...mounts, { name: AGE_VOLUME, mountPath: AGE_DIR, readOnly: true }],
@@ -223,5 +227,5 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
       backoffLimit: 0,
     });
   }
-  return { serviceAccounts, cronJobs, agentPod: pod('exporter'), labels };
+  return { serviceAccounts, cronJobs, agentPod: pod('exporter'), archivePod: pod('archive'), labels };
 }

@@ -13,6 +13,7 @@ export function namesFor(name: string) {
     /** Created by the first job that reports (not by the component: Pulumi would see the jobs' writes as drift). */
     status: `${name}-recovery-status`,
     exporter: `${name}-exporter`,
+    archiver: `${name}-archiver`,
     sa: (job: string) => `${name}-${job}`,
     cron: (job: string) => `${name}-${job}`,
   };

@@ -36,6 +36,12 @@ export interface ArchiverOptions {
   /** Unflushed bytes past which the watch is no longer read (default 64 MiB). */
   maxBufferBytes?: number;
   staleAfterMs?: number;
+  /**
+   * Start a new chain from a fresh base this often (default 1 h; 0: never): bounds the replay a
+   * point-in-time restore needs, and keeps the newest chain's base young (a bucket lifecycle rule
+   * that expires old objects then only ever takes whole old chains).
+   */
+  rebaseMs?: number;
   signal: AbortSignal;
   log?: (m: string) => void;
 }
@@ -60,6 +66,7 @@ export async function runArchiver(o: ArchiverOptions): Promise<void> {
   const { catalog, signal } = o;
   const log = o.log ?? (() => undefined);
   const intervalMs = o.intervalMs ?? 1000;
+  o = { ...o, rebaseMs: o.rebaseMs ?? 3_600_000 };
   const owner = new RecoveryLock(catalog.store, catalog.cluster, {
     key: layout.archiveOwner(catalog.cluster),
     ...(o.staleAfterMs ? { staleAfterMs: o.staleAfterMs } : {}),
@@ -124,6 +131,13 @@ async function position(o: ArchiverOptions, log: (m: string) => void): Promise<{
         : `etcd no longer holds revision ${lastArchived + 1} (compacted while the archiver was away): starting a new chain; revisions ${lastArchived + 1} up to the new base are a gap`,
     );
   }
+  const record = await startChain(o, reason, last ? { chain: last.record.chain, last: last.to, lastAt: last.toAt } : undefined, log);
+  return { chain: record, from: record.base.revision + 1 };
+}
+
+/** A new chain: a fresh verified backup as its base (labelled archive-base), then its record. */
+async function startChain(o: ArchiverOptions, reason: ChainRecord['reason'], previous: ChainRecord['previous'] | undefined, log: (m: string) => void): Promise<ChainRecord> {
+  const { catalog, signal } = o;
   const chainId = newChainId();
   const base = await captureSnapshot({ gateway: o.gateway, catalog, labels: { reason: 'archive-base', chain: chainId }, signal });
   const record: ChainRecord = {
@@ -136,11 +150,12 @@ async function position(o: ArchiverOptions, log: (m: string) => void): Promise<{
     base: { snapshot: base.name, revision: Math.max(base.revision, base.compactRevision ?? 0, 1), createdAt: base.createdAt },
     startedAt: new Date().toISOString(),
     reason,
-    ...(last ? { previous: { chain: last.record.chain, last: last.to, lastAt: last.toAt } } : {}),
+    // A rebased chain's predecessor ends exactly at this base (the watch carries it there).
+    ...(previous ? { previous: reason === 'rebased' ? { ...previous, last: Math.max(base.revision, base.compactRevision ?? 0, 1) } : previous } : {}),
   };
   await catalog.store.put(layout.archiveChain(catalog.cluster, chainId), JSON.stringify(record, null, 2), { contentType: 'application/json', ifNoneMatch: true, signal });
-  log(`chain ${chainId} starts from backup ${base.name} at revision ${record.base.revision}`);
-  return { chain: record, from: record.base.revision + 1 };
+  log(`chain ${chainId} starts from backup ${base.name} at revision ${record.base.revision}${reason === 'rebased' ? ` (chain ${previous?.chain} ends there)` : ''}`);
+  return record;
 }
 
 async function firstStatus(gateway: EtcdGateway, signal: AbortSignal) {
@@ -161,8 +176,14 @@ async function follow(o: ArchiverOptions, owner: RecoveryLock, intervalMs: numbe
   const { catalog, signal } = o;
   const maxSegment = o.maxSegmentBytes ?? 8 * 1024 * 1024;
   const maxBuffer = o.maxBufferBytes ?? 64 * 1024 * 1024;
-  const { chain, from } = await position(o, log);
+  const start = await position(o, log);
+  let chain = start.chain;
+  const from = start.from;
   let next = from;
+  // A rebase: a new chain whose base is taken while the watch runs on; revisions up to the base go
+  // to the old chain, later ones to the new one, so the two meet without a gap.
+  let handover: { at: number; next: ChainRecord } | undefined;
+  let rebasing = false;
   let buffer: RevisionBatch[] = [];
   let buffered = 0;
   let lastFlushed: { revision: number; at: number } | undefined;
@@ -198,9 +219,16 @@ async function follow(o: ArchiverOptions, owner: RecoveryLock, intervalMs: numbe
 
   const flush = async () => {
     while (buffer.length) {
+      if (handover && buffer[0]!.revision > handover.at) {
+        log(`chain ${chain.chain} ends at revision ${handover.at}; chain ${handover.next.chain} goes on from there`);
+        chain = handover.next;
+        handover = undefined;
+        leases.clear();
+      }
+      const limit = handover?.at ?? Infinity;
       let n = 0;
       let bytes = 0;
-      while (n < buffer.length && (n === 0 || bytes + sizeOf(buffer[n]!) <= maxSegment)) bytes += sizeOf(buffer[n++]!);
+      while (n < buffer.length && buffer[n]!.revision <= limit && (n === 0 || bytes + sizeOf(buffer[n]!) <= maxSegment)) bytes += sizeOf(buffer[n++]!);
       const part = buffer.slice(0, n);
       const fresh: Record<string, number> = {};
       for (const b of part)
@@ -251,6 +279,16 @@ async function follow(o: ArchiverOptions, owner: RecoveryLock, intervalMs: numbe
       }
       if (signal.aborted) return;
       if (!owner.held) throw new Error('the fence is lost');
+      if (o.rebaseMs && !rebasing && !handover && Date.now() - Date.parse(chain.startedAt) > o.rebaseMs) {
+        rebasing = true;
+        const old = chain;
+        void startChain(o, 'rebased', { chain: old.chain, last: 0 }, log)
+          .then((rec) => {
+            handover = { at: rec.base.revision, next: rec };
+          })
+          .catch((e) => log(`a new chain could not start (${messageOf(e)}); chain ${old.chain} goes on`))
+          .finally(() => (rebasing = false));
+      }
       // Caught up after an outage that stopped the reading: watch again from where the buffer ends.
       if (paused && buffered === 0) return;
       if (watchError) {

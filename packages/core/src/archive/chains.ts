@@ -22,7 +22,7 @@ export interface ChainRecord {
   base: { snapshot: string; revision: number; createdAt: string };
   startedAt: string;
   /** Why a new chain began. */
-  reason: 'first' | 'compacted' | 'restored' | 'resumed-after-gap';
+  reason: 'first' | 'compacted' | 'restored' | 'rebased';
   /** The chain before it, where it ended: the gap is (previous.last, base.revision]. */
   previous?: { chain: string; last: number; lastAt?: number };
 }

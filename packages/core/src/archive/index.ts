@@ -5,3 +5,4 @@ export * from './archiver.js';
 export * from './replay.js';
 export * from './point.js';
 export * from './history.js';
+export * from './lag.js';

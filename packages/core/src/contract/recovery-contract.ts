@@ -143,6 +143,8 @@ export interface RecoveryContract {
   afterRestore?: ContractAfterRestore;
   /** Where jobs report (Events on the contract's ConfigMap; each job's last outcome in the status ConfigMap). */
   reporting?: { contractConfigMap: string; statusConfigMap: string };
+  /** Continuous archiving (docs/archive.md): the archiver's Deployment and its flush interval (the RPO it promises). Absent: off. */
+  archive?: { deployment: string; intervalMs: number };
 }
 
 /** Parses and validates a contract document; errors name the field. */

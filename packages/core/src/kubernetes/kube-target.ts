@@ -302,6 +302,27 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     return rec.name;
   }
 
+  /**
+   * The point-in-time rebuild as a Job in the cluster (the agent image has etcd and etcdutl; its
+   * temporary etcd lives in the pod's emptyDir): nothing crosses this machine.
+   */
+  async buildPointInTime(point: { chain: string; revision: number }, labels: Record<string, string>, ctx: StepContext): Promise<string> {
+    const found = async () => (await ctx.catalog.list(ctx.signal)).snapshots.find((s) => s.labels?.['recovery'] === ctx.recoveryId && s.labels?.['reason'] === 'point-in-time');
+    const earlier = await found();
+    if (earlier) return earlier.name;
+    const args = ['agent', 'build-point', '--quiet', '--chain', point.chain, '--to-revision', String(point.revision), ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`])];
+    await this.runJob(ctx.recoveryId, 'point-in-time', args, ctx, (spec) => {
+      const pod = spec.template.spec!;
+      const c = pod.containers[0]!;
+      pod.volumes = [...(pod.volumes ?? []), { name: 'replay', emptyDir: {} }];
+      c.volumeMounts = [...(c.volumeMounts ?? []), { name: 'replay', mountPath: '/var/tmp/replay' }];
+      c.env = [...(c.env ?? []).filter((e) => e.name !== 'TMPDIR'), { name: 'TMPDIR', value: '/var/tmp/replay' }];
+    });
+    const rec = await found();
+    if (!rec) throw new EtcdRecoverError('INTERNAL', `the point-in-time job succeeded but no backup labelled recovery=${ctx.recoveryId} is in the bucket`);
+    return rec.name;
+  }
+
   private verifiedKey(recoveryId: string): string {
     return layout.recoveryWork(this.cluster, recoveryId, 'restore-point.verified');
   }

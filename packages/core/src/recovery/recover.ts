@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { EtcdRecoverError } from '../errors.js';
+import { EtcdRecoverError, isEtcdRecoverError } from '../errors.js';
 import { layout } from '../layout.js';
 import { readJson } from '../store/object-store.js';
 import { isTrusted, isVerified, type Catalog, type SnapshotRecord } from '../snapshot/catalog.js';
@@ -8,7 +8,7 @@ import { Journal, type JournalDoc } from './journal.js';
 import { RecoveryLock, describeHolder, lockedError } from './lock.js';
 import { quorumSize, type ClusterObservation } from './observation.js';
 import { newRecoveryId, planMemberReplace, planQuorumRestore, type PlanAfterRestore, type PlanCompanions, type RecoveryPlan, type RestorePoint } from './plan.js';
-import { describePointRequest, isPointInTimeRequest, resolvePointInTime, resolveRestorePoint, type PointInTimeRequest, type RestorePointRequest } from './restore-point.js';
+import { describePointRequest, isPointInTimeRequest, newestArchived, resolvePointInTime, resolveRestorePoint, type PointInTimeRequest, type RestorePointRequest } from './restore-point.js';
 import { computeRevisionBump, writeRate } from './revision-bump.js';
 import type { RecoveryTarget, TargetEtcdVersion } from './target.js';
 import { checkEtcdVersions, compareEtcdVersions, planVersions, refuseVersionMismatch, type PlanVersions, type SnapshotVersionEvidence } from './version-check.js';
@@ -240,7 +240,7 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
   const now = o.now ?? new Date();
   const past = await bucketHistory(o);
   const request = o.request ?? 'auto';
-  const { point, record, backups, newestBackup } = isPointInTimeRequest(request)
+  let chosen = isPointInTimeRequest(request)
     ? await pointInTimeRestorePoint(o.catalog, request, o.signal)
     : await resolveRestorePoint({
         catalog: o.catalog,
@@ -249,7 +249,23 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
         ...(o.allowForeign ? { allowForeign: true } : {}),
         lineage: past.clusterIds,
         ...(o.signal ? { signal: o.signal } : {}),
+      }).catch(async (e) => {
+        // No backup or survivor to restore from, but perhaps an archive: auto looks there too.
+        if (request !== 'auto' || !isEtcdRecoverError(e) || e.code !== 'NO_RESTORE_POINT') throw e;
+        const a = await newestArchived(o.catalog, { observation, lineage: past.clusterIds, ...(o.signal ? { signal: o.signal } : {}) });
+        if (!a) throw e;
+        return pointInTimeRestorePoint(o.catalog, { toRevision: a.revision }, o.signal);
       });
+  if (request === 'auto' && chosen.point.kind !== 'point-in-time') {
+    // The archive usually holds newer data than any backup, and than a survivor that fell behind.
+    const a = await newestArchived(o.catalog, { observation, lineage: past.clusterIds, ...(o.signal ? { signal: o.signal } : {}) });
+    if (a && a.revision > (chosen.point.revision ?? 0)) {
+      const was = chosen.point.kind === 'live' ? `surviving member ${chosen.point.member} (revision ${chosen.point.revision})` : `backup ${chosen.point.name} (revision ${chosen.point.revision})`;
+      chosen = await pointInTimeRestorePoint(o.catalog, { toRevision: a.revision }, o.signal);
+      chosen.point.reason = `the archive (chain ${a.chain}) holds revision ${a.revision}, newer than ${was}: the newest archived revision is restored`;
+    }
+  }
+  const { point, record, backups, newestBackup } = chosen;
   let bump;
   try {
     bump = computeRevisionBump({

@@ -150,6 +150,22 @@ export async function resolvePointInTime(catalog: Catalog, request: PointInTimeR
   return { point, base };
 }
 
+/**
+ * The archive's newest restorable revision for `auto`: the last chain's end, when that chain follows
+ * this cluster (its etcd cluster ID is the live one or one this cluster had) and its base is verified.
+ */
+export async function newestArchived(catalog: Catalog, o: { observation: ClusterObservation; lineage?: string[]; signal?: AbortSignal }): Promise<{ revision: number; chain: string; at: number } | undefined> {
+  const chains = await listChains(catalog.store, catalog.cluster, o.signal).catch(() => []);
+  const known = new Set([...(o.lineage ?? []), ...(o.observation.clusterId ? [o.observation.clusterId] : [])]);
+  for (const c of [...chains].reverse()) {
+    if (known.size && !known.has(c.record.clusterId)) continue;
+    const base = await catalog.get(c.record.base.snapshot, o.signal).catch(() => undefined);
+    if (!base || !isVerified(base)) continue;
+    return { revision: c.to, chain: c.record.chain, at: c.toAt };
+  }
+  return undefined;
+}
+
 /** A backup as a restore point (what the plan records of it). */
 export function backupRestorePoint(record: SnapshotRecord, reason: string): RestorePoint {
   return {

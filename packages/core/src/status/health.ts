@@ -50,6 +50,12 @@ export interface HealthInput {
   /** The RPO as the operator wrote it (e.g. "1h"), for messages. */
   rpo: string;
   now: Date;
+  /**
+   * Continuous archiving, when the cluster has it (archive/lag.ts): while the archiver is current
+   * (not stale, no alarm) and behind by less than the RPO, the RPO is met by the archive, whatever
+   * the age of the newest backup.
+   */
+  archive?: { lagSeconds: number; stale: boolean; alarm?: string | undefined } | undefined;
 }
 
 export function assessHealth(input: HealthInput): HealthReport {
@@ -69,10 +75,15 @@ export function assessHealth(input: HealthInput): HealthReport {
       add('VERIFICATION_FAILED', `newest verification (backup ${checked.name}, by ${v.by} at ${v.at}) failed: ${why}`);
     }
     const b = rpoBackup(input.snapshots);
-    if (!b) add('RPO_BREACHED', `no verified backup: RPO ${input.rpo} not met`);
+    const a = input.archive;
+    const archiveMeets = a !== undefined && !a.stale && !a.alarm && a.lagSeconds * 1000 <= input.rpoMs;
+    const archiveNote = a === undefined ? '' : a.stale ? '; the archiver has not reported for a while (is it running?)' : a.alarm ? `; the archive cannot keep up: ${a.alarm}` : `; the archive is ${Math.round(a.lagSeconds)} s behind`;
+    if (archiveMeets) {
+      /* the archive holds every write but the last lagSeconds: RPO met */
+    } else if (!b) add('RPO_BREACHED', `no verified backup: RPO ${input.rpo} not met${archiveNote}`);
     else {
       const ageMs = input.now.getTime() - Date.parse(b.createdAt);
-      if (ageMs > input.rpoMs) add('RPO_BREACHED', `newest verified backup ${b.name} is ${Math.round(ageMs / 1000)}s old: RPO ${input.rpo} not met`);
+      if (ageMs > input.rpoMs) add('RPO_BREACHED', `newest verified backup ${b.name} is ${Math.round(ageMs / 1000)}s old: RPO ${input.rpo} not met${archiveNote}`);
     }
   } else add('RPO_BREACHED', `backups could not be read, RPO ${input.rpo} not proven: ${input.backupsError ?? 'unknown error'}`);
 

@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { EtcdRecoverError, Journal, RecoveryLock, S3ObjectStore, assessHealth, backupResult, describeOpenJournal, isEtcdRecoverError, layout, mapLimit, parseDuration, parseSnapshotName, rpoBackup, type SnapshotRecord } from '@etcd-recover/core';
+import { EtcdRecoverError, Journal, RecoveryLock, S3ObjectStore, archiveLag, assessHealth, backupResult, describeOpenJournal, isEtcdRecoverError, layout, mapLimit, parseDuration, parseSnapshotName, rpoBackup, type SnapshotRecord } from '@etcd-recover/core';
 import { BaseCommand } from '../base-command.js';
 import { outputFlag, storeFlags, targetFlags } from '../flags.js';
 import { age, formatStructured } from '../render.js';
@@ -159,7 +159,7 @@ The table ends with the newest backups at a glance, newest first, e.g. "backups 
       if (this.abort.signal.aborted) throw e;
       backups = { latest: [], withinRpo: false, rpoSeconds: rpoMs / 1000, timeline: [], error: (e as Error).message };
     }
-    const recovery: Pick<StatusResult, 'lock' | 'unfinished'> = {};
+    const recovery: Pick<StatusResult, 'lock' | 'unfinished' | 'archive'> = {};
     if (!backups.error) {
       const store = target.catalog().store;
       const lock = new RecoveryLock(store, target.cluster);
@@ -167,7 +167,14 @@ The table ends with the newest backups at a glance, newest first, e.g. "backups 
       if (held) recovery.lock = { holder: held.holder, gone: await lock.holderIsGone(held.holder, this.abort.signal).catch(() => false) };
       if (open) recovery.unfinished = { id: open.id, kind: open.doc.plan.kind, status: open.doc.status, summary: describeOpenJournal(open) };
     }
+    // Continuous archiving: how far behind the archive is (the RPO it gives).
+    if (!backups.error) {
+      const live = Math.max(0, ...members.map((m) => m.revision ?? 0)) || undefined;
+      const lag = await archiveLag(target.catalog().store, target.cluster, { liveRevision: live, signal: this.abort.signal }).catch(() => undefined);
+      if (lag) recovery.archive = lag;
+    }
     const health = assessHealth({
+      archive: recovery.archive,
       members: members.map((m) => ({ name: m.name, healthy: m.healthy, detail: m.error ?? (m.learner ? 'a learner, not yet promoted' : 'no leader') })),
       snapshots,
       backupsError: backups.error,

@@ -16,6 +16,7 @@ See docs/archive.md.`;
     ...quietFlag,
     interval: Flags.integer({ description: 'Milliseconds between flushes (the RPO).', default: 1000, min: 50 }),
     'max-segment-mib': Flags.integer({ description: 'A segment holds about this many MiB of keys and values at most.', default: 8, min: 1 }),
+    'rebase-every': Flags.integer({ description: 'Seconds between new chains from a fresh base (bounds the replay of a point-in-time restore; 0: never).', default: 3600, min: 0 }),
     'max-buffer-mib': Flags.integer({ description: 'Unflushed MiB past which the archiver stops reading etcd (the bucket is down) and raises an alarm.', default: 64, min: 1 }),
   };
 
@@ -34,6 +35,7 @@ See docs/archive.md.`;
         intervalMs: flags.interval,
         maxSegmentBytes: flags['max-segment-mib'] * 1024 * 1024,
         maxBufferBytes: flags['max-buffer-mib'] * 1024 * 1024,
+        rebaseMs: flags['rebase-every'] * 1000,
         signal: this.abort.signal,
         log: (m) => process.stderr.write(`${new Date().toISOString()} ${m}\n`),
       });

@@ -31,7 +31,7 @@ A backup whose keys or DB size collapsed against the previous trusted one is SUS
     const shown = flags.limit ? listing.snapshots.slice(0, flags.limit) : listing.snapshots;
     const result: ListOutput = {
       snapshots: shown.map((r) => ({ ...r, trusted: isTrusted(r) })),
-      archive: chains.map(chainRow),
+      archive: chains.map((c, i) => chainRow(c, chains[i - 1])),
       incomplete: flags.all ? listing.incomplete : [],
       unreadable: flags.all ? listing.unreadable : [],
     };
@@ -85,7 +85,7 @@ A backup whose keys or DB size collapsed against the previous trusted one is SUS
 type ChainRow = { chain: string; from: number; to: number; fromAt: string; toAt: string; segments: number; bytes: number; base: string; reason: string; gapBefore?: { after: number }; hole?: { after: number; next: number }; stranded: number };
 type ListOutput = Omit<CatalogListing, 'snapshots'> & { snapshots: (SnapshotRecord & { trusted: boolean })[]; archive: ChainRow[] };
 
-function chainRow(c: ChainInfo): ChainRow {
+function chainRow(c: ChainInfo, before: ChainInfo | undefined): ChainRow {
   return {
     chain: c.record.chain,
     from: c.record.base.revision,
@@ -96,7 +96,8 @@ function chainRow(c: ChainInfo): ChainRow {
     bytes: c.segments.reduce((n, s) => n + s.size, 0),
     base: c.record.base.snapshot,
     reason: c.record.reason,
-    ...(c.record.previous ? { gapBefore: { after: c.record.previous.last } } : {}),
+    // A gap: revisions between the chain before's last archived one and this chain's base that no point restores.
+    ...(before && before.to < c.record.base.revision - 1 ? { gapBefore: { after: before.to } } : {}),
     ...(c.hole ? { hole: c.hole } : {}),
     stranded: c.stranded,
   };
