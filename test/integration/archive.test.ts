@@ -252,6 +252,39 @@ describe('continuous archiving and point-in-time restore (real etcd, real MinIO)
     for (const s of chains[0]!.segments) assert.equal((await readSegment(catalog, s)).batches.length, s.last - s.first + 1);
   });
 
+  it('rebases: a new chain from a fresh base every few seconds meets the old one exactly, and a point on either side of a handover restores', async () => {
+    sb = await startSandbox({ members: 1 });
+    const a = startArchiver(sb, ['--rebase-every', '2']);
+    const c = new Etcd3({ hosts: sb.endpoints() });
+    try {
+      await archivedTo(sb, 1, 60_000);
+      const end = Date.now() + 7_000;
+      for (let i = 0; Date.now() < end; i++) {
+        await c.put(`k/${i % 100}`).value(`v${i}`);
+        await sleep(5);
+      }
+      await archivedTo(sb, revisionOf(sb));
+    } finally {
+      c.close();
+      await a.stop();
+    }
+    const chains = await listChains(storeFor(sb), sb.state.cluster);
+    assert.ok(chains.length >= 3, `${chains.length} chains`);
+    for (let i = 1; i < chains.length; i++) {
+      assert.equal(chains[i]!.record.reason, 'rebased');
+      assert.equal(chains[i - 1]!.to, chains[i]!.record.base.revision, `chain ${i - 1} ends where chain ${i} begins`);
+      assert.equal(chains[i - 1]!.hole, undefined);
+    }
+    const list = await runCli(['backup', 'list', '--sandbox-dir', sb.dir]);
+    assert.doesNotMatch(list.stdout, /gap before chain/);
+    const at = chains[1]!.record.base.revision;
+    for (const R of [at - 1, at + 1]) {
+      const d = await runCli(['backup', 'drill', '--to-revision', String(R), '--members', '1', '-o', 'json', '--sandbox-dir', sb.dir], { timeoutMs: 600_000 });
+      assert.equal(d.code, 0, d.stderr);
+      assert.equal(json(d).pointInTime.revision, R);
+    }
+  });
+
   it('two archivers: the second waits on the fence and takes over the same chain when the first dies', async () => {
     sb = await startSandbox({ members: 1 });
     const one = startArchiver(sb);

@@ -167,10 +167,11 @@ export interface EtcdClusterArgs {
    * only to etcd and the bucket: no Kubernetes rights, no token. `maxBufferMiB`: unflushed data past
    * which it stops reading etcd while the bucket is down (and alarms). `rebaseEvery`: a new chain from a
    * fresh base this often (bounds a point-in-time replay; a lifecycle expiry then only takes whole old
-   * chains). Default enabled, 1s, rebase every 1h, 64 MiB,
+   * chains). `keep`: the point-in-time window; the backup job prunes chains whose newest point is
+   * older (their bases then follow the backup retention). Default enabled, 1s, rebase every 1h, keep 7d, 64 MiB,
    * requests 50m CPU / 128Mi, memory limit 512Mi.
    */
-  readonly archive?: { readonly enabled?: boolean; readonly interval?: string; readonly rebaseEvery?: string; readonly maxBufferMiB?: number; readonly resources?: pulumi.Input<k8s.types.input.core.v1.ResourceRequirements> };
+  readonly archive?: { readonly enabled?: boolean; readonly interval?: string; readonly rebaseEvery?: string; readonly keep?: string; readonly maxBufferMiB?: number; readonly resources?: pulumi.Input<k8s.types.input.core.v1.ResourceRequirements> };
   /** How to pause reconciliation during a restore (e.g. a HostedCluster). Default none. */
   readonly pause?: PauseArgs;
   /**
@@ -248,7 +249,7 @@ export interface ResolvedArgs {
   peerWaitSeconds: number;
   autoRestore: boolean;
   drill: { schedule: string; members: number; ephemeralStorage: string } | undefined;
-  archive: { intervalMs: number; rebaseSeconds: number; maxBufferMiB: number; resources: pulumi.Input<k8s.types.input.core.v1.ResourceRequirements> } | undefined;
+  archive: { intervalMs: number; rebaseSeconds: number; keep: string; maxBufferMiB: number; resources: pulumi.Input<k8s.types.input.core.v1.ResourceRequirements> } | undefined;
   monitoring: { exporter: boolean; serviceMonitor: boolean; prometheusRule: boolean; rpo: string | undefined; runbookBaseUrl: string };
   /** The companions each backup saves (declared ones plus the component's own Secrets), or undefined. */
   companions: { secrets: string[]; configMaps: string[] } | undefined;
@@ -477,9 +478,17 @@ function archiveOf(a: EtcdClusterArgs, fail: (arg: string, problem: string) => n
     /* reported below */
   }
   if (!(rebaseSeconds >= 60)) fail('archive.rebaseEvery', `"${c.rebaseEvery}" must be a duration of at least 1 minute (e.g. 30m, 1h, 6h)`);
+  const keep = c.keep ?? '7d';
+  let keepMs = NaN;
+  try {
+    keepMs = parseDuration(keep);
+  } catch {
+    /* reported below */
+  }
+  if (!(keepMs >= 3_600_000)) fail('archive.keep', `"${keep}" must be a duration of at least 1h (e.g. 24h, 7d)`);
   const maxBufferMiB = c.maxBufferMiB ?? 64;
   if (!Number.isInteger(maxBufferMiB) || maxBufferMiB < 1) fail('archive.maxBufferMiB', `must be a whole number of MiB >= 1 (got ${maxBufferMiB})`);
-  return { intervalMs, rebaseSeconds, maxBufferMiB, resources: c.resources ?? { requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } } };
+  return { intervalMs, rebaseSeconds, keep, maxBufferMiB, resources: c.resources ?? { requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } } };
 }
 
 function drillOf(a: EtcdClusterArgs, fail: (arg: string, problem: string) => never): ResolvedArgs['drill'] {

@@ -209,7 +209,7 @@ export function createJobs(name: string, r: ResolvedArgs, deps: Deps, opts: pulu
     backup: cron(
       'backup',
       r.backup.schedule,
-      ['agent', 'backup', '--quiet', '--keep-last', String(ret.keepLast), '--keep-within', ret.keepWithin, '--hourly', ret.hourly, '--daily', ret.daily, '--weekly', ret.weekly, ...(ret.maxCount !== undefined ? ['--max-count', String(ret.maxCount)] : [])],
+      ['agent', 'backup', '--quiet', '--keep-last', String(ret.keepLast), '--keep-within', ret.keepWithin, '--hourly', ret.hourly, '--daily', ret.daily, '--weekly', ret.weekly, ...(ret.maxCount !== undefined ? ['--max-count', String(ret.maxCount)] : []), ...(r.archive ? ['--archive-keep', r.archive.keep] : [])],
       3600,
     ),
     verify: cron('verify', r.backup.verifySchedule, ['backup', 'verify', '--latest', String(r.backup.verifyCount), '--quiet'], 3600),

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { gzipSync, gunzipSync } from 'node:zlib';
-import { Catalog, MemoryObjectStore, choosePoint, decodeSegment, encodeSegment, layout, listChains, parseSegmentName, readSegment, segmentName, writeSegment, type ChainRecord, type RevisionBatch } from '@etcd-recover/core';
+import { Catalog, MemoryObjectStore, applyRetention, choosePoint, pruneChains, decodeSegment, encodeSegment, layout, listChains, parseSegmentName, readSegment, segmentName, writeSegment, type ChainRecord, type RevisionBatch } from '@etcd-recover/core';
 
 const batch = (revision: number, at = 1_764_700_000_000 + revision): RevisionBatch => ({
   revision,
@@ -83,5 +83,28 @@ describe('archive chains', () => {
     assert.throws(() => choosePoint(chains, { time: new Date('2026-12-01T00:30:00Z') }), /in the gap between two archive chains: the newest point before it is revision 40 .*the next chain starts at revision 100/);
     assert.throws(() => choosePoint(chains, { time: new Date('2026-11-30T00:00:00Z') }), /outside every archive chain/);
     assert.throws(() => choosePoint(chains, { revision: 5 }), /revision 5 is in no archive chain; restorable ranges: chain a: revisions 10-40/);
+  });
+
+  it('retention over chains: a chain past the window goes (record, then segments), never the newest; only kept chains protect their base', async () => {
+    const catalog = await setup();
+    const now = new Date('2026-12-09T00:00:00Z');
+    const dry = await pruneChains(catalog, { keepMs: 3_600_000, now, dryRun: true });
+    assert.deepEqual(dry.pruned.map((c) => c.chain), ['a']);
+    assert.deepEqual(dry.protectedBases, ['full-b']);
+    assert.equal((await listChains(catalog.store, 'c')).length, 2, 'a dry run deletes nothing');
+    const done = await pruneChains(catalog, { keepMs: 3_600_000, now, dryRun: false });
+    assert.equal(done.pruned[0]!.segments, 3);
+    assert.deepEqual((await listChains(catalog.store, 'c')).map((c) => c.record.chain), ['b']);
+    let left = 0;
+    for await (const _ of catalog.store.list('clusters/c/archive/a/')) left++;
+    assert.equal(left, 0, 'its segments are gone too');
+    assert.equal((await pruneChains(catalog, { keepMs: 1, now: new Date('2030-01-01T00:00:00Z'), dryRun: false })).pruned.length, 0, 'the newest chain stays');
+    // Its base is a backup like any other once its chain is gone; the kept chain's base is outside retention.
+    const rec = (name: string, createdAt: string) => ({ name, createdAt, revision: 1, labels: { reason: 'archive-base', chain: name.slice(5) }, verification: { ok: true, sha256: 'x' }, sha256: 'x' }) as never;
+    const decisions = applyRetention([rec('full-a', '2026-11-01T00:00:00Z'), rec('full-b', '2026-11-01T00:00:01Z')], { keepLast: 0, keepAllWithin: 0, hourlyWithin: 0, dailyWithin: 0, weeklyWithin: 0, maxCount: 1 }, now, new Set(['full-b']));
+    const by = Object.fromEntries(decisions.map((d) => [d.name, d]));
+    assert.equal(by['full-b'].keep, true);
+    assert.match(by['full-b'].reasons[0], /base snapshot of archive chain b/);
+    assert.ok(!by['full-a'].reasons.some((r: string) => /archive chain/.test(r)), 'no longer protected by a chain');
   });
 });

@@ -217,8 +217,11 @@ async function follow(o: ArchiverOptions, owner: RecoveryLock, intervalMs: numbe
     }
   })();
 
+  // Writes what is buffered now (what arrives meanwhile waits for the next flush): one segment per
+  // flush, more only past the size bound.
   const flush = async () => {
-    while (buffer.length) {
+    let budget = buffer.length;
+    while (buffer.length && budget > 0) {
       if (handover && buffer[0]!.revision > handover.at) {
         log(`chain ${chain.chain} ends at revision ${handover.at}; chain ${handover.next.chain} goes on from there`);
         chain = handover.next;
@@ -242,29 +245,39 @@ async function follow(o: ArchiverOptions, owner: RecoveryLock, intervalMs: numbe
       await owner.fence();
       await writeSegment(catalog, chain.chain, part, fresh);
       buffer = buffer.slice(n);
+      budget -= n;
       buffered -= bytes;
       lastFlushed = { revision: part[part.length - 1]!.revision, at: part[part.length - 1]!.at };
     }
   };
 
   try {
+    // A write waits at most about half the interval in the buffer before its segment is written, so
+    // that with the PUT it is durable within the interval (the RPO the interval promises); under a
+    // steady load that is about two segments per interval.
+    const tick = Math.max(10, Math.min(50, intervalMs / 4));
+    let lockCheckedAt = Date.now();
+    // After a failed write, the next try waits a second (a bucket that is down is not hammered).
+    let retryAt = 0;
     for (;;) {
-      await sleep(intervalMs, signal);
+      await sleep(tick, signal);
+      const due = buffer.length > 0 && (signal.aborted || Date.now() >= retryAt) && (signal.aborted || paused || buffered >= maxSegment || Date.now() - buffer[0]!.at >= intervalMs / 2);
       try {
-        await flush();
+        if (due || handover) await flush();
         if (alarm && buffered === 0) {
           log('the bucket takes writes again: the archiver catches up');
           alarm = undefined;
         }
       } catch (e) {
         if (!owner.held) throw e;
+        retryAt = Date.now() + 1_000;
         const why = `cannot write archive segments to ${catalog.store.description}: ${messageOf(e)}`;
         if (alarm !== why && !paused) log(why);
         if (!paused) alarm = why;
       }
       // The status (what `status` reports as the archive's lag): on every flush and alarm, at the start, and every 10 s when idle.
       const flushedNow = lastFlushed !== undefined && lastFlushed.revision !== reported;
-      if (flushedNow || alarm !== reportedAlarm || Date.now() - reportedAt > 10_000) {
+      if ((flushedNow && (Date.now() - reportedAt >= 1_000 || buffer.length === 0)) || alarm !== reportedAlarm || Date.now() - reportedAt > 10_000 || (signal.aborted && flushedNow)) {
         reported = lastFlushed?.revision;
         reportedAlarm = alarm;
         reportedAt = Date.now();
@@ -295,7 +308,13 @@ async function follow(o: ArchiverOptions, owner: RecoveryLock, intervalMs: numbe
         if (watchError instanceof CompactedError) log(`the watch fell behind etcd's compaction (${watchError.message})`);
         throw watchError;
       }
-      if (await recoveryRunning(catalog, signal)) return;
+      if (Date.now() - lockCheckedAt >= 1_000) {
+        lockCheckedAt = Date.now();
+        if (await recoveryRunning(catalog, signal)) {
+          await flush().catch(() => undefined);
+          return;
+        }
+      }
     }
   } finally {
     session?.close();

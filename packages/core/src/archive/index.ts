@@ -6,3 +6,4 @@ export * from './replay.js';
 export * from './point.js';
 export * from './history.js';
 export * from './lag.js';
+export * from './prune.js';

@@ -1,4 +1,5 @@
 import { Catalog } from './catalog.js';
+import { pruneChains, type ChainPruneResult } from '../archive/prune.js';
 import { applyRetention, pendingSuspects, validateRetention, type RetentionDecision, type RetentionPolicy } from './retention.js';
 
 export interface PruneResult {
@@ -10,6 +11,8 @@ export interface PruneResult {
   kept: number;
   /** Unconfirmed suspect backups newer than the newest trusted one (newest first): every trusted backup is kept while any is listed. */
   suspects: string[];
+  /** Archive chains past the archive's keep window (archive/prune.ts). */
+  chains: ChainPruneResult['pruned'];
 }
 
 export interface PruneOptions {
@@ -18,6 +21,8 @@ export interface PruneOptions {
   now?: Date;
   /** Incomplete uploads younger than this are left alone (an upload may be in progress). Default 1 h. */
   incompleteGraceMs?: number;
+  /** The point-in-time window: chains whose newest point is older go (default 7 days). */
+  archiveKeepMs?: number;
   signal?: AbortSignal;
   onDelete?: (name: string) => void;
 }
@@ -25,8 +30,10 @@ export interface PruneOptions {
 export async function pruneSnapshots(catalog: Catalog, opts: PruneOptions): Promise<PruneResult> {
   validateRetention(opts.policy);
   const now = opts.now ?? new Date();
+  // Chains first: the bases of the chains that remain are outside the backup retention.
+  const chains = await pruneChains(catalog, { keepMs: opts.archiveKeepMs ?? 7 * 86_400_000, now, dryRun: opts.dryRun, ...(opts.signal ? { signal: opts.signal } : {}) });
   const listing = await catalog.list(opts.signal);
-  const decisions = applyRetention(listing.snapshots, opts.policy, now);
+  const decisions = applyRetention(listing.snapshots, opts.policy, now, new Set(chains.protectedBases));
   const grace = opts.incompleteGraceMs ?? 3_600_000;
   const stale = listing.incomplete.filter((o) => o.lastModified && now.getTime() - o.lastModified.getTime() > grace).map((o) => o.name);
   const deleted: string[] = [];
@@ -50,5 +57,6 @@ export async function pruneSnapshots(catalog: Catalog, opts: PruneOptions): Prom
     incompleteDeleted: opts.dryRun ? stale : incompleteDeleted,
     kept: decisions.filter((d) => d.keep).length,
     suspects: pendingSuspects(listing.snapshots).map((s) => s.name),
+    chains: chains.pruned,
   };
 }

@@ -67,10 +67,12 @@ export interface RetentionDecision {
 }
 
 /** Pure: decides for each snapshot (any order) whether to keep it, and why. Newest first in the result. */
-export function applyRetention(all: readonly SnapshotRecord[], policy: RetentionPolicy, now: Date): RetentionDecision[] {
-  // Outside the policy, always kept: the base of an archive chain (its segments restore nothing
-  // without it) and point-in-time builds (older data taken now: counting them would push out real backups).
-  const outside = all.filter((s) => isPointInTime(s) || s.labels?.['reason'] === 'archive-base');
+export function applyRetention(all: readonly SnapshotRecord[], policy: RetentionPolicy, now: Date, chainBases?: ReadonlySet<string>): RetentionDecision[] {
+  // Outside the policy, always kept: the base of an archive chain that is kept (its segments restore
+  // nothing without it; without `chainBases`, every base counts as such) and point-in-time builds
+  // (older data taken now: counting them would push out real backups).
+  const isBase = (s: SnapshotRecord) => s.labels?.['reason'] === 'archive-base' && (!chainBases || chainBases.has(s.name));
+  const outside = all.filter((s) => isPointInTime(s) || isBase(s));
   const snapshots = all.filter((s) => !outside.includes(s));
   const kept = outside.map((s) => ({
     name: s.name,

@@ -19,6 +19,7 @@ export default class AgentBackup extends BaseCommand {
     daily: Flags.string({ default: '7d' }),
     weekly: Flags.string({ default: '30d' }),
     'max-count': Flags.integer({ min: 1 }),
+    'archive-keep': Flags.string({ description: 'The point-in-time window: archive chains whose newest point is older are pruned (their bases then follow the backup retention).', default: '7d' }),
     member: Flags.string({ description: 'Member to snapshot (client URL or hex member ID); default: chosen automatically.' }),
   };
 
@@ -42,6 +43,7 @@ export default class AgentBackup extends BaseCommand {
         ...(flags['max-count'] ? { maxCount: flags['max-count'] } : {}),
       },
       dryRun: false,
+      archiveKeepMs: parseDuration(flags['archive-keep']),
       signal: this.abort.signal,
     });
     if (isSuspect(backup)) {
@@ -49,7 +51,7 @@ export default class AgentBackup extends BaseCommand {
       process.stderr.write(`warning: backup ${backup.name} is SUSPECT: ${backup.suspect!.reasons.join('; ')}; it is no restore point for latest/auto and older trusted backups are kept; if this is the cluster's true state run \`kubectl etcd-recover backup confirm ${backup.name}\`\n`);
     }
     const result = { backup, prune };
-    this.job!.message = `backup ${backup.name}: revision ${backup.revision}, ${backup.userKeys ?? backup.totalKeys} keys, ${backup.dbSize} bytes, verified${isSuspect(backup) ? ', SUSPECT' : ''}${backup.encryption ? ', encrypted' : ''}; pruned ${prune.deleted.length}`;
+    this.job!.message = `backup ${backup.name}: revision ${backup.revision}, ${backup.userKeys ?? backup.totalKeys} keys, ${backup.dbSize} bytes, verified${isSuspect(backup) ? ', SUSPECT' : ''}${backup.encryption ? ', encrypted' : ''}; pruned ${prune.deleted.length}${prune.chains.length ? `, ${prune.chains.length} archive chain(s) past the window` : ''}`;
     this.job!.details = { backup: backup.name, revision: backup.revision };
     this.render(result, () => `backup ${backup.name}: revision ${backup.revision}, ${backup.totalKeys} keys, verified${isSuspect(backup) ? ', SUSPECT' : ''}; pruned ${prune.deleted.length}, kept ${prune.kept}`);
     return result;

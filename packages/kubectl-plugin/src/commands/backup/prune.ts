@@ -28,6 +28,7 @@ While a SUSPECT backup (keys or DB size collapsed, see \`backup list\`) is newer
     daily: Flags.string({ description: `Keep the newest of each day for this long (default ${d(DEFAULT_RETENTION.dailyWithin)}).` }),
     weekly: Flags.string({ description: `Keep the newest of each week for this long (default ${d(DEFAULT_RETENTION.weeklyWithin)}).` }),
     'max-count': Flags.integer({ description: 'Keep at most this many backups in all.', min: 1 }),
+    'archive-keep': Flags.string({ description: 'Continuous archiving: the point-in-time window. Archive chains whose newest point is older are removed (never the newest chain); the base snapshot of every other chain is kept whatever the policy says.', default: '7d' }),
   };
 
   async run(): Promise<PruneResult> {
@@ -44,11 +45,12 @@ While a SUSPECT backup (keys or DB size collapsed, see \`backup list\`) is newer
     const target = await this.openTarget(flags);
     const catalog = target.catalog();
     // Decide first (a dry run), confirm, then delete exactly what was shown.
-    const plan = await pruneSnapshots(catalog, { policy, dryRun: true, signal: this.abort.signal });
+    const archiveKeepMs = parseDuration(flags['archive-keep']);
+    const plan = await pruneSnapshots(catalog, { policy, dryRun: true, archiveKeepMs, signal: this.abort.signal });
     let result = plan;
-    if (!flags['dry-run'] && (plan.deleted.length || plan.incompleteDeleted.length)) {
-      await this.confirm(`About to delete ${plan.deleted.length} backup(s) and ${plan.incompleteDeleted.length} incomplete upload(s) of cluster ${target.cluster}.`, target.cluster, flags.yes);
-      result = await pruneSnapshots(catalog, { policy, dryRun: false, signal: this.abort.signal, onDelete: (n) => this.progress.step(`deleted ${n}`) });
+    if (!flags['dry-run'] && (plan.deleted.length || plan.incompleteDeleted.length || plan.chains.length)) {
+      await this.confirm(`About to delete ${plan.deleted.length} backup(s), ${plan.incompleteDeleted.length} incomplete upload(s) and ${plan.chains.length} archive chain(s) of cluster ${target.cluster}.`, target.cluster, flags.yes);
+      result = await pruneSnapshots(catalog, { policy, dryRun: false, archiveKeepMs, signal: this.abort.signal, onDelete: (n) => this.progress.step(`deleted ${n}`) });
     }
     this.render(result, () =>
       [
@@ -60,6 +62,7 @@ While a SUSPECT backup (keys or DB size collapsed, see \`backup list\`) is newer
         ]),
         `${result.dryRun ? 'would delete' : 'deleted'} ${result.deleted.length}, kept ${result.kept}` +
           (result.incompleteDeleted.length ? `, ${result.dryRun ? 'would remove' : 'removed'} ${result.incompleteDeleted.length} incomplete upload(s)` : ''),
+        ...result.chains.map((c) => `${result.dryRun ? 'would remove' : 'removed'} archive chain ${c.chain} (${c.segments} segments, newest point revision ${c.to} at ${c.toAt}: past the --archive-keep window)`),
         ...suspectNotice(result),
       ].join('\n'),
     );
