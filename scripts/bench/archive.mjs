@@ -99,7 +99,7 @@ export async function benchArchive({ bin, env, log }) {
       p99: pct(lags, 99),
       max: Math.max(...lags),
       archiverRss: peak,
-      replay: { revisions: replayed.replayed, seconds: replayed.seconds, rate: replayed.replayed / replayed.seconds },
+      replay: { revisions: replayed.replayed, seconds: replayed.seconds, replaySeconds: replayed.replaySeconds, rate: replayed.replayed / replayed.replaySeconds },
       rawRate,
     };
   } finally {
