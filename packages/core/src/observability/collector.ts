@@ -1,6 +1,7 @@
 import type { Catalog } from '../snapshot/catalog.js';
 import type { EtcdGateway, MemberStatus } from '../etcd/etcd-gateway.js';
 import { RecoveryLock } from '../recovery/lock.js';
+import { archiveLag } from '../archive/lag.js';
 import { readJobStatuses } from './job-status.js';
 import { formatExposition } from './exposition.js';
 import { METRIC_JOBS, metricFamilies, summarizeBackups, type BackupSummary, type ExporterState, type MemberView, type MetricJob, type ScrapeSource } from './metrics.js';
@@ -73,6 +74,7 @@ export class MetricsCollector {
   private async refresh(): Promise<ExporterState> {
     const signal = AbortSignal.timeout(this.opts.timeoutMs ?? 5_000);
     const [etcd] = await Promise.all([this.readEtcd(signal), this.readBucket(signal), this.readJobSources(signal)]);
+    const lag = this.bucketUp ? await archiveLag(this.opts.catalog().store, this.opts.cluster, { liveRevision: etcd.maxRevision, now: new Date(this.now()), signal }).catch(() => undefined) : undefined;
     const jobFailures: JobCounts = {};
     if (this.bucket) {
       maxInto(jobFailures, this.bucket.jobs);
@@ -93,6 +95,7 @@ export class MetricsCollector {
       leaderChanges: this.leaderChanges,
       scrapeErrors: { ...this.errors },
       jobFailures,
+      ...(lag ? { archive: { lastRevision: lag.lastRevision, lastAt: lag.lastAt, lagSeconds: lag.lagSeconds, lagRevisions: lag.lagRevisions, stale: lag.stale, ...(lag.alarm ? { alarm: lag.alarm } : {}) } } : {}),
     };
     this.cached = { at: now, state };
     return state;
@@ -138,7 +141,7 @@ export class MetricsCollector {
     }));
   }
 
-  private async readEtcd(signal: AbortSignal): Promise<{ up: boolean; members: MemberView[]; quorum: boolean }> {
+  private async readEtcd(signal: AbortSignal): Promise<{ up: boolean; members: MemberView[]; quorum: boolean; maxRevision?: number }> {
     let gw: EtcdGateway | undefined;
     try {
       gw = this.opts.etcd();
@@ -173,7 +176,8 @@ export class MetricsCollector {
       if (this.leader && leader !== this.leader) this.leaderChanges++;
       this.leader = leader;
     }
-    return { up, members, quorum: voters > 0 && healthy > voters / 2 };
+    const revs = answered.map((s) => s.revision);
+    return { up, members, quorum: voters > 0 && healthy > voters / 2, ...(revs.length ? { maxRevision: Math.max(...revs) } : {}) };
   }
 
   /** Member names by client URL, from etcd's member list (which needs quorum: the last one is kept). */

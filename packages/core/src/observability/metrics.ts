@@ -97,6 +97,8 @@ export interface ExporterState {
   scrapeErrors: Record<ScrapeSource, number>;
   /** Failures in a row per job, from every source that knows (the most of them). */
   jobFailures: Partial<Record<MetricJob, number>>;
+  /** Continuous archiving, when an archiver reports for this cluster (archive/lag.ts). */
+  archive?: { lastRevision: number; lastAt: number; lagSeconds: number; lagRevisions: number; stale: boolean; alarm?: string };
 }
 
 const sec = (ms: number) => ms / 1000;
@@ -123,7 +125,14 @@ export function metricFamilies(st: ExporterState): MetricFamily[] {
   fam('job_consecutive_failures', 'gauge', 'Runs of the job that failed in a row, up to its newest run (the most any source shows).', METRIC_JOBS.map((j) => one(st.jobFailures[j], { job: j })));
   fam('rpo_target_seconds', 'gauge', 'Recovery point objective: the newest trusted backup must be younger than this.', [one(st.rpoTargetSeconds)]);
   const trustedAge = b?.newestTrustedAt !== undefined ? st.now - b.newestTrustedAt : undefined;
-  fam('rpo_met', 'gauge', '1 when the newest trusted backup is younger than the RPO target.', [one(bool(trustedAge !== undefined && trustedAge <= st.rpoTargetSeconds * 1000))]);
+  const a = st.archive;
+  const archiveMeets = a !== undefined && !a.stale && !a.alarm && a.lagSeconds <= st.rpoTargetSeconds;
+  fam('rpo_met', 'gauge', '1 when the newest trusted backup is younger than the RPO target, or the archive is behind by less than it.', [one(bool((trustedAge !== undefined && trustedAge <= st.rpoTargetSeconds * 1000) || archiveMeets))]);
+  fam('archive_up', 'gauge', '1 when the archiver reports in time and without an alarm (continuous archiving).', [a ? one(bool(!a.stale && !a.alarm)) : undefined]);
+  fam('archive_last_revision', 'gauge', 'The newest revision in the archive.', [one(a?.lastRevision)]);
+  fam('archive_last_timestamp_seconds', 'gauge', 'When the archiver saw the newest archived revision.', [one(a && sec(a.lastAt))]);
+  fam('archive_lag_seconds', 'gauge', 'How old the oldest write not yet archived can be (0: caught up): the RPO continuous archiving gives now.', [one(a?.lagSeconds)]);
+  fam('archive_lag_revisions', 'gauge', 'Revisions etcd holds that the archive does not yet.', [one(a?.lagRevisions)]);
   fam('member_up', 'gauge', '1 when the member answered the exporter\'s status call.', st.members.map((m) => one(bool(m.up), { member: m.name })));
   fam('member_is_leader', 'gauge', '1 when the member reported itself the raft leader.', st.members.map((m) => one(bool(m.up && m.leader), { member: m.name })));
   fam('member_db_size_bytes', 'gauge', 'The member\'s DB size (bbolt file), as last reported.', st.members.map((m) => one(m.dbSize, { member: m.name })));
