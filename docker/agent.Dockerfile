@@ -23,7 +23,8 @@ COPY tools/go/etcd/ ./
 ENV CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod
 RUN go build -trimpath -ldflags "-s -w" -o /out/etcd go.etcd.io/etcd/server/v3 \
  && go build -trimpath -ldflags "-s -w" -o /out/etcdctl go.etcd.io/etcd/etcdctl/v3 \
- && go build -trimpath -ldflags "-s -w" -o /out/etcdutl go.etcd.io/etcd/etcdutl/v3
+ && go build -trimpath -ldflags "-s -w" -o /out/etcdutl go.etcd.io/etcd/etcdutl/v3 \
+ && go build -trimpath -ldflags "-s -w" -o /out/etcd-recover-replay ./replay
 
 # The CLI: TypeScript build, oclif manifest, one bundled script (scripts/bundle.mjs).
 FROM ${NODE_IMAGE} AS build
@@ -52,7 +53,7 @@ FROM ${NODE_IMAGE} AS node
 
 FROM ${BASE_IMAGE}
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
-COPY --from=etcd /out/etcd /out/etcdctl /out/etcdutl /usr/local/bin/
+COPY --from=etcd /out/etcd /out/etcdctl /out/etcdutl /out/etcd-recover-replay /usr/local/bin/
 COPY --from=build /out/ /opt/etcd-recover/
 COPY docker/kubectl-etcd_recover /usr/local/bin/kubectl-etcd_recover
 # No passwd entry is needed (the CLI gives HOME and SHELL defaults); any uid works, the root

@@ -122,7 +122,7 @@ fi
 # --- the Dockerfile, unchanged -------------------------------------------------------------------
 etcd_ctx="$dir/etcd-context"
 rm -rf "$etcd_ctx"; mkdir -p "$etcd_ctx/out"
-cp "$etcd_dir/etcd" "$etcd_dir/etcdctl" "$etcd_dir/etcdutl" "$etcd_ctx/out/"
+cp "$etcd_dir/etcd" "$etcd_dir/etcdctl" "$etcd_dir/etcdutl" "$etcd_dir/etcd-recover-replay" "$etcd_ctx/out/"
 # The build stage's npm ci: this machine's CA bundle (egress may be TLS-intercepted) and npm's cache.
 ca=/etc/ssl/certs/ca-certificates.crt
 npm_cache=$(npm config get cache 2>/dev/null || echo "$HOME/.npm")

@@ -56,8 +56,9 @@ build() {
 ensure_etcd() {
   if [ -n "${ETCD_BIN_DIR:-}" ]; then echo "ETCD_BIN_DIR=$ETCD_BIN_DIR"; return; fi
   local out="$cache/bin/etcd-$(key etcd)"
-  [ -x "$out/etcdutl" ] || build etcd "$out" \
-    go.etcd.io/etcd/server/v3=etcd go.etcd.io/etcd/etcdctl/v3=etcdctl go.etcd.io/etcd/etcdutl/v3=etcdutl
+  # etcd-recover-replay (tools/go/etcd/replay): the point-in-time replay into a bbolt file, from etcd's own storage packages.
+  [ -x "$out/etcd-recover-replay" ] || build etcd "$out" \
+    go.etcd.io/etcd/server/v3=etcd go.etcd.io/etcd/etcdctl/v3=etcdctl go.etcd.io/etcd/etcdutl/v3=etcdutl ./replay=etcd-recover-replay
   echo "ETCD_BIN_DIR=$out"
 }
 

@@ -43,6 +43,8 @@ export interface StatusResult {
   unfinished?: { id: string; kind: string; status: string; summary: string };
   /** Continuous archiving: the archiver's last report and how far behind etcd it is. */
   archive?: ArchiveLag;
+  /** The contract declares an archiver, but none has reported. */
+  archiveMissing?: string;
   /** What is wrong, for machines: `status` exits with `health.exitCode` (docs/exit-codes.md). */
   health: HealthReport;
 }
@@ -109,6 +111,7 @@ export function renderStatus(result: StatusResult, opts: { kubernetes: boolean; 
     lines.push(`backups (newest first): ${b.timeline.map((t) => `${mark[t.result]}${shortAge(t.createdAt, opts.now)}`).join(' ')}`);
   }
   const a = result.archive;
+  if (result.archiveMissing) lines.push(`archive: ${result.archiveMissing}`);
   if (a) {
     const where = `chain ${a.chain}, revision ${a.lastRevision}`;
     if (a.stale) lines.push(`archive: NOT REPORTING since ${a.flushedAt} (${where}): is the archiver running? RPO by the archive not met`);

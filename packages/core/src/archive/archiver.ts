@@ -120,7 +120,8 @@ async function position(o: ArchiverOptions, log: (m: string) => void): Promise<{
   if (last) {
     const lastArchived = Math.max(last.to, ...last.segments.map((s) => s.last));
     if (last.record.clusterId !== status.clusterId || lastArchived > status.revision) reason = 'restored';
-    else if (!(await o.source.hasHistoryFrom(lastArchived + 1))) reason = 'compacted';
+    // Nothing newer yet (an idle cluster): nothing to check; else etcd must still hold what comes next.
+    else if (lastArchived < status.revision && !(await o.source.hasHistoryFrom(lastArchived + 1))) reason = 'compacted';
     else {
       log(`resuming chain ${last.record.chain} from revision ${lastArchived + 1}`);
       return { chain: last.record, from: lastArchived + 1 };
@@ -184,6 +185,9 @@ async function follow(o: ArchiverOptions, owner: RecoveryLock, intervalMs: numbe
   // to the old chain, later ones to the new one, so the two meet without a gap.
   let handover: { at: number; next: ChainRecord } | undefined;
   let rebasing = false;
+  // While a rebase takes its base: what was written meanwhile (what the new chain may need again).
+  let tail: RevisionBatch[] | undefined;
+  let carry: RevisionBatch[] = [];
   let buffer: RevisionBatch[] = [];
   let buffered = 0;
   let lastFlushed: { revision: number; at: number } | undefined;
@@ -217,22 +221,15 @@ async function follow(o: ArchiverOptions, owner: RecoveryLock, intervalMs: numbe
     }
   })();
 
-  // Writes what is buffered now (what arrives meanwhile waits for the next flush): one segment per
-  // flush, more only past the size bound.
-  const flush = async () => {
-    let budget = buffer.length;
-    while (buffer.length && budget > 0) {
-      if (handover && buffer[0]!.revision > handover.at) {
-        log(`chain ${chain.chain} ends at revision ${handover.at}; chain ${handover.next.chain} goes on from there`);
-        chain = handover.next;
-        handover = undefined;
-        leases.clear();
-      }
-      const limit = handover?.at ?? Infinity;
+  // Segments of `batches` (in order, contiguous) into the current chain, split at the size bound;
+  // `done(n)` after each segment with how many of them it took.
+  const writeRun = async (batches: readonly RevisionBatch[], done: (n: number, bytes: number) => void) => {
+    let i = 0;
+    while (i < batches.length) {
       let n = 0;
       let bytes = 0;
-      while (n < buffer.length && buffer[n]!.revision <= limit && (n === 0 || bytes + sizeOf(buffer[n]!) <= maxSegment)) bytes += sizeOf(buffer[n++]!);
-      const part = buffer.slice(0, n);
+      while (i + n < batches.length && (n === 0 || bytes + sizeOf(batches[i + n]!) <= maxSegment)) bytes += sizeOf(batches[i + n++]!);
+      const part = batches.slice(i, i + n);
       const fresh: Record<string, number> = {};
       for (const b of part)
         for (const e of b.events)
@@ -244,12 +241,41 @@ async function follow(o: ArchiverOptions, owner: RecoveryLock, intervalMs: numbe
       // No abort signal on the writes: a stop (SIGTERM) flushes what is held before it exits.
       await owner.fence();
       await writeSegment(catalog, chain.chain, part, fresh);
-      buffer = buffer.slice(n);
-      budget -= n;
-      buffered -= bytes;
+      if (tail) tail.push(...part);
       lastFlushed = { revision: part[part.length - 1]!.revision, at: part[part.length - 1]!.at };
+      i += n;
+      done(n, bytes);
     }
   };
+  const fromBuffer = (k: number) =>
+    writeRun(buffer.slice(0, k), (n, bytes) => {
+      buffer = buffer.slice(n);
+      buffered -= bytes;
+    });
+
+  // Writes what is buffered now (what arrives meanwhile waits for the next flush): one segment per
+  // flush, more only past the size bound. At a rebase's handover, first what the old chain still
+  // needs up to the new base, then the switch; what the old chain already took past the new base
+  // while that base was being taken is written again as the new chain's first segment (`carry`), so
+  // the new chain starts right after its base.
+  const flush = async () => {
+    if (handover) {
+      const at = handover.at;
+      const upTo = buffer.findIndex((b) => b.revision > at);
+      await fromBuffer(upTo < 0 ? buffer.length : upTo);
+      carry = (tail ?? []).filter((b) => b.revision > at);
+      log(`chain ${chain.chain} ends at revision ${Math.max(at, lastFlushed?.revision ?? at)}; chain ${handover.next.chain} goes on from revision ${at + 1}`);
+      chain = handover.next;
+      handover = undefined;
+      tail = undefined;
+      leases.clear();
+    }
+    if (carry.length) {
+      await writeRun(carry, (n) => (carry = carry.slice(n)));
+    }
+    await fromBuffer(buffer.length);
+  };
+
 
   try {
     // A write waits at most about half the interval in the buffer before its segment is written, so
@@ -263,7 +289,7 @@ async function follow(o: ArchiverOptions, owner: RecoveryLock, intervalMs: numbe
       await sleep(tick, signal);
       const due = buffer.length > 0 && (signal.aborted || Date.now() >= retryAt) && (signal.aborted || paused || buffered >= maxSegment || Date.now() - buffer[0]!.at >= intervalMs / 2);
       try {
-        if (due || handover) await flush();
+        if (due || handover || carry.length) await flush();
         if (alarm && buffered === 0) {
           log('the bucket takes writes again: the archiver catches up');
           alarm = undefined;
@@ -294,12 +320,16 @@ async function follow(o: ArchiverOptions, owner: RecoveryLock, intervalMs: numbe
       if (!owner.held) throw new Error('the fence is lost');
       if (o.rebaseMs && !rebasing && !handover && Date.now() - Date.parse(chain.startedAt) > o.rebaseMs) {
         rebasing = true;
+        tail = [];
         const old = chain;
         void startChain(o, 'rebased', { chain: old.chain, last: 0 }, log)
           .then((rec) => {
             handover = { at: rec.base.revision, next: rec };
           })
-          .catch((e) => log(`a new chain could not start (${messageOf(e)}); chain ${old.chain} goes on`))
+          .catch((e) => {
+            tail = undefined;
+            log(`a new chain could not start (${messageOf(e)}); chain ${old.chain} goes on`);
+          })
           .finally(() => (rebasing = false));
       }
       // Caught up after an outage that stopped the reading: watch again from where the buffer ends.

@@ -18,13 +18,21 @@ export interface HistoryRow {
   chain: string;
 }
 
-export async function keyHistory(o: { catalog: Catalog; key: string; prefix?: boolean; signal?: AbortSignal; limit?: number }): Promise<HistoryRow[]> {
+/** The changes found, oldest first; a segment that cannot be read is skipped and named in `unreadable`. */
+export async function keyHistory(o: { catalog: Catalog; key: string; prefix?: boolean; signal?: AbortSignal; limit?: number; unreadable?: string[] }): Promise<HistoryRow[]> {
   const want = Buffer.from(o.key);
   const match = (k: Buffer) => (o.prefix ? k.subarray(0, want.length).equals(want) : k.equals(want));
   const rows: HistoryRow[] = [];
   for (const chain of await listChains(o.catalog.store, o.catalog.cluster, o.signal)) {
     for (const ref of chain.segments) {
-      const seg = await readSegment(o.catalog, ref, o.signal);
+      let seg;
+      try {
+        seg = await readSegment(o.catalog, ref, o.signal);
+      } catch (e) {
+        if (o.signal?.aborted) throw e;
+        o.unreadable?.push(`${ref.key} (revisions ${ref.first}-${ref.last}): ${(e as Error).message}`);
+        continue;
+      }
       for (const b of seg.batches) {
         for (const e of b.events) {
           if (!match(e.key)) continue;

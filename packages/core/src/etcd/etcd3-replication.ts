@@ -102,6 +102,8 @@ export class Etcd3ChangeSource implements ChangeSource {
       return true;
     } catch (e) {
       if (/compacted/.test(messageOf(e))) return false;
+      // Not written yet: nothing of it was compacted.
+      if (/future revision/.test(messageOf(e))) return true;
       throw e;
     }
   }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EtcdRecoverError, isEtcdRecoverError } from '../errors.js';
 import { layout } from '../layout.js';
+import { listChains } from '../archive/chains.js';
 import { readJson } from '../store/object-store.js';
 import { isTrusted, isVerified, type Catalog, type SnapshotRecord } from '../snapshot/catalog.js';
 import { executePlan, type RecoveryReport, type StepEvent } from './executor.js';
@@ -266,13 +267,17 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
     }
   }
   const { point, record, backups, newestBackup } = chosen;
+  // The archive's newest revision was seen by clients too: revisions must go past it (a point-in-time
+  // restore to an early revision would otherwise reuse revision numbers watchers already saw).
+  const archivedMax = await archiveMaxRevision(o.catalog, o.signal);
+  const seenMax = highest(highest(observation.maxRevision, past.maxRevision), archivedMax);
   let bump;
   try {
     bump = computeRevisionBump({
       snapshotRevision: point.revision ?? 0,
       snapshotCreatedAt: point.createdAt ? new Date(point.createdAt) : now,
       now,
-      ...(highest(observation.maxRevision, past.maxRevision) !== undefined ? { observedMaxRevision: highest(observation.maxRevision, past.maxRevision)! } : {}),
+      ...(seenMax !== undefined ? { observedMaxRevision: seenMax } : {}),
       ...(writeRate(backups) !== undefined ? { rate: writeRate(backups)! } : {}),
       ...(o.bumpOverride !== undefined ? { override: o.bumpOverride } : {}),
     });
@@ -327,6 +332,12 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
     ...(o.requireSameVersion ? { requireSameVersion: true } : {}),
   };
   return { plan, observation };
+}
+
+/** The newest revision any archive chain of the cluster holds (undefined: no archive). */
+async function archiveMaxRevision(catalog: Catalog, signal?: AbortSignal): Promise<number | undefined> {
+  const chains = await listChains(catalog.store, catalog.cluster, signal).catch(() => []);
+  return chains.length ? Math.max(...chains.map((c) => Math.max(c.to, ...c.segments.map((s) => s.last)))) : undefined;
 }
 
 /** A point-in-time restore point, with the base backup standing in as the record (its etcd version is the snapshot's evidence). */

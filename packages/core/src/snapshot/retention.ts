@@ -78,7 +78,7 @@ export function applyRetention(all: readonly SnapshotRecord[], policy: Retention
     name: s.name,
     createdAt: s.createdAt,
     keep: true,
-    reasons: [isPointInTime(s) ? 'a point-in-time restore point built from the archive (outside retention; delete it by name)' : `the base snapshot of archive chain ${s.labels?.['chain'] ?? '?'} (outside retention: the chain's segments restore nothing without it)`],
+    reasons: [isPointInTime(s) ? 'a point-in-time restore point built from the archive (outside retention: kept until removed from the bucket)' : `the base snapshot of archive chain ${s.labels?.['chain'] ?? '?'} (outside retention: the chain's segments restore nothing without it)`],
   }));
   return [...decide(snapshots, policy, now), ...kept];
 }

@@ -159,7 +159,7 @@ The table ends with the newest backups at a glance, newest first, e.g. "backups 
       if (this.abort.signal.aborted) throw e;
       backups = { latest: [], withinRpo: false, rpoSeconds: rpoMs / 1000, timeline: [], error: (e as Error).message };
     }
-    const recovery: Pick<StatusResult, 'lock' | 'unfinished' | 'archive'> = {};
+    const recovery: Pick<StatusResult, 'lock' | 'unfinished' | 'archive' | 'archiveMissing'> = {};
     if (!backups.error) {
       const store = target.catalog().store;
       const lock = new RecoveryLock(store, target.cluster);
@@ -172,6 +172,7 @@ The table ends with the newest backups at a glance, newest first, e.g. "backups 
       const live = Math.max(0, ...members.map((m) => m.revision ?? 0)) || undefined;
       const lag = await archiveLag(target.catalog().store, target.cluster, { liveRevision: live, signal: this.abort.signal }).catch(() => undefined);
       if (lag) recovery.archive = lag;
+      else if (target.contract?.archive) recovery.archiveMissing = `the component declares an archiver (Deployment ${target.contract.archive.deployment}) but none has reported: is it running? (kubectl -n ${target.kube?.namespace ?? '?'} logs deploy/${target.contract.archive.deployment})`;
     }
     const health = assessHealth({
       archive: recovery.archive,

@@ -13,7 +13,7 @@ Exit 0 (also when the key never changed in the archive: the list is empty).`;
     { description: 'Every change under a prefix, as JSON', command: '<%= config.bin %> backup history /registry/secrets/prod/ --key-prefix -o json' },
     { description: 'The revision to restore to: just before the last deletion', command: "<%= config.bin %> backup history /registry/configmaps/default/app -o json | jq '[.[] | select(.change==\"deleted\")][-1].revision - 1'" },
   ];
-  static override args = { key: Args.string({ description: 'The key (or, with --prefix, the prefix).', required: true }) };
+  static override args = { key: Args.string({ description: 'The key (or, with --key-prefix, the prefix).', required: true }) };
   static override flags = {
     ...targetFlags,
     ...storeFlags,
@@ -26,7 +26,10 @@ Exit 0 (also when the key never changed in the archive: the list is empty).`;
     const { args, flags } = await this.parse(BackupHistory);
     this.setup({ ...flags, quiet: true });
     const catalog = (await this.openTarget(flags)).catalog();
-    const rows = await keyHistory({ catalog, key: args.key, ...(flags['key-prefix'] ? { prefix: true } : {}), ...(flags.limit ? { limit: flags.limit } : {}), signal: this.abort.signal });
+    const unreadable: string[] = [];
+    const rows = await keyHistory({ unreadable, catalog, key: args.key, ...(flags['key-prefix'] ? { prefix: true } : {}), ...(flags.limit ? { limit: flags.limit } : {}), signal: this.abort.signal });
+    // A damaged segment hides its revisions' changes, not the others': said on stderr, always.
+    for (const u of unreadable) process.stderr.write(`warning: segment ${u}: the changes it holds are not listed\n`);
     this.render(rows, () => {
       if (!rows.length) return `No change of ${args.key}${flags['key-prefix'] ? ' (prefix)' : ''} in the archive of cluster ${catalog.cluster}.`;
       const lines = [
