@@ -195,7 +195,11 @@ describe('pulumi up for real: the hosted-control-plane example through the real 
     const core = cp.kubeConfig().makeApiClient(CoreV1Api);
     await waitFor('the StatefulSet and its pods gone', async () => (await core.listNamespacedPod({ namespace: NS, labelSelector: 'app.kubernetes.io/name=etcd' })).items.length === 0, 180_000, 1_000);
     assert.equal((await apps().listNamespacedStatefulSet({ namespace: NS })).items.length, 0);
-    assert.equal((await apps().listNamespacedDeployment({ namespace: NS })).items.length, 0);
+    // Deployments declared with skipAwait (the exporter, the archiver) are deleted without waiting: they go within seconds.
+    let left: string[] = [];
+    await waitFor('every Deployment gone', async () => (left = (await apps().listNamespacedDeployment({ namespace: NS })).items.map((d) => d.metadata!.name!)).length === 0, 120_000, 1_000).catch(() => {
+      throw new Error(`Deployments left after destroy: ${left.join(', ')}`);
+    });
     assert.equal((await cp.kubeConfig().makeApiClient(BatchV1Api).listNamespacedCronJob({ namespace: NS })).items.length, 0);
     assert.equal((await core.listNamespacedConfigMap({ namespace: NS })).items.filter((c) => c.metadata?.name?.startsWith('etcd')).length, 0);
     // The members' volumes stay too (the StatefulSet's PVCs are retained): destroy deletes no data.
