@@ -11,8 +11,8 @@ import { replayToRevision } from './replay.js';
 import { readSegment } from './segment-io.js';
 
 /** The chain, revision and segments of a point; a time becomes the newest revision archived at or before it. */
-export async function resolvePoint(catalog: Catalog, req: PointRequest, signal?: AbortSignal): Promise<ChosenPoint> {
-  const chains = await listChains(catalog.store, catalog.cluster, signal);
+export async function resolvePoint(catalog: Catalog, req: PointRequest, signal?: AbortSignal, listed?: readonly ChainInfo[]): Promise<ChosenPoint> {
+  const chains = listed ?? (await listChains(catalog.store, catalog.cluster, signal));
   const got = choosePoint(chains, req);
   if ('revision' in got) return got;
   const { chain, segment, time } = got;

@@ -241,6 +241,8 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
   const now = o.now ?? new Date();
   const past = await bucketHistory(o);
   const request = o.request ?? 'auto';
+  // The archive's chains, listed once: the newest archived revision (for auto) and the highest one (for the bump).
+  const chains = await listChains(o.catalog.store, o.catalog.cluster, o.signal).catch(() => []);
   let chosen = isPointInTimeRequest(request)
     ? await pointInTimeRestorePoint(o.catalog, request, o.signal)
     : await resolveRestorePoint({
@@ -253,13 +255,13 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
       }).catch(async (e) => {
         // No backup or survivor to restore from, but perhaps an archive: auto looks there too.
         if (request !== 'auto' || !isEtcdRecoverError(e) || e.code !== 'NO_RESTORE_POINT') throw e;
-        const a = await newestArchived(o.catalog, { observation, lineage: past.clusterIds, ...(o.signal ? { signal: o.signal } : {}) });
+        const a = await newestArchived(o.catalog, chains, { observation, lineage: past.clusterIds, ...(o.signal ? { signal: o.signal } : {}) });
         if (!a) throw e;
         return pointInTimeRestorePoint(o.catalog, { toRevision: a.revision }, o.signal);
       });
   if (request === 'auto' && chosen.point.kind !== 'point-in-time') {
     // The archive usually holds newer data than any backup, and than a survivor that fell behind.
-    const a = await newestArchived(o.catalog, { observation, lineage: past.clusterIds, ...(o.signal ? { signal: o.signal } : {}) });
+    const a = await newestArchived(o.catalog, chains, { observation, lineage: past.clusterIds, ...(o.signal ? { signal: o.signal } : {}) });
     if (a && a.revision > (chosen.point.revision ?? 0)) {
       const was = chosen.point.kind === 'live' ? `surviving member ${chosen.point.member} (revision ${chosen.point.revision})` : `backup ${chosen.point.name} (revision ${chosen.point.revision})`;
       chosen = await pointInTimeRestorePoint(o.catalog, { toRevision: a.revision }, o.signal);
@@ -269,7 +271,7 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
   const { point, record, backups, newestBackup } = chosen;
   // The archive's newest revision was seen by clients too: revisions must go past it (a point-in-time
   // restore to an early revision would otherwise reuse revision numbers watchers already saw).
-  const archivedMax = await archiveMaxRevision(o.catalog, o.signal);
+  const archivedMax = chains.length ? Math.max(...chains.map((c) => Math.max(c.to, ...c.segments.map((x) => x.last)))) : undefined;
   const seenMax = highest(highest(observation.maxRevision, past.maxRevision), archivedMax);
   let bump;
   try {
@@ -332,12 +334,6 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
     ...(o.requireSameVersion ? { requireSameVersion: true } : {}),
   };
   return { plan, observation };
-}
-
-/** The newest revision any archive chain of the cluster holds (undefined: no archive). */
-async function archiveMaxRevision(catalog: Catalog, signal?: AbortSignal): Promise<number | undefined> {
-  const chains = await listChains(catalog.store, catalog.cluster, signal).catch(() => []);
-  return chains.length ? Math.max(...chains.map((c) => Math.max(c.to, ...c.segments.map((s) => s.last)))) : undefined;
 }
 
 /** A point-in-time restore point, with the base backup standing in as the record (its etcd version is the snapshot's evidence). */

@@ -1,6 +1,6 @@
 import { EtcdRecoverError } from '../errors.js';
 import { Catalog, isTrusted, isVerified, type SnapshotRecord } from '../snapshot/catalog.js';
-import { listChains } from '../archive/chains.js';
+import { listChains, type ChainInfo, type ChosenPoint } from '../archive/chains.js';
 import { describePoint, resolvePoint } from '../archive/point.js';
 import type { ClusterObservation } from './observation.js';
 import type { RestorePoint } from './plan.js';
@@ -119,14 +119,14 @@ export async function resolveRestorePoint(opts: {
  * and what the archive holds past it. Refusals (outside every chain, in a hole, between chains) come
  * from choosePoint, naming the ranges there are.
  */
-export async function resolvePointInTime(catalog: Catalog, request: PointInTimeRequest, signal?: AbortSignal): Promise<{ point: RestorePoint; base: SnapshotRecord }> {
+export async function resolvePointInTime(catalog: Catalog, request: PointInTimeRequest, signal?: AbortSignal): Promise<{ point: RestorePoint; base: SnapshotRecord; chosen: ChosenPoint }> {
   let time: Date | undefined;
   if ('toTime' in request) {
     time = new Date(request.toTime);
     if (Number.isNaN(time.getTime())) throw new EtcdRecoverError('USAGE', `--to-time ${request.toTime} is not a time (use RFC 3339, e.g. 2026-12-02T03:04:05Z)`);
   }
-  const chosen = await resolvePoint(catalog, time ? { time } : { revision: (request as { toRevision: number }).toRevision }, signal);
   const chains = await listChains(catalog.store, catalog.cluster, signal);
+  const chosen = await resolvePoint(catalog, time ? { time } : { revision: (request as { toRevision: number }).toRevision }, signal, chains);
   const d = describePoint(chosen, chains);
   const base = await catalog.get(d.baseSnapshot, signal);
   if (!isVerified(base)) {
@@ -147,15 +147,14 @@ export async function resolvePointInTime(catalog: Catalog, request: PointInTimeR
     pointInTime: { chain: d.chain, baseSnapshot: d.baseSnapshot, baseRevision: d.baseRevision, segments: d.segments, newestArchived: d.newestArchived, revisionsDropped: d.revisionsDropped, asked: time ? { time: time.toISOString() } : { revision: chosen.revision } },
     reason: `requested ${describePointRequest(request)}${time ? ` (the newest archived revision at or before it is ${chosen.revision})` : ''}`,
   };
-  return { point, base };
+  return { point, base, chosen };
 }
 
 /**
  * The archive's newest restorable revision for `auto`: the last chain's end, when that chain follows
  * this cluster (its etcd cluster ID is the live one or one this cluster had) and its base is verified.
  */
-export async function newestArchived(catalog: Catalog, o: { observation: ClusterObservation; lineage?: string[]; signal?: AbortSignal }): Promise<{ revision: number; chain: string; at: number } | undefined> {
-  const chains = await listChains(catalog.store, catalog.cluster, o.signal).catch(() => []);
+export async function newestArchived(catalog: Catalog, chains: readonly ChainInfo[], o: { observation: ClusterObservation; lineage?: string[]; signal?: AbortSignal }): Promise<{ revision: number; chain: string; at: number } | undefined> {
   const known = new Set([...(o.lineage ?? []), ...(o.observation.clusterId ? [o.observation.clusterId] : [])]);
   for (const c of [...chains].reverse()) {
     if (known.size && !known.has(c.record.clusterId)) continue;

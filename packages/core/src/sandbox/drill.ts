@@ -12,7 +12,7 @@ import { snapshotVersionEvidence } from '../recovery/recover.js';
 import { planVersions, refuseVersionMismatch } from '../recovery/version-check.js';
 import { findEtcdBinaries } from './binaries.js';
 import { Catalog, isTrusted, type SnapshotRecord } from '../snapshot/catalog.js';
-import { buildPointInTime, resolvePoint, type PointInTimeBuild } from '../archive/point.js';
+import { buildPointInTime, type PointInTimeBuild } from '../archive/point.js';
 import { resolvePointInTime, type PointInTimeRequest } from '../recovery/restore-point.js';
 import { MemoryObjectStore } from '../store/memory-object-store.js';
 import { Sandbox } from './sandbox.js';
@@ -70,10 +70,9 @@ export async function drillRestore(o: DrillOptions): Promise<DrillReport> {
   let source = o.catalog;
   let built: PointInTimeBuild | undefined;
   if (o.pointInTime) {
-    const { point } = await resolvePointInTime(o.catalog, o.pointInTime, o.signal);
-    const chosen = await resolvePoint(o.catalog, { revision: point.revision! }, o.signal);
+    const { chosen } = await resolvePointInTime(o.catalog, o.pointInTime, o.signal);
     source = new Catalog(new MemoryObjectStore(), o.catalog.cluster, o.catalog.keys);
-    o.onMessage?.(`rebuilding revision ${point.revision} from archive chain ${chosen.chain.record.chain} (backup ${chosen.chain.record.base.snapshot} + ${chosen.segments.length} segment(s))`);
+    o.onMessage?.(`rebuilding revision ${chosen.revision} from archive chain ${chosen.chain.record.chain} (backup ${chosen.chain.record.base.snapshot} + ${chosen.segments.length} segment(s))`);
     built = await buildPointInTime({ catalog: o.catalog, into: source, point: chosen, ...(o.signal ? { signal: o.signal } : {}), ...(o.onMessage ? { progress: o.onMessage } : {}) });
     record = built.record;
   } else if (o.name) record = await o.catalog.get(o.name, o.signal);
