@@ -2,6 +2,7 @@ import * as pulumi from '@pulumi/pulumi';
 import * as k8s from '@pulumi/kubernetes';
 import type { ResolvedArgs } from './args.js';
 import { namesFor } from './names.js';
+import { agentDeployment } from './agent-deployment.js';
 
 type Volume = k8s.types.input.core.v1.Volume;
 type VolumeMount = k8s.types.input.core.v1.VolumeMount;
@@ -24,40 +25,25 @@ export function createMonitoring(
   if (!m.exporter || !deps.serviceAccount) return {};
   const n = namesFor(name);
   const labels = { ...deps.labels, 'etcd-recover.io/job': 'exporter' };
-  const deployment = new k8s.apps.v1.Deployment(
+  // `up` does not wait for it: metrics are not what makes the cluster recoverable (status and the Events say if it runs).
+  const deployment = agentDeployment(
     `${name}-exporter`,
+    r,
     {
-      // `up` does not wait for it: metrics are not what makes the cluster recoverable (status and the Events say if it runs).
-      metadata: { name: n.exporter, namespace: r.namespace, labels, annotations: { 'pulumi.com/skipAwait': 'true' } },
-      spec: {
-        replicas: 1,
-        strategy: { type: 'Recreate' },
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels },
-          spec: {
-            serviceAccountName: deps.serviceAccount.metadata.name,
-            automountServiceAccountToken: true,
-            securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532 },
-            containers: [
-              {
-                name: 'exporter',
-                image: r.agentImage,
-                command: ['kubectl-etcd_recover'],
-                args: ['agent', 'exporter', '--listen', `:${EXPORTER_PORT}`, ...(m.rpo ? ['--rpo', m.rpo] : [])],
-                env: deps.pod.env,
-                volumeMounts: deps.pod.mounts,
-                ports: [{ name: 'metrics', containerPort: EXPORTER_PORT }],
-                readinessProbe: { httpGet: { path: '/healthz', port: EXPORTER_PORT }, periodSeconds: 10 },
-                resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '256Mi' } },
-                terminationMessagePolicy: 'FallbackToLogsOnError',
-                securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
-              },
-            ],
-            volumes: deps.pod.volumes,
-          },
-        },
+      name: n.exporter,
+      labels,
+      serviceAccount: deps.serviceAccount,
+      automountServiceAccountToken: true,
+      container: {
+        name: 'exporter',
+        args: ['agent', 'exporter', '--listen', `:${EXPORTER_PORT}`, ...(m.rpo ? ['--rpo', m.rpo] : [])],
+        env: deps.pod.env,
+        volumeMounts: deps.pod.mounts,
+        ports: [{ name: 'metrics', containerPort: EXPORTER_PORT }],
+        readinessProbe: { httpGet: { path: '/healthz', port: EXPORTER_PORT }, periodSeconds: 10 },
+        resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '256Mi' } },
       },
+      volumes: deps.pod.volumes,
     },
     opts,
   );
