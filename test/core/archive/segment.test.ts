@@ -106,5 +106,13 @@ describe('archive chains', () => {
     assert.equal(by['full-b'].keep, true);
     assert.match(by['full-b'].reasons[0], /base snapshot of archive chain b/);
     assert.ok(!by['full-a'].reasons.some((r: string) => /archive chain/.test(r)), 'no longer protected by a chain');
+    // A point-in-time build (older data, taken now) never pushes a real backup out of "the N newest".
+    const real = { ...(rec('full-real', '2026-12-08T00:00:00Z') as object), labels: { reason: 'scheduled' } } as never;
+    const pit = { ...(rec('full-pit', '2026-12-08T23:00:00Z') as object), labels: { reason: 'point-in-time', 'to-revision': '5' } } as never;
+    const d2 = Object.fromEntries(applyRetention([real, pit], { keepLast: 1, keepAllWithin: 0, hourlyWithin: 0, dailyWithin: 0, weeklyWithin: 0 }, now, new Set()).map((d) => [d.name, d]));
+    assert.equal(d2['full-real'].keep, true);
+    assert.match(d2['full-real'].reasons.join(';'), /one of the 1 newest/);
+    assert.equal(d2['full-pit'].keep, true);
+    assert.match(d2['full-pit'].reasons[0], /point-in-time restore point/);
   });
 });
