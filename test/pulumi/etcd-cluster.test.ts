@@ -251,6 +251,11 @@ describe('EtcdCluster component (Pulumi mocks)', () => {
         { backup: { ...base.backup, bucket: { create: { name: 'etcd-backups', expirationDays: 20 } }, retention: { daily: '14d', weekly: '0d' } } },
         /backup\.bucket\.create\.expirationDays: 20 days would delete backups that backup\.retention\.daily \("14d"\) keeps: .*expirationDays ≥ 21\)/,
       ],
+      [
+        'a lifecycle expiry that would cut the point-in-time window (archive.keep 30d, expiry 21 days)',
+        { backup: { ...base.backup, bucket: { create: { name: 'etcd-backups', expirationDays: 21 } }, retention: { daily: '14d', weekly: '0d' } }, archive: { keep: '30d' } },
+        /backup\.bucket\.create\.expirationDays: 21 days would delete archive segments that archive\.keep \("30d"\) keeps: .*expirationDays ≥ 37\).*newest chain/,
+      ],
     ];
     for (const [what, override, re] of cases) {
       it(what, async () => {

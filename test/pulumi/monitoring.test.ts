@@ -82,6 +82,16 @@ describe('EtcdCluster monitoring, reporting and the scheduled drill (Pulumi mock
     for (const a of ['EtcdRecoverBackupStale', 'EtcdRecoverVerificationFailed', 'EtcdRecoverDrillFailed', 'EtcdRecoverMemberDown', 'EtcdRecoverQuorumAtRisk', 'EtcdRecoverBackupJobFailing']) assert.ok(names.includes(a), a);
     for (const r of rules) assert.match(r.annotations.runbook_url, /\/docs\/runbooks\/[a-z-]+\.md$/, `${r.alert} links its runbook`);
     assert.ok(mocks.find('kubernetes:apps/v1:Deployment', 'etcd-exporter').inputs.spec.template.spec.containers[0].args.includes('45m'));
+    // Continuous archiving is on by default: its alerts come with it (lag: ten 1 s intervals), and go with it.
+    const byName = Object.fromEntries(rules.map((r: any) => [r.alert, r]));
+    assert.equal(byName['EtcdRecoverArchiveDown'].expr, 'etcd_recover_archive_up{cluster="etcd"} == 0');
+    assert.equal(byName['EtcdRecoverArchiveLagging'].expr, 'etcd_recover_archive_lag_seconds{cluster="etcd"} > 10');
+    assert.match(byName['EtcdRecoverArchiveLagging'].annotations.runbook_url, /point-in-time\.md$/);
+    mocks.reset();
+    const noArchive = await deploy({ monitoring: { prometheusRule: true }, archive: { enabled: false } });
+    const without = noArchive.custom.find((x) => x.inputs.kind === 'PrometheusRule')!.inputs.spec.groups[0].rules.map((r: any) => r.alert);
+    assert.ok(!without.some((a: string) => a.startsWith('EtcdRecoverArchive')), without.join(', '));
+    assert.ok(without.includes('EtcdRecoverBackupStale'));
   });
 
   it('bad input names the argument', async () => {

@@ -12,7 +12,8 @@ export interface CreateBucketArgs {
    * Expire backups after this many days (a lifecycle rule on the cluster's prefix, noncurrent
    * versions too). Default: none (retention prunes). Must exceed the longest retention window by
    * at least EXPIRY_GRACE_DAYS: once backups stop, the rule also deletes the newest verified
-   * backup, which retention always keeps. A safety net for a prune that never runs, not a policy.
+   * backup, which retention always keeps; and `archive.keep` by as much (the archive's segments).
+   * A safety net for a prune that never runs, not a policy.
    */
   readonly expirationDays?: number;
   /** Object lock for backups (needs store support). Default: none. */
@@ -423,7 +424,7 @@ export function resolveArgs(name: string, a: EtcdClusterArgs): ResolvedArgs {
     autoRestore: a.autoRestore === true,
     companions: companionsOf(name, a, fail),
     drill: drillOf(a, fail),
-    archive: archiveOf(a, fail),
+    archive: archiveOf(a, fail, 'create' in b.bucket ? b.bucket.create.expirationDays : undefined),
     monitoring: {
       exporter: a.monitoring?.exporter ?? true,
       serviceMonitor: a.monitoring?.serviceMonitor ?? false,
@@ -464,7 +465,7 @@ function companionsOf(name: string, a: EtcdClusterArgs, fail: (arg: string, prob
   return { secrets: [...new Set([...(c.secrets ?? []), ...own])], configMaps: [...new Set(c.configMaps ?? [])] };
 }
 
-function archiveOf(a: EtcdClusterArgs, fail: (arg: string, problem: string) => never): ResolvedArgs['archive'] {
+function archiveOf(a: EtcdClusterArgs, fail: (arg: string, problem: string) => never, expirationDays: number | undefined): ResolvedArgs['archive'] {
   const c = a.archive ?? {};
   if (c.enabled === false) return undefined;
   const interval = c.interval ?? '1s';
@@ -486,6 +487,17 @@ function archiveOf(a: EtcdClusterArgs, fail: (arg: string, problem: string) => n
     /* reported below */
   }
   if (!(keepMs >= 3_600_000)) fail('archive.keep', `"${keep}" must be a duration of at least 1h (e.g. 24h, 7d)`);
+  // The lifecycle rule deletes segments by age alone, as it does backups: within archive.keep it
+  // would cut the point-in-time window (and, once the archiver stops, its newest chain).
+  const need = Math.ceil(keepMs / DAY_MS) + EXPIRY_GRACE_DAYS;
+  if (expirationDays !== undefined && expirationDays < need) {
+    fail(
+      'backup.bucket.create.expirationDays',
+      `${expirationDays} days would delete archive segments that archive.keep ("${keep}") keeps: a lifecycle expiry must exceed archive.keep by at least ` +
+        `${EXPIRY_GRACE_DAYS} days (expirationDays ≥ ${need}), because once the archiver stops it also deletes the newest chain; raise it, shorten archive.keep, ` +
+        'or leave expiry to prune (omit expirationDays)',
+    );
+  }
   const maxBufferMiB = c.maxBufferMiB ?? 64;
   if (!Number.isInteger(maxBufferMiB) || maxBufferMiB < 1) fail('archive.maxBufferMiB', `must be a whole number of MiB >= 1 (got ${maxBufferMiB})`);
   return { intervalMs, rebaseSeconds, keep, maxBufferMiB, resources: c.resources ?? { requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } } };

@@ -109,5 +109,15 @@ export function alertRules(name: string, r: ResolvedArgs): Record<string, unknow
     ),
     alert('EtcdRecoverQuorumLost', `etcd_recover_quorum{${c}} == 0`, '1m', 'critical', `${name} has lost quorum`, 'quorum-loss.md'),
     alert('EtcdRecoverBucketUnreachable', `etcd_recover_bucket_up{${c}} == 0`, '10m', 'warning', `the backup bucket of ${name} is unreachable from the exporter`, 'backups.md'),
+    // Continuous archiving (docs/archive.md): without it the point-in-time window and the RPO of seconds are gone.
+    ...(r.archive
+      ? [
+          alert('EtcdRecoverArchiveDown', `etcd_recover_archive_up{${c}} == 0`, '5m', 'warning', `the continuous archive of ${name} is not reporting or has an alarm: the RPO falls back to the backup schedule`, 'point-in-time.md'),
+          alert('EtcdRecoverArchiveLagging', `etcd_recover_archive_lag_seconds{${c}} > ${archiveLagThreshold(r.archive.intervalMs)}`, '5m', 'warning', `the continuous archive of ${name} is behind etcd`, 'point-in-time.md'),
+        ]
+      : []),
   ];
 }
+
+/** Seconds of archive lag that count as behind: ten flush intervals, at least 5 s. */
+export const archiveLagThreshold = (intervalMs: number) => Math.max(5, Math.ceil((10 * intervalMs) / 1000));
