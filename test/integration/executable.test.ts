@@ -1,13 +1,13 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import type { Sandbox } from '@etcd-recover/core';
 import { kubectl, repoRoot } from '../support/binaries.js';
 import { startSandbox, stopSandbox, tempDir } from '../support/sandbox.js';
-import { populate, saveSnapshot, startEtcd } from '../support/snapshot-fixtures.js';
+import { etcdutlStatus, populate, saveSnapshot, startEtcd } from '../support/snapshot-fixtures.js';
 
 /**
  * The release as krew ships it: `scripts/release-binary.mjs --out DIR` writes the archive and the
@@ -91,9 +91,9 @@ describe('the single executable, released and installed like krew does, run by k
     assert.match(c.stdout, /^:\d+$/m);
   });
 
-  it('a snapshot large enough to be hashed in a worker thread (>= 64 MiB) verifies: Workers start from the executable', async function () {
-    // A startup snapshot that already holds isolate-wide templates makes a Worker abort inside Node
-    // (found with the commands preloaded into the snapshot: docs/design.md, Start-up).
+  it('a snapshot large enough to be hashed in parallel (>= 64 MiB) verifies: the executable hashes it in a second process of itself, the digest right', async function () {
+    // A startup snapshot with the commands preloaded makes a Worker abort inside Node (docs/design.md,
+    // Start-up): the executable starts none, and hashes a large file in a second process instead.
     this.timeout(300_000);
     const etcd = await startEtcd();
     const file = join(tmp.path, 'big.db');
@@ -106,6 +106,43 @@ describe('the single executable, released and installed like krew does, run by k
     assert.ok(statSync(file).size >= 64 * 1024 * 1024, `snapshot is ${statSync(file).size} bytes`);
     const v = run(['etcd-recover', 'backup', 'verify', '--file', file, '-q', '-o', 'json']);
     assert.equal(v.status, 0, `${v.signal ?? ''} ${v.stderr.slice(0, 600)}`);
-    assert.equal(JSON.parse(v.stdout).ok, true);
+    const out = JSON.parse(v.stdout);
+    assert.equal(out.ok, true);
+    const report = out.results[0];
+    // The trailer is the sha256 of what precedes it: the report's digest is of the bytes before it.
+    const bytes = readFileSync(file);
+    assert.equal(report.sha256, createHash('sha256').update(bytes.subarray(0, bytes.length - 32)).digest('hex'));
+    assert.equal(report.hasTrailer, true);
+    assert.equal(report.integrityProven, true, 'the trailer matched the digest of the bytes before it');
+    // The keyspace hash (CRC-32C) is etcdutl's.
+    assert.equal(report.hash, (await etcdutlStatus(file)).hash);
+    // The native CRC-32C binding came out of the executable into a folder only this user can write.
+    const native = join(tmp.path, 'home', '.cache', 'etcd-recover', 'native');
+    const loaded = readdirSync(native).filter((f) => /^crc32c-[0-9a-f]{16}\.node$/.test(f));
+    assert.equal(loaded.length, 1, readdirSync(native).join(', '));
+    assert.equal(statSync(native).mode & 0o077, 0, 'the folder is this user\'s alone');
+    assert.equal(statSync(join(native, loaded[0]!)).mode & 0o222, 0, 'the binding is not writable');
+    // The same verify without a writable home (a container's uid): the binding goes to a private temp folder; same result.
+    mkdirSync(join(tmp.path, 'tmp'), { recursive: true });
+    // A HOME that is a file: no folder can be made under it, whoever runs this (root too).
+    writeFileSync(join(tmp.path, 'home-is-a-file'), '');
+    const noHome = spawnSync(join(tmp.path, 'tools', 'kubectl'), ['etcd-recover', 'backup', 'verify', '--file', file, '-q', '-o', 'json'], {
+      env: { ...env, HOME: join(tmp.path, 'home-is-a-file'), TMPDIR: join(tmp.path, 'tmp') },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(noHome.status, 0, noHome.stderr);
+    assert.equal(JSON.parse(noHome.stdout).results[0].hash, report.hash);
+    const priv = readdirSync(join(tmp.path, 'tmp')).filter((f) => f.startsWith('etcd-recover-native-'));
+    assert.equal(priv.length, 1, readdirSync(join(tmp.path, 'tmp')).join(', '));
+    assert.equal(statSync(join(tmp.path, 'tmp', priv[0]!)).mode & 0o077, 0);
+    // One byte changed inside a value: the structure still parses, the digest (from the other process) does not match.
+    bytes[Math.floor(bytes.length / 2)]! ^= 0x01;
+    writeFileSync(file, bytes);
+    const bad = run(['etcd-recover', 'backup', 'verify', '--file', file, '-q', '-o', 'json']);
+    assert.equal(bad.status, 3, `${bad.signal ?? ''} ${bad.stderr.slice(0, 600)}`);
+    const badReport = JSON.parse(bad.stdout).results[0];
+    assert.ok(badReport.defects.some((d: { code: string }) => d.code === 'TRAILER_MISMATCH'), JSON.stringify(badReport.defects));
+    assert.notEqual(badReport.sha256, report.sha256);
   });
 });

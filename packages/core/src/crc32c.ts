@@ -65,31 +65,59 @@ export function crc32cJs(data: Uint8Array, initial = 0): number {
 
 type NativeCrc = (input: Uint8Array, initialState?: number | null) => number;
 
+/** A binding that computes the standard check value, also chained; else none. */
+function checked(fn: unknown): NativeCrc | undefined {
+  if (typeof fn !== 'function') return undefined;
+  const f = fn as NativeCrc;
+  const probe = new TextEncoder().encode('123456789');
+  if (f(probe) >>> 0 !== 0xe3069283) return undefined;
+  if (f(probe.subarray(4), f(probe.subarray(0, 4))) >>> 0 !== 0xe3069283) return undefined;
+  return f;
+}
+
 function loadNative(): NativeCrc | undefined {
   try {
     const require = createRequire(import.meta.url);
-    const mod = require('@node-rs/crc32') as { crc32c?: NativeCrc };
-    const fn = mod.crc32c;
-    if (typeof fn !== 'function') return undefined;
-    // Sanity check against the standard check value and chaining semantics.
-    const probe = new TextEncoder().encode('123456789');
-    if (fn(probe) >>> 0 !== 0xe3069283) return undefined;
-    if (fn(probe.subarray(4), fn(probe.subarray(0, 4))) >>> 0 !== 0xe3069283) return undefined;
-    return fn;
+    return checked((require('@node-rs/crc32') as { crc32c?: unknown }).crc32c);
   } catch {
     return undefined;
   }
 }
 
-const native = loadNative();
+/**
+ * Where the package cannot be required (the single executable: the binding is an asset in it, see
+ * packages/kubectl-plugin/src/native-crc.ts), a loader of the binding's crc32c function, asked once,
+ * on the first checksum. Whatever it returns is checked first; nothing usable means the JS path.
+ */
+let loader: (() => unknown) | undefined;
+let impl: ((data: Uint8Array, initial: number) => number) | undefined;
 
-/** True when the native `@node-rs/crc32` binding is in use. */
-export const crc32cNative: boolean = native !== undefined;
+export function setCrc32cLoader(l: (() => unknown) | undefined): void {
+  loader = l;
+  impl = undefined;
+}
+
+function resolveImpl(): (data: Uint8Array, initial: number) => number {
+  let native = loadNative();
+  if (!native && loader) {
+    try {
+      native = checked(loader());
+    } catch {
+      native = undefined;
+    }
+  }
+  return native ? (data, initial) => (data.length === 0 ? initial >>> 0 : native(data, initial) >>> 0) : crc32cJs;
+}
+
+/** True when a native binding (SSE4.2/ARMv8 CRC instructions) computes crc32c. */
+export function crc32cNative(): boolean {
+  return (impl ??= resolveImpl()) !== crc32cJs;
+}
 
 /** CRC-32C of `data`, continuing from `initial` (a previous result; 0 to start). */
-export const crc32c: (data: Uint8Array, initial?: number) => number = native
-  ? (data, initial = 0) => (data.length === 0 ? initial >>> 0 : native(data, initial) >>> 0)
-  : crc32cJs;
+export function crc32c(data: Uint8Array, initial = 0): number {
+  return (impl ??= resolveImpl())(data, initial);
+}
 
 // ---------------------------------------------------------------- combine ---
 

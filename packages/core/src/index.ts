@@ -1,7 +1,7 @@
 export * from './errors.js';
 export * from './layout.js';
 export * from './concurrency.js';
-export { crc32c, crc32cJs, crc32cCombine, crc32cNative } from './crc32c.js';
+export { crc32c, crc32cJs, crc32cCombine, crc32cNative, setCrc32cLoader } from './crc32c.js';
 export { toolVersion } from './version.js';
 export * from './store/index.js';
 export * from './etcd/index.js';

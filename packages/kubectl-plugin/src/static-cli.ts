@@ -27,6 +27,15 @@ interface RootPluginInternals {
 
 export async function runStatic(cli: StaticCli, argv = process.argv.slice(2)): Promise<void> {
   prepareProcess();
+  // The single executable runs no Worker: a large file's hash runs in a second process of it
+  // (file-hasher.ts); and its native CRC-32C is an asset in it (native-crc.ts).
+  const sea = process.getBuiltinModule('node:sea') as typeof import('node:sea');
+  if (sea.isSea()) {
+    const [h, crc] = await Promise.all([import('./file-hasher.js'), import('./native-crc.js')]);
+    crc.useEmbeddedCrc32c(sea);
+    if (argv[0] === h.HASH_WORD) return h.answerHash(argv[1]);
+    h.useHashProcess();
+  }
   const proto = Plugin.prototype as unknown as RootPluginInternals;
   const manifest = proto._manifest;
   const find = proto.findCommand;

@@ -9,6 +9,10 @@ import {
   describeDefects,
   verifySnapshotFile,
   verifySnapshotStream,
+  setFileHasher,
+  hashFile,
+  digestsToJson,
+  digestsFromJson,
   type DefectCode,
   type SnapshotReport,
   type VerifyOptions,
@@ -61,7 +65,7 @@ describe('snapshot verifier', function () {
       const v = Buffer.from('123456789');
       assert.equal(crc32c(v), 0xe3069283);
       assert.equal(crc32cJs(v), 0xe3069283);
-      assert.equal(crc32cNative, true, 'the @node-rs/crc32 binding should be in use');
+      assert.equal(crc32cNative(), true, 'the @node-rs/crc32 binding should be in use');
     });
 
     it('native and pure-JS implementations agree, including chaining', () => {
@@ -186,6 +190,37 @@ describe('snapshot verifier', function () {
       assert.deepEqual(await verifySnapshotStream(chunks()), base);
       // Raw copy too (no trailer) in 1-byte chunks.
       assert.deepEqual(verifyBytes(raw, {}, 1), await verifySnapshotFile(fx.raw));
+    });
+
+    it('hashed in another process (the single executable\'s way): the same report; a hasher that fails is replaced by hashing here; a file that changed is an error', async () => {
+      const calls: string[] = [];
+      try {
+        setFileHasher(async (path) => (calls.push(path), hashFile(path)));
+        assert.deepEqual(await verifySnapshotFile(fx.snapshot, { parallelHash: true }), base);
+        assert.deepEqual(await verifySnapshotFile(fx.raw, { parallelHash: true }), await verifySnapshotFile(fx.raw));
+        assert.deepEqual(calls, [fx.snapshot, fx.raw]);
+        // Small files without parallelHash never ask it.
+        await verifySnapshotFile(fx.small);
+        assert.equal(calls.length, 2);
+        setFileHasher(async () => {
+          throw new Error('cannot start');
+        });
+        assert.deepEqual(await verifySnapshotFile(fx.snapshot, { parallelHash: true }), base);
+        // The other read saw other bytes (the file was rewritten between the two reads).
+        setFileHasher(async (path) => {
+          const d = hashFile(path);
+          return { ...d, tail: Buffer.alloc(d.tail.length, 7) };
+        });
+        await assert.rejects(verifySnapshotFile(fx.snapshot, { parallelHash: true }), /the file changed while it was being verified/);
+        setFileHasher(async (path) => ({ ...hashFile(path), size: 1 }));
+        await assert.rejects(verifySnapshotFile(fx.snapshot, { parallelHash: true }), /the file changed while it was being verified \(read \d+ bytes, hashed 1\)/);
+      } finally {
+        setFileHasher(undefined);
+      }
+      // What the hashing process prints reads back the same; anything else is refused.
+      const d = hashFile(fx.snapshot);
+      assert.deepEqual(digestsFromJson(digestsToJson(d)), d);
+      assert.throws(() => digestsFromJson('{"content":"zz","all":"","tail":"","size":1}'), /no valid "content"/);
     });
 
     describe('bad inputs', () => {

@@ -45,6 +45,7 @@ import { PageIndex } from './page-index.js';
 import { PageStream, type PageSink } from './page-stream.js';
 import { DefectLog, type SnapshotReport } from './report.js';
 import { openShaSink, type ShaResult, type ShaSink } from './sha-sink.js';
+import { DeferredSha, fileHasher, hashFile, type FileDigests } from './file-hash.js';
 import { TreeWalk } from './tree-walk.js';
 
 export interface VerifyOptions {
@@ -55,6 +56,8 @@ export interface VerifyOptions {
    * (default false; verifySnapshotFile turns it on for files ≥ 64 MiB).
    */
   parallelHash?: boolean;
+  /** @internal The sink to hash with (verifySnapshotFile's DeferredSha). */
+  sink?: ShaSink;
 }
 
 function toBuffer(c: Uint8Array): Buffer {
@@ -95,7 +98,7 @@ export class SnapshotVerifier {
 
   constructor(opts: VerifyOptions = {}) {
     this.requireTrailer = opts.requireTrailer ?? false;
-    this.sink = openShaSink(opts.parallelHash ?? false);
+    this.sink = opts.sink ?? openShaSink(opts.parallelHash ?? false);
   }
 
   static {
@@ -341,7 +344,15 @@ export async function verifySnapshotFile(path: string, opts: VerifyOptions = {})
       return await verifySnapshotStream(fh.createReadStream({ highWaterMark: READ_SIZE, autoClose: false }), opts);
     }
     const size = st.size;
-    v = new SnapshotVerifier({ ...opts, parallelHash: opts.parallelHash ?? size >= PARALLEL_HASH_MIN });
+    const parallel = opts.parallelHash ?? size >= PARALLEL_HASH_MIN;
+    // Where no worker thread may run (the single executable), another process hashes the file.
+    const hasher = parallel ? fileHasher() : undefined;
+    let deferred: { sink: DeferredSha; digests: Promise<FileDigests | Error> } | undefined;
+    if (hasher) {
+      const sink = new DeferredSha();
+      deferred = { sink, digests: hasher(path).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))) };
+      v = new SnapshotVerifier({ ...opts, sink });
+    } else v = new SnapshotVerifier({ ...opts, parallelHash: parallel });
     let own: Buffer | undefined;
     let sinceYield = 0;
     for (;;) {
@@ -358,6 +369,11 @@ export async function verifySnapshotFile(path: string, opts: VerifyOptions = {})
         sinceYield = 0;
         await new Promise<void>((r) => setImmediate(r)); // let the event loop breathe
       }
+    }
+    if (deferred) {
+      // The other process failed (it could not start, say): hash here after all.
+      const d = await deferred.digests;
+      deferred.sink.resolve(d instanceof Error ? hashFile(path) : d);
     }
     const report = v.finish();
     v = undefined;
