@@ -1,6 +1,9 @@
 export * from './errors.js';
 export * from './layout.js';
 export * from './concurrency.js';
+export * from './lock.js';
+export * from './binaries.js';
+export * from './net-ports.js';
 export { crc32c, crc32cJs, crc32cCombine, crc32cNative, setCrc32cLoader } from './crc32c.js';
 export { toolVersion } from './version.js';
 export * from './store/index.js';

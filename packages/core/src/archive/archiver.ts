@@ -18,7 +18,7 @@ import type { EtcdGateway } from '../etcd/etcd-gateway.js';
 import type { ChangeSource, RevisionBatch, WatchSession } from '../etcd/replication.js';
 import { CompactedError } from '../etcd/replication.js';
 import { layout } from '../layout.js';
-import { RecoveryLock } from '../recovery/lock.js';
+import { RecoveryLock } from '../lock.js';
 import { captureSnapshot } from '../snapshot/capture.js';
 import type { Catalog } from '../snapshot/catalog.js';
 import { CHAIN_FORMAT, listChains, newChainId, type ChainInfo, type ChainRecord } from './chains.js';

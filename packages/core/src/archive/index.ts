@@ -7,3 +7,4 @@ export * from './point.js';
 export * from './history.js';
 export * from './lag.js';
 export * from './prune.js';
+export * from './prune-backups.js';

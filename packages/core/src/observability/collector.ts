@@ -1,6 +1,6 @@
 import type { Catalog } from '../snapshot/catalog.js';
 import type { EtcdGateway, MemberStatus } from '../etcd/etcd-gateway.js';
-import { RecoveryLock } from '../recovery/lock.js';
+import { RecoveryLock } from '../lock.js';
 import { archiveLag } from '../archive/lag.js';
 import { readJobStatuses } from './job-status.js';
 import { formatExposition } from './exposition.js';

@@ -7,7 +7,7 @@ import { readCompanions, type CompanionOutcome } from '../snapshot/companions.js
 import { AfterRestoreSteps, afterRestoreReport, type AfterRestoreReport } from './after-restore-steps.js';
 import { Journal } from './journal.js';
 import { measureKeyspace } from './keyspace.js';
-import type { RecoveryLock } from './lock.js';
+import type { RecoveryLock } from '../lock.js';
 import type { ClusterObservation } from './observation.js';
 import type { PlanStep, RecoveryPlan } from './plan.js';
 import type { Keyspace, RecoveryTarget, StepContext } from './target.js';

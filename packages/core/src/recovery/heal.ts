@@ -6,7 +6,7 @@ import type { RecoveryContract } from '../contract/recovery-contract.js';
 import type { Catalog, SnapshotRecord } from '../snapshot/catalog.js';
 import { executePlan, type RecoveryReport } from './executor.js';
 import { Journal } from './journal.js';
-import { RecoveryLock, describeHolder, lockedError, type LockHolder } from './lock.js';
+import { RecoveryLock, describeHolder, lockedError, type LockHolder } from '../lock.js';
 import { observeMembers, quorumSize, type ClusterObservation, type MemberSpec } from './observation.js';
 import { newRecoveryId, planMemberReplace, type PlanStep, type RecoveryPlan } from './plan.js';
 import type { KubeGateway } from './ports.js';

@@ -1,7 +1,6 @@
 export * from './observation.js';
 export * from './revision-bump.js';
 export * from './plan.js';
-export * from './lock.js';
 export * from './journal.js';
 export * from './target.js';
 export * from './restore-point.js';

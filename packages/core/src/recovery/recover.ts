@@ -6,7 +6,7 @@ import { readJson } from '../store/object-store.js';
 import { isTrusted, isVerified, type Catalog, type SnapshotRecord } from '../snapshot/catalog.js';
 import { executePlan, type RecoveryReport, type StepEvent } from './executor.js';
 import { Journal, type JournalDoc } from './journal.js';
-import { RecoveryLock, describeHolder, lockedError } from './lock.js';
+import { RecoveryLock, describeHolder, lockedError } from '../lock.js';
 import { quorumSize, type ClusterObservation } from './observation.js';
 import { newRecoveryId, planMemberReplace, planQuorumRestore, type PlanAfterRestore, type PlanCompanions, type RecoveryPlan, type RestorePoint } from './plan.js';
 import { describePointRequest, isPointInTimeRequest, newestArchived, resolvePointInTime, resolveRestorePoint, type PointInTimeRequest, type RestorePointRequest } from './restore-point.js';

@@ -1,5 +1,4 @@
 export * from './sandbox.js';
-export * from './binaries.js';
 export { isAlive, stopProcess, spawnDetached } from '../processes.js';
 export { SandboxTarget } from './sandbox-target.js';
 export * from './drill.js';

@@ -2,14 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EtcdRecoverError } from '../errors.js';
 import { Etcd3Gateway } from '../etcd/etcd3-gateway.js';
 import type { EtcdConnection } from '../etcd/etcd-gateway.js';
 import { S3ObjectStore } from '../store/s3-object-store.js';
 import type { S3Config } from '../store/s3-config.js';
-import { findEtcdBinaries, findMinio, type EtcdBinaries } from './binaries.js';
+import { findEtcdBinaries, findMinio, type EtcdBinaries } from '../binaries.js';
+import { freePort } from '../net-ports.js';
 import { isAlive, spawnDetached, stopProcess } from '../processes.js';
 import { Catalog } from '../snapshot/catalog.js';
 import { decideStartup } from '../recovery/startup-decision.js';
@@ -98,42 +98,6 @@ async function createSandboxAgeKey(dir: string): Promise<{ identityFile: string;
 
 export function defaultSandboxDir(): string {
   return process.env['ETCD_RECOVER_SANDBOX'] ?? join(process.env['XDG_STATE_HOME'] ?? join(homedir(), '.local', 'state'), 'etcd-recover', 'sandbox');
-}
-
-/**
- * A free port for a long-lived listener, chosen BELOW the kernel's ephemeral
- * range: a port inside it can be taken at any moment as the source port of
- * some outgoing connection, and a member restarted later on "its" port would
- * then fail with EADDRINUSE.
- */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  let low = 32768;
-  try {
-    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
-  } catch {
-    /* not Linux */
-  }
-  const min = 10000;
-  const max = Math.max(min + 1000, low - 1);
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const port = min + Math.floor(Math.random() * (max - min));
-    if (taken.has(port)) continue;
-    if (await bindable(port, host)) {
-      taken.add(port);
-      return port;
-    }
-  }
-  throw new EtcdRecoverError('INTERNAL', 'no free port below the ephemeral range');
-}
-
-const taken = new Set<number>();
-
-function bindable(port: number, host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, host, () => s.close(() => resolve(true)));
-  });
 }
 
 /**

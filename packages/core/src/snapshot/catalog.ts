@@ -4,7 +4,6 @@ import { readJson, type ObjectStore } from '../store/object-store.js';
 import { parseSnapshotName } from './snapshot-name.js';
 import { mapLimit } from '../concurrency.js';
 import type { AgeKeys } from './encryption.js';
-import type { RecordCompanions } from './companions.js';
 
 /** The newest record format this tool reads. Plain backups are written as 1, encrypted ones as 2 (an older tool says "upgrade", not "corrupt"). */
 export const RECORD_FORMAT_VERSION = 2;
@@ -30,6 +29,19 @@ export interface VerificationResult {
   revision: number;
   totalKeys: number;
   defects: string[];
+}
+
+/** The kinds of resource a backup's companions hold (snapshot/companions.ts). */
+export type CompanionKind = 'Secret' | 'ConfigMap';
+
+/** What the record says of its companions (public facts: names, never values). */
+export interface RecordCompanions {
+  objectKey: string;
+  objectSize: number;
+  /** sha256 of the plaintext JSON. */
+  sha256: string;
+  items: { kind: CompanionKind; name: string }[];
+  missing: { kind: CompanionKind; name: string; reason?: string }[];
 }
 
 /** The catalog record stored beside each snapshot object; written last. */

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { EtcdRecoverError } from '../errors.js';
 import { layout } from '../layout.js';
-import type { Catalog, SnapshotRecord } from './catalog.js';
+import type { Catalog, CompanionKind, RecordCompanions, SnapshotRecord } from './catalog.js';
+
+export type { RecordCompanions } from './catalog.js';
 import { decryptStream, encryptStream } from './encryption.js';
 
 /**
@@ -11,7 +13,7 @@ import { decryptStream, encryptStream } from './encryption.js';
  * (`<snapshot>.companions`, an age file of this JSON), named with its sha256 in the record.
  */
 export interface CompanionItem {
-  kind: 'Secret' | 'ConfigMap';
+  kind: CompanionKind;
   name: string;
   /** Secret type (e.g. kubernetes.io/tls). */
   type?: string;
@@ -29,16 +31,6 @@ export interface CompanionBundle {
   capturedAt: string;
   items: CompanionItem[];
   /** Named in the contract but absent (or unreadable) when the backup was taken. */
-  missing: { kind: CompanionItem['kind']; name: string; reason?: string }[];
-}
-
-/** What the record says of its companions (public facts: names, never values). */
-export interface RecordCompanions {
-  objectKey: string;
-  objectSize: number;
-  /** sha256 of the plaintext JSON. */
-  sha256: string;
-  items: { kind: CompanionItem['kind']; name: string }[];
   missing: { kind: CompanionItem['kind']; name: string; reason?: string }[];
 }
 

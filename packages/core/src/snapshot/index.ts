@@ -1,7 +1,6 @@
 export * from './catalog.js';
 export * from './capture.js';
 export * from './member-selection.js';
-export * from './prune.js';
 export * from './retention.js';
 export * from './snapshot-name.js';
 export * from './verify.js';
@@ -11,3 +10,4 @@ export * from './snapshot-object.js';
 export * from './rekey.js';
 export * from './companions.js';
 export * from './import/index.js';
+export * from './fetch-verified.js';

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { EtcdRecoverError } from '../errors.js';
-import { layout } from '../layout.js';
-import { isAlive } from '../processes.js';
-import type { ObjectStore } from '../store/object-store.js';
+import { EtcdRecoverError } from './errors.js';
+import { layout } from './layout.js';
+import { isAlive } from './processes.js';
+import type { ObjectStore } from './store/object-store.js';
 
 export interface LockHolder {
   /** Unique per run: two processes never share it (host + pid can be equal across pods). */

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { EtcdRecoverError } from '../errors.js';
+import { EtcdRecoverError } from './errors.js';
 
 export interface EtcdBinaries {
   etcd: string;

@@ -1,6 +1,6 @@
-import { Catalog } from './catalog.js';
-import { pruneChains, type ChainPruneResult } from '../archive/prune.js';
-import { applyRetention, pendingSuspects, validateRetention, type RetentionDecision, type RetentionPolicy } from './retention.js';
+import { Catalog } from '../snapshot/catalog.js';
+import { pruneChains, type ChainPruneResult } from './prune.js';
+import { applyRetention, pendingSuspects, validateRetention, type RetentionDecision, type RetentionPolicy } from '../snapshot/retention.js';
 
 export interface PruneResult {
   dryRun: boolean;
