@@ -5,11 +5,9 @@
  * proven; an existing FILE is never overwritten.
  */
 import { existsSync, renameSync, rmSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { EtcdRecoverError } from '../../errors.js';
 import type { Catalog, SnapshotRecord } from '../catalog.js';
-import { readSnapshot } from '../snapshot-object.js';
-import { SnapshotVerifier, describeDefects } from '../verifier/index.js';
+import { streamVerified } from '../fetch-verified.js';
 
 export interface ExportResult {
   name: string;
@@ -28,32 +26,19 @@ export async function exportBackup(catalog: Catalog, name: string, file: string,
   if (existsSync(file)) throw new EtcdRecoverError('PRECONDITION', `${file} exists: refusing to overwrite it`, { hint: 'name a new file, or move the old one away' });
   if (existsSync(part)) throw new EtcdRecoverError('PRECONDITION', `${part} exists (another export running, or one interrupted): refusing to overwrite it`, { hint: `remove ${part} if no export is running` });
   const record: SnapshotRecord = await catalog.get(name, o.signal);
-  // As every restore path: a trailer is required, except for a backup imported from a raw copy (hasTrailer: false).
-  const verifier = new SnapshotVerifier({ requireTrailer: record.hasTrailer !== false });
-  const out = await open(part, 'wx');
-  let bytes = 0;
-  try {
-    for await (const chunk of readSnapshot(catalog, record, { borrow: true, ...(o.signal ? { signal: o.signal } : {}) })) {
-      verifier.update(chunk);
-      for (let done = 0; done < chunk.length; ) done += (await out.write(chunk, done, chunk.length - done)).bytesWritten;
-      bytes += chunk.length;
-      o.onProgress?.(bytes);
-    }
-    await out.sync();
-    await out.close();
-  } catch (e) {
-    await out.close().catch(() => undefined);
+  const fail = (why: string) =>
+    new EtcdRecoverError('SNAPSHOT_CORRUPT', `backup ${name} ${why}; nothing was written`, { hint: 'choose another backup (`backup list`), or re-verify this one with `backup verify`' });
+  const { bytes, report } = await streamVerified(catalog, record, part, {
+    flag: 'wx',
+    sync: true,
+    ...(o.signal ? { signal: o.signal } : {}),
+    ...(o.onProgress ? { onBytes: o.onProgress } : {}),
+    fail: (why) => fail(why.split('\n')[0]!),
+  });
+  if (existsSync(file)) {
     rmSync(part, { force: true });
-    throw e;
+    throw fail(`could not be exported: ${file} appeared meanwhile`);
   }
-  const report = verifier.finish();
-  const fail = (why: string) => {
-    rmSync(part, { force: true });
-    return new EtcdRecoverError('SNAPSHOT_CORRUPT', `backup ${name} ${why}; nothing was written`, { hint: 'choose another backup (`backup list`), or re-verify this one with `backup verify`' });
-  };
-  if (!report.ok) throw fail(`is corrupt: ${describeDefects(report).split('\n')[0]}`);
-  if (report.sha256 !== record.sha256) throw fail(`does not match its catalog record (sha256 ${report.sha256.slice(0, 12)}… vs ${record.sha256.slice(0, 12)}…)`);
-  if (existsSync(file)) throw fail(`could not be exported: ${file} appeared meanwhile`);
   renameSync(part, file);
   return {
     name,
