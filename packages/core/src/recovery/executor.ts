@@ -113,11 +113,19 @@ export async function executePlan(o: ExecuteOptions): Promise<RecoveryReport> {
     o.signal?.throwIfAborted();
     const rec = journal.step(step.id);
     const event = { step, index, total: plan.steps.length };
-    if (rec.state === 'done') {
-      o.onStep?.({ ...event, phase: 'skip', note: 'done in an earlier run' });
-      return;
-    }
     const impl = impls(step);
+    if (rec.state === 'done') {
+      // A member that died after an earlier run saw the cluster healthy would fail every later step
+      // of every rerun: a resume checks the cluster is still healthy and, if not, waits again (which
+      // starts a member that is down) instead of skipping on the journal's word.
+      if (resumed && RECHECKED_ON_RESUME.has(step.kind) && !(await impl.holds(ctx))) {
+        o.onMessage?.(`${step.title}: done in an earlier run, but no longer so; doing it again`);
+        rec.state = 'failed';
+      } else {
+        o.onStep?.({ ...event, phase: 'skip', note: 'done in an earlier run' });
+        return;
+      }
+    }
     if (rec.state !== 'pending' && (await impl.holds(ctx))) {
       // Crashed after the effect but before the journal said so.
       rec.state = 'done';
@@ -399,6 +407,9 @@ async function findMember(target: RecoveryTarget, peerURL: string, ctx: StepCont
   return list.members.find((m) => m.peerURLs.includes(peerURL));
 }
 
+/** Steps whose effect a later event can undo without touching data (a member that died): a resume checks them again. */
+const RECHECKED_ON_RESUME = new Set<PlanStep['kind']>(['wait-healthy']);
+
 function allHealthy(o: ClusterObservation, names: string[]): boolean {
   return names.every((n) => o.healthy.includes(n)) && Boolean(o.leader);
 }
@@ -433,7 +444,12 @@ async function verifyRestored(plan: RecoveryPlan, target: RecoveryTarget, catalo
   // The keys are counted at the restored revision (snapshot + bump): what the restore wrote, whatever
   // happened since (a lease expiring, a client writing).
   const floor = rec ? rec.revision + plan.bump!.bump : undefined;
-  const ks = await keyspace(target, ctx, floor);
+  const ks = await keyspace(target, ctx, floor).catch((e: unknown) => {
+    // A member that does not answer: say why when the target knows (the member's last log error).
+    const why = target.members().map((m) => ({ m: m.name, d: target.diagnose?.(m.name) })).filter((x) => x.d);
+    if (!why.length || !(e instanceof EtcdRecoverError)) throw e;
+    throw new EtcdRecoverError(e.code, `${e.message} (${why.map((x) => `${x.m} exited: ${x.d}`).join('; ')})`, { cause: e, ...(e.hint ? { hint: e.hint } : {}) });
+  });
   if (rec && floor !== undefined) {
     for (const m of ks.members) {
       if (m.revision < floor) {
