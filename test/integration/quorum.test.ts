@@ -116,6 +116,31 @@ describe('quorum-loss recovery on a real 3-member etcd', function () {
     assert.equal(Object.keys((await readMember(reload(sb).member('etcd-1').clientURL, 'after/')).keys).length, 0);
   });
 
+  it('a deliberate rollback to an older backup stays: the restored cluster is backed up, and the next restore picks that backup, not the newer one from before', async () => {
+    sb = reload(sb);
+    const older = json<SnapshotRecord>(await cli('backup', 'create', '-o', 'json', '-q'));
+    await writeKeys(sb.endpoints(), 50, 'undo/');
+    const newer = json<SnapshotRecord>(await cli('backup', 'create', '-o', 'json', '-q'));
+    await destroyMembers(sb, ['etcd-0', 'etcd-1', 'etcd-2']);
+    const r = await cli('quorum', '--yes', '--snapshot', older.name, '-o', 'json');
+    assert.equal(r.code, 0, r.stderr);
+    const report = json(r);
+    assert.ok(report.backupAfter?.name, JSON.stringify(report));
+    assert.match(r.stderr, /backed up the restored cluster: /);
+    const list = json(await cli('backup', 'list', '-o', 'json')).snapshots as (SnapshotRecord & { trusted: boolean })[];
+    const after = list.find((s) => s.name === report.backupAfter.name)!;
+    assert.deepEqual(after.labels, { reason: 'post-recovery', recovery: report.id, 'restored-from': older.name });
+    assert.ok(after.trusted, 'the backup of the restored cluster is trusted');
+    assert.equal(after.userKeys, older.userKeys);
+    assert.ok(after.revision > newer.revision, 'above every revision from before (the bump)');
+    // Every member lost again: the restore goes to the rolled-back data, not to `newer`.
+    await destroyMembers(reload(sb), ['etcd-0', 'etcd-1', 'etcd-2']);
+    const plan = json(await cli('quorum', '--dry-run', '-o', 'json'));
+    assert.equal(plan.restorePoint.name, after.name, `${plan.restorePoint.name}, not ${newer.name}`);
+    assert.equal((await cli('quorum', '--yes')).code, 0);
+    assert.equal(Object.keys((await readMember(reload(sb).member('etcd-0').clientURL, 'undo/')).keys).length, 0);
+  });
+
   it('a corrupt restore point is refused before anything is stopped (exit 3)', async () => {
     sb = reload(sb);
     const good = json<SnapshotRecord>(await cli('backup', 'create', '-o', 'json', '-q'));

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,15 +7,30 @@ import { Etcd3 } from 'etcd3';
 import { Sandbox, S3ObjectStore, type S3Config } from '@etcd-recover/core';
 import { binaries } from './binaries.js';
 
-const live = new Set<Sandbox>();
+/**
+ * The sandboxes started and not yet stopped, by folder. Their processes are read from the state on
+ * disk, not from a test's Sandbox object: every CLI run that starts or stops a member writes that
+ * file, so an object loaded before the last run names pids that are gone, and stopping by it would
+ * leave the members that run now behind (holding their ports for the rest of the suite).
+ */
+const live = new Map<string, Sandbox>();
 process.on('exit', () => {
   // Last resort if a test run dies before its after-hooks: never leave processes behind.
-  for (const sb of live) {
+  for (const [dir, started] of live) {
+    const sb = current(dir) ?? started;
     for (const pid of [...sb.state.members.map((m) => m.pid), sb.state.minio?.pid]) {
       if (pid) try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ }
     }
   }
 });
+
+function current(dir: string): Sandbox | undefined {
+  try {
+    return Sandbox.load(dir);
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * A real N-member etcd cluster and a real MinIO on loopback (random ports, temp dir). `etcdBinDir`: the
@@ -27,14 +42,15 @@ export async function startSandbox(opts: { members?: number; cluster?: string; s
   process.env['MINIO_BIN'] = b.minio;
   const dir = mkdtempSync(join(tmpdir(), 'etcd-recover-test-'));
   const sb = await Sandbox.up({ dir, members: opts.members ?? 3, ...(opts.cluster ? { cluster: opts.cluster } : {}), ...(opts.storeHost ? { storeHost: opts.storeHost } : {}), ...(opts.encrypt ? { encrypt: true } : {}), ...(opts.etcdBinDir ? { etcdBinDir: opts.etcdBinDir } : {}) });
-  live.add(sb);
+  live.set(dir, sb);
   return sb;
 }
 
 export async function stopSandbox(sb: Sandbox | undefined): Promise<void> {
   if (!sb) return;
-  await sb.down({ purge: true });
-  live.delete(sb);
+  // ETCD_RECOVER_TEST_KEEP=1 keeps the folders (logs, data, state) of a run to look into.
+  await (current(sb.dir) ?? sb).down({ purge: !process.env['ETCD_RECOVER_TEST_KEEP'] || !existsSync(sb.dir) });
+  live.delete(sb.dir);
 }
 
 export function tempDir(prefix = 'etcd-recover-test-'): { path: string; remove: () => void } {
@@ -128,7 +144,7 @@ export function sandboxClient(sb: Sandbox, hosts: string[] = sb.endpoints()): Et
 
 /** Registers a sandbox started elsewhere (e.g. by `sandbox up` through the CLI) for the exit-time clean-up. */
 export function adoptSandbox(sb: Sandbox): Sandbox {
-  live.add(sb);
+  live.set(sb.dir, sb);
   return sb;
 }
 

@@ -46,6 +46,7 @@ export function describeReport(r: RecoveryReport): string {
   lines.push(`  members:       ${r.members.map((m) => `${m.name}${m.isLeader ? '*' : ''}@${m.revision}`).join(', ')}${r.members[0]?.hashKV !== undefined ? ` — identical keyspace (hashKV ${r.members[0].hashKV})` : ''}`);
   if (r.loss) lines.push(`  data loss:     ${r.loss.note}`);
   lines.push(`  old data kept: ${Object.values(r.oldData).join(', ')}`);
+  if (r.backupAfter) lines.push(`  backed up as:  ${r.backupAfter.name} (revision ${r.backupAfter.revision}): the newest backup is now the restored data`);
   lines.push(`  RTO:           ${duration(r.rtoMs)}`);
   if (r.afterRestore) lines.push(...describeAfterRestore(r.afterRestore));
   for (const w of r.warnings ?? []) lines.push(`  warning: ${w}`);

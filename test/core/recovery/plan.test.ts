@@ -34,6 +34,10 @@ describe('recovery plans are data', () => {
       assert.equal(ids.at(-1), 'resume');
     }
     assert.equal(planQuorumRestore(input(live)).steps[0]!.id, 'capture-live');
+    // The recovery command backs the restored cluster up once its clients are back; a drill does not.
+    const ids = planQuorumRestore({ ...input(backup), backupAfter: true }).steps.map((s) => s.id);
+    assert.deepEqual(ids.slice(-2), ['resume', 'backup-restored']);
+    assert.ok(!planQuorumRestore({ ...input(backup), quiesce: false, backupAfter: true }).steps.some((s) => s.destructive && s.id === 'backup-restored'));
     assert.ok(!planQuorumRestore(input(backup)).steps.some((s) => s.id === 'capture-live'));
   });
 

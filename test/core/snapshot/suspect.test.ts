@@ -33,6 +33,20 @@ const aggressive: RetentionPolicy = { keepLast: 1, keepAllWithin: 0, hourlyWithi
 
 describe('suspect backups', () => {
   describe('suspectMark (decided when a backup is created)', () => {
+    it('the backup of a cluster rolled back to an older, smaller backup is judged against that backup, not the newest', () => {
+      const old = snap(5 * HOUR, { keys: 10_000 });
+      const newest = snap(HOUR, { keys: 100_000 });
+      const after = { totalKeys: 10_000, userKeys: 10_000, dbSize: 200 * MiB };
+      // Without knowing where it came from, 10% of the newest is a collapse ...
+      assert.ok(suspectMark(after, [old, newest]));
+      // ... restored from `old` it is exactly what was asked for; and a real collapse after it still shows.
+      assert.equal(suspectMark(after, [old, newest], SUSPECT_THRESHOLDS, old.name), undefined);
+      const m = suspectMark({ totalKeys: 3, userKeys: 3, dbSize: 200 * MiB }, [old, newest], SUSPECT_THRESHOLDS, old.name);
+      assert.equal(m?.baseline.name, old.name);
+      // A name that is not in the bucket falls back to the newest trusted backup.
+      assert.equal(suspectMark(after, [old, newest], SUSPECT_THRESHOLDS, 'gone')?.baseline.name, newest.name);
+    });
+
     it('an empty cluster after a 100,000-key one is suspect, naming the baseline and both counts', () => {
       const good = snap(HOUR);
       const m = suspectMark({ totalKeys: 0, userKeys: 0, dbSize: 20 * MiB }, [good]);

@@ -296,7 +296,8 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     if (earlier) return earlier.name;
     const spec = this.members().find((m) => m.name === member)!;
     const args = ['backup', 'create', '--quiet', '--member', spec.clientURL, '--allow-no-leader', ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`])];
-    await this.runJob(ctx.recoveryId, `snapshot-${member}`, args, ctx);
+    // One Job name per purpose: the backup after the restore must not find the pre-restore snapshot's Job done.
+    await this.runJob(ctx.recoveryId, labels['reason'] === 'post-recovery' ? `backup-after-${member}` : `snapshot-${member}`, args, ctx);
     const rec = await found();
     if (!rec) throw new EtcdRecoverError('INTERNAL', `the snapshot job for ${member} succeeded but no backup labelled recovery=${ctx.recoveryId} is in the bucket`);
     return rec.name;

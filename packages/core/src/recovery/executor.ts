@@ -56,6 +56,8 @@ export interface RecoveryReport {
   versions?: RecoveryPlan['versions'];
   /** The plan's warnings (e.g. a different etcd patch level), repeated for the record. */
   warnings?: string[];
+  /** The backup of the restored cluster taken as the restore's last step (quorum restores). */
+  backupAfter?: { name: string; revision: number };
   /** What `--restore-companions` did with each saved Secret/ConfigMap. */
   companions?: CompanionOutcome[];
   /**
@@ -339,6 +341,11 @@ function stepImpls(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog,
         };
       case 'verify-restored':
         return { holds: async () => false, run: async (ctx) => verifyRestored(plan, target, catalog, ctx) };
+      case 'backup-restored':
+        return {
+          holds: async (ctx) => ctx.facts['backupAfter'] !== undefined,
+          run: async (ctx) => backupRestored(plan, target, catalog, ctx),
+        };
       case 'remove-member':
         return {
           holds: async (ctx) => !(await findMember(target, spec(s.member!).peerURL, ctx)),
@@ -477,6 +484,53 @@ async function verifyRestored(plan: RecoveryPlan, target: RecoveryTarget, catalo
   ctx.progress(`all ${hashes.length} members hold the same keyspace (hashKV ${hashes[0]!.hash} at revision ${ks.revision})`);
 }
 
+/**
+ * The backup of the restored cluster, judged against the backup it was restored from (a rollback to
+ * fewer keys is what was asked for, not a collapse). Its failure does not undo a verified restore:
+ * it is reported, with the command that takes it, in the step's note and the report's warnings.
+ */
+async function backupRestored(plan: RecoveryPlan, target: RecoveryTarget, catalog: Catalog, ctx: StepContext): Promise<string | undefined> {
+  const from = (ctx.facts['restoreFrom'] as string | undefined) ?? plan.restorePoint?.name;
+  const labels = { reason: 'post-recovery', recovery: plan.id, ...(from ? { 'restored-from': from } : {}) };
+  try {
+    // A run that died after the backup and before the journal said so: that backup is the one.
+    const earlier = (await catalog.list(ctx.signal)).snapshots.find((r) => r.labels?.['recovery'] === plan.id && r.labels?.['reason'] === 'post-recovery');
+    const name = earlier
+      ? earlier.name
+      : target.captureLive
+        ? await target.captureLive(plan.members[0]!.name, labels, ctx)
+        : (
+          await captureSnapshot({
+            gateway: target.gateway(),
+            catalog,
+            labels,
+            ...(ctx.signal ? { signal: ctx.signal } : {}),
+            onProgress: (p) => p.message && ctx.progress(p.message),
+          })
+        ).name;
+    const rec = await catalog.get(name, ctx.signal);
+    ctx.facts['backupAfter'] = { name: rec.name, revision: rec.revision };
+    ctx.progress(`backed up the restored cluster: ${rec.name} at revision ${rec.revision} (${rec.userKeys ?? rec.totalKeys} keys)${rec.suspect ? '; SUSPECT: ' + rec.suspect.reasons.join('; ') : ''}`);
+    return undefined;
+  } catch (e) {
+    if (ctx.signal?.aborted) throw e;
+    const message = (e as Error).message;
+    ctx.facts['backupAfter'] = { error: message };
+    ctx.progress(`WARNING: the backup of the restored cluster failed: ${message}`);
+    return `not taken (${message}): take one now with \`kubectl etcd-recover backup create\``;
+  }
+}
+
+/** What the report says of the backup after the restore: its name, or why there is none and what to do. */
+function backupAfterReport(facts: Record<string, unknown>): { backupAfter?: { name: string; revision: number }; warning?: string } {
+  const b = facts['backupAfter'] as { name?: string; revision?: number; error?: string } | undefined;
+  if (!b) return {};
+  if (b.name) return { backupAfter: { name: b.name, revision: b.revision ?? 0 } };
+  return {
+    warning: `no backup of the restored cluster was taken (${b.error}): until one is, the newest backup is the data from before this recovery; take one now with \`kubectl etcd-recover backup create\``,
+  };
+}
+
 async function finalReport(plan: RecoveryPlan, journal: Journal, target: RecoveryTarget, resumed: boolean): Promise<RecoveryReport> {
   const o = await target.observe();
   const clusterId = o.clusterId ?? (journal.doc.facts['clusterId'] as string | undefined);
@@ -484,6 +538,8 @@ async function finalReport(plan: RecoveryPlan, journal: Journal, target: Recover
   const hk = journal.doc.facts['hashKV'] as { hash: number } | undefined;
   const rp = plan.restorePoint;
   const name = (journal.doc.facts['restoreFrom'] as string | undefined) ?? rp?.name;
+  const after = backupAfterReport(journal.doc.facts);
+  const warnings = [...plan.warnings, ...(after.warning ? [after.warning] : [])];
   return {
     id: plan.id,
     kind: plan.kind,
@@ -513,7 +569,8 @@ async function finalReport(plan: RecoveryPlan, journal: Journal, target: Recover
     ),
     resumed,
     ...(plan.versions ? { versions: plan.versions } : {}),
-    ...(plan.warnings.length ? { warnings: plan.warnings } : {}),
+    ...(after.backupAfter ? { backupAfter: after.backupAfter } : {}),
+    ...(warnings.length ? { warnings } : {}),
     ...(journal.doc.facts['companions'] ? { companions: journal.doc.facts['companions'] as CompanionOutcome[] } : {}),
     ...(plan.afterRestore ? { afterRestore: afterRestoreReport(plan.afterRestore, journal.doc.facts)! } : {}),
   };

@@ -16,6 +16,7 @@ export type StepKind =
   | 'wait-healthy'
   | 'resume'
   | 'verify-restored'
+  | 'backup-restored'
   | 'remove-member'
   | 'add-learner'
   | 'start-member'
@@ -150,6 +151,13 @@ export interface QuorumPlanInput {
   versions?: PlanVersions;
   companions?: PlanCompanions;
   afterRestore?: PlanAfterRestore;
+  /**
+   * Back the restored cluster up as the last step of the restore itself (the recovery command: yes;
+   * a drill, whose cluster is thrown away: no). Until a backup of the restored data exists the
+   * newest backup is the data from before, and an automatic restore would go back to it, undoing
+   * a deliberate rollback.
+   */
+  backupAfter?: boolean;
 }
 
 /**
@@ -198,6 +206,9 @@ export function planQuorumRestore(i: QuorumPlanInput): RecoveryPlan {
   // Proven before any client writes again: dependents come back only to a verified keyspace.
   steps.push({ id: 'verify-restored', kind: 'verify-restored', title: 'verify revision and key count on every member', destructive: false });
   if (i.quiesce) steps.push({ id: 'resume', kind: 'resume', title: 'scale dependent workloads back and resume reconciliation', destructive: false });
+  if (i.backupAfter) {
+    steps.push({ id: 'backup-restored', kind: 'backup-restored', title: 'back up the restored cluster (then the newest backup is what was restored, and no automatic restore goes back to the data from before)', destructive: false });
+  }
 
   const warnings: string[] = [];
   // Once dependents are back: what a restore leaves behind in the hosted cluster (a restore runbook's by-hand steps).

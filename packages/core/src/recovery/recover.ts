@@ -323,6 +323,7 @@ export async function prepareQuorum(o: QuorumOptions): Promise<Prepared> {
     bump,
     token: `${o.catalog.cluster}-${randomBytes(4).toString('hex')}`,
     quiesce: o.target.quiesces,
+    backupAfter: true,
     ...(afterRestore ? { afterRestore } : {}),
     ...(newestBackup ? { newestBackup: { name: newestBackup.name, revision: newestBackup.revision, createdAt: newestBackup.createdAt } } : {}),
     ...(versions ? { versions } : {}),

@@ -58,13 +58,17 @@ const pct = (a: number, b: number) => `${Math.floor((100 * a) / b)}%`;
 /**
  * Pure: compares a new backup with the newest trusted one among `previous` (any order) and
  * returns the suspect mark, or undefined when it looks sound (or there is nothing to compare with).
+ * The backup of a restored cluster names the backup it was restored from (`restoredFrom`): that one
+ * is its baseline, since a restore to an older, smaller state is what was asked for.
  */
 export function suspectMark(
   candidate: Pick<SnapshotRecord, 'userKeys' | 'totalKeys' | 'dbSize'>,
   previous: readonly SnapshotRecord[],
   t: SuspectThresholds = SUSPECT_THRESHOLDS,
+  restoredFrom?: string,
 ): SuspectMark | undefined {
-  const baseline = [...previous].sort(newestFirst).find(isTrusted);
+  const sorted = [...previous].sort(newestFirst);
+  const baseline = (restoredFrom ? sorted.find((s) => s.name === restoredFrom) : undefined) ?? sorted.find(isTrusted);
   if (!baseline) return undefined;
   const reasons: string[] = [];
   const was = keysOf(baseline);
@@ -197,7 +201,7 @@ export async function captureSnapshot(opts: CaptureOptions): Promise<SnapshotRec
     progress({ phase: 'record', message: `saved ${companions.items.length} companion resource(s)${companions.missing.length ? `; MISSING: ${companions.missing.map((m) => `${m.kind} ${m.name}`).join(', ')}` : ''}` });
   }
   progress({ phase: 'record', message: `uploaded ${uploaded.size} bytes; writing catalog record` });
-  const suspect = suspectMark({ userKeys: report.userKeys, totalKeys: report.totalKeys, dbSize: report.totalSize }, previous, opts.suspectThresholds);
+  const suspect = suspectMark({ userKeys: report.userKeys, totalKeys: report.totalKeys, dbSize: report.totalSize }, previous, opts.suspectThresholds, opts.labels?.['restored-from']);
   if (suspect) progress({ phase: 'record', message: `SUSPECT backup: ${suspect.reasons.join('; ')}` });
   const completedAt = now();
   const record: SnapshotRecord = {

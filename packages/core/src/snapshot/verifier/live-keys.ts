@@ -120,7 +120,10 @@ export class LiveKeyCount {
         this.state[pgid] = KV_PENDING;
         this.value[pgid] = r.sum;
         this.detailOff[pgid] = start;
-        this.records[pgid] = count;
+        // The detail holds one varint per record counted: a marker is skipped and writes none. (Counting
+        // every record read one varint past the page's detail: the next page's, or stale memory — a key
+        // too many, now and then, in a fresh restore's snapshot.)
+        this.records[pgid] = count - r.markers;
       }
     } else {
       ra.len = start;
