@@ -1,7 +1,8 @@
-import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { Decrypter, Encrypter, identityToRecipient } from 'age-encryption';
 import { EtcdRecoverError } from '../errors.js';
+import { CHUNK, ChunkOpener, ChunkSealer, SEALED, TAG, payloadKey, type Opened } from './age-stream.js';
 
 /**
  * Client-side encryption of backups in the age format (age-encryption.org/v1, X25519 recipients),
@@ -14,8 +15,6 @@ import { EtcdRecoverError } from '../errors.js';
  * package and against Debian's `age` in the tests. Memory is one chunk on either side.
  */
 export const AGE_MAGIC = Buffer.from('age-encryption.org/v1\n');
-const CHUNK = 64 * 1024;
-const TAG = 16;
 const MAX_HEADER = 64 * 1024;
 
 /**
@@ -133,54 +132,21 @@ function headerEnd(buf: Buffer): number {
   return nl < 0 ? -1 : nl + 1;
 }
 
-/** The payload key, imported once per file (a raw key per chunk costs OpenSSL a key import each time). */
-function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): KeyObject {
-  return createSecretKey(Buffer.from(hkdfSync('sha256', fileKey, nonce, 'payload', 32)));
-}
-
-function chunkNonce(counter: number, last: boolean): Buffer {
-  const n = Buffer.alloc(12);
-  n.writeUIntBE(counter, 5, 6); // the 11-byte big-endian counter: 2^48 chunks are 16 EiB, plenty
-  n[11] = last ? 1 : 0;
-  return n;
-}
-
-/** One sealed chunk, as its ciphertext and its tag (two pieces: no copy to join them). */
-function seal(key: KeyObject, counter: number, last: boolean, plain: Uint8Array): [Buffer, Buffer] {
-  const c = createCipheriv('chacha20-poly1305', key, chunkNonce(counter, last), { authTagLength: TAG });
-  const body = c.update(plain);
-  c.final();
-  return [body, c.getAuthTag()];
-}
-
-function open(key: KeyObject, counter: number, last: boolean, sealed: Uint8Array): Buffer | undefined {
-  const d = createDecipheriv('chacha20-poly1305', key, chunkNonce(counter, last), { authTagLength: TAG });
-  d.setAuthTag(sealed.subarray(sealed.length - TAG));
-  const body = d.update(sealed.subarray(0, sealed.length - TAG));
-  try {
-    d.final();
-  } catch {
-    return undefined;
-  }
-  return body;
-}
-
 /** Encrypts a stream for the recipients; yields the age file piece by piece (one chunk of memory). */
 export async function* encryptStream(plain: AsyncIterable<Uint8Array>, recipients: readonly string[]): AsyncGenerator<Buffer> {
   if (!recipients.length) throw new EtcdRecoverError('ENCRYPTION_KEY', 'encryption asked for, but no age recipients are configured');
   const { header, fileKey } = await newHeader(recipients);
   const nonce = randomBytes(16);
-  const key = payloadKey(fileKey, nonce);
+  const sealer = new ChunkSealer(payloadKey(fileKey, nonce));
   yield Buffer.concat([header, nonce]);
   const buf = Buffer.alloc(CHUNK);
   let fill = 0;
-  let counter = 0;
   for await (const piece of plain) {
     let at = 0;
     while (at < piece.length) {
       if (fill === CHUNK) {
         // More data follows a full chunk, so that chunk is not the last one.
-        yield* seal(key, counter++, false, buf);
+        yield* sealer.seal(false, buf);
         fill = 0;
       }
       const n = Math.min(CHUNK - fill, piece.length - at);
@@ -189,7 +155,7 @@ export async function* encryptStream(plain: AsyncIterable<Uint8Array>, recipient
       at += n;
     }
   }
-  yield* seal(key, counter, true, buf.subarray(0, fill));
+  yield* sealer.seal(true, buf.subarray(0, fill));
 }
 
 export interface DecryptContext {
@@ -237,57 +203,66 @@ export async function* decryptStream(cipher: AsyncIterable<Uint8Array>, ctx: Dec
     }
     throw corrupt(`has a damaged age header (${m})`);
   }
-  // 2. The payload nonce and the chunks. A chunk is opened as "not last" only once more bytes follow it.
-  const rest = head.subarray(end);
-  const stage = Buffer.alloc(CHUNK + TAG);
-  let fill = 0;
-  let counter = 0;
-  let key: KeyObject | undefined;
+  // 2. The payload nonce, then the chunks. A chunk is opened as "not last" only once more bytes follow
+  // it; the input may be borrowed (reused once the next piece is asked for), so a chunk that does not
+  // lie whole inside one piece, or ends it, is gathered in `stage` first.
+  const payloadAt = end + 16;
+  const failed = (r: Exclude<Opened, { plain: Buffer }>): EtcdRecoverError => {
+    const at = payloadAt + r.counter * SEALED;
+    if (r.failure === 'after-final') return corrupt(`has data after its final chunk (byte ${at + SEALED})`);
+    if (r.failure === 'final-missing') return corrupt(`is truncated: it ends after chunk ${r.counter + 1} without the final chunk (byte ${at + SEALED})`);
+    return r.counter === lastCounter
+      ? corrupt(`failed authentication in its final chunk at byte ${at} (truncated, bit flip or tampering)`)
+      : corrupt(`failed authentication in the chunk at byte ${at} (bit flip or tampering)`);
+  };
+  let lastCounter = -1;
+  let opener: ChunkOpener | undefined;
   let nonce = Buffer.alloc(0);
-  let offset = end;
-  const take = function* (piece: Buffer): Generator<Buffer> {
+  const stage = Buffer.allocUnsafe(SEALED);
+  let fill = 0;
+  const plainOf = (r: Opened): Buffer => {
+    if ('failure' in r) throw failed(r);
+    return r.plain;
+  };
+  let piece: Buffer = head.subarray(end);
+  for (;;) {
     let at = 0;
-    if (!key) {
+    if (!opener) {
       const need = 16 - nonce.length;
       nonce = Buffer.concat([nonce, piece.subarray(0, need)]);
       at = Math.min(need, piece.length);
-      if (nonce.length < 16) return;
-      key = payloadKey(fileKey, nonce);
-      offset += 16;
+      if (nonce.length === 16) opener = new ChunkOpener(payloadKey(fileKey, nonce));
     }
-    while (at < piece.length) {
-      if (fill === stage.length) {
-        const body = open(key, counter, false, stage);
-        if (!body) throw corrupt(open(key, counter, true, stage) ? `has data after its final chunk (byte ${offset + stage.length})` : `failed authentication in the chunk at byte ${offset} (bit flip or tampering)`);
-        yield body;
-        offset += stage.length;
-        counter++;
+    if (opener) {
+      if (fill > 0 && fill < SEALED) {
+        const n = Math.min(SEALED - fill, piece.length - at);
+        piece.copy(stage, fill, at, at + n);
+        fill += n;
+        at += n;
+      }
+      if (fill === SEALED && at < piece.length) {
+        yield plainOf(opener.next(stage));
         fill = 0;
       }
-      const n = Math.min(stage.length - fill, piece.length - at);
-      piece.copy(stage, fill, at, at + n);
-      fill += n;
-      at += n;
+      // Whole chunks inside the piece with more bytes after them: opened where they lie.
+      while (piece.length - at > SEALED) {
+        yield plainOf(opener.next(piece.subarray(at, at + SEALED)));
+        at += SEALED;
+      }
+      if (at < piece.length) {
+        piece.copy(stage, fill, at);
+        fill += piece.length - at;
+      }
     }
-  };
-  yield* take(rest);
-  for (;;) {
     const n = await it.next();
     if (n.done) break;
-    yield* take(Buffer.isBuffer(n.value) ? n.value : Buffer.from(n.value.buffer, n.value.byteOffset, n.value.byteLength));
+    piece = Buffer.isBuffer(n.value) ? n.value : Buffer.from(n.value.buffer, n.value.byteOffset, n.value.byteLength);
   }
-  if (!key) throw corrupt('is truncated before its payload');
-  if (fill < TAG) throw corrupt(`is truncated: it ends ${fill} byte(s) into a chunk at byte ${offset}`);
-  const last = stage.subarray(0, fill);
-  const body = open(key, counter, true, last);
-  if (!body) {
-    throw corrupt(
-      fill === stage.length && open(key, counter, false, last)
-        ? `is truncated: it ends after chunk ${counter + 1} without the final chunk (byte ${offset + fill})`
-        : `failed authentication in its final chunk at byte ${offset} (truncated, bit flip or tampering)`,
-    );
-  }
-  if (body.length === 0 && counter > 0) throw corrupt('ends with an empty final chunk, which age forbids');
+  if (!opener) throw corrupt('is truncated before its payload');
+  if (fill < TAG) throw corrupt(`is truncated: it ends ${fill} byte(s) into a chunk at byte ${payloadAt + opener.count * SEALED}`);
+  lastCounter = opener.count;
+  const body = plainOf(opener.final(stage.subarray(0, fill)));
+  if (body.length === 0 && lastCounter > 0) throw corrupt('ends with an empty final chunk, which age forbids');
   yield body;
 }
 
