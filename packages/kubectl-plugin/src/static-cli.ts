@@ -28,13 +28,16 @@ interface RootPluginInternals {
 export async function runStatic(cli: StaticCli, argv = process.argv.slice(2)): Promise<void> {
   prepareProcess();
   // The single executable runs no Worker: a large file's hash runs in a second process of it
-  // (file-hasher.ts); and its native CRC-32C is an asset in it (native-crc.ts).
+  // (file-hasher.ts); and its native modules are assets in it (native-assets.ts). The bundle finds
+  // the age opener beside it.
   const sea = process.getBuiltinModule('node:sea') as typeof import('node:sea');
   if (sea.isSea()) {
-    const [h, crc] = await Promise.all([import('./file-hasher.js'), import('./native-crc.js')]);
-    crc.useEmbeddedCrc32c(sea);
+    const [h, natives] = await Promise.all([import('./file-hasher.js'), import('./native-assets.js')]);
+    natives.useEmbeddedNatives(sea);
     if (argv[0] === h.HASH_WORD) return h.answerHash(argv[1]);
     h.useHashProcess();
+  } else {
+    (await import('./native-assets.js')).useBundledAgeOpener(process.argv[1]);
   }
   const proto = Plugin.prototype as unknown as RootPluginInternals;
   const manifest = proto._manifest;

@@ -1,11 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { AgeKeys, EtcdRecoverError, decryptStream, encryptStream } from '@etcd-recover/core';
+import { AgeKeys, EtcdRecoverError, decryptStream, encryptStream, nativeOpenChunks, setAgeOpenLoader, type OpenChunks } from '@etcd-recover/core';
 import { tempDir } from '../../support/sandbox.js';
 
 async function* pieces(buf: Buffer, sizes: number[]): AsyncGenerator<Buffer> {
@@ -30,7 +30,9 @@ async function newKeys(): Promise<{ identity: string; recipient: string; keys: A
   return { identity, recipient, keys: await AgeKeys.parse({ identities: `# created by a test\n${identity}\n`, source: 'a test' }) };
 }
 
-const decryptCtx = (keys: AgeKeys | undefined, recipients?: string[]) => ({ what: 'backup b1', keys, ...(recipients ? { recipients } : {}) });
+// Every test below runs twice: with the native opener (batches on the thread pool) and in this thread.
+let inThread = false;
+const decryptCtx = (keys: AgeKeys | undefined, recipients?: string[]) => ({ what: 'backup b1', keys, inThread, ...(recipients ? { recipients } : {}) });
 
 async function rejectsWith(p: Promise<unknown>, code: string, re: RegExp, secret?: string): Promise<void> {
   await assert.rejects(p, (e: unknown) => {
@@ -43,8 +45,13 @@ async function rejectsWith(p: Promise<unknown>, code: string, re: RegExp, secret
   });
 }
 
-describe('age encryption of backups (format age-encryption.org/v1)', function () {
-  const sizes = [0, 1, 65535, 65536, 65537, 131072, 1_000_003];
+for (const way of ['the native opener', 'the in-thread opener'] as const) {
+describe(`age encryption of backups (format age-encryption.org/v1), opened by ${way}`, function () {
+  before(async () => {
+    inThread = way === 'the in-thread opener';
+    if (!inThread) assert.ok(await nativeOpenChunks(), 'the native age opener is built (scripts/build-native.mjs) and passes its self-test');
+  });
+  const sizes = [0, 1, 65535, 65536, 65537, 131072, 1_000_003, 16 * 65536, 16 * 65536 + 1, 2_500_000];
 
   for (const size of sizes) {
     it(`round-trips ${size} bytes, and the age-encryption package opens what we seal and vice versa`, async () => {
@@ -152,26 +159,108 @@ describe('age encryption of backups (format age-encryption.org/v1)', function ()
     });
   });
 
-  describe('keys', () => {
-    it('identities never appear in JSON, inspect or errors about them', async () => {
-      const { identity, recipient, keys } = await newKeys();
-      assert.deepEqual(keys.recipients, [recipient], 'without explicit recipients, the identity’s public key is the recipient');
-      assert.ok(!JSON.stringify(keys).includes(identity));
-      assert.ok(!inspect(keys, { depth: 5, showHidden: true }).includes(identity));
-      await rejectsWith(AgeKeys.parse({ identities: `${identity}\nnot-a-key-${identity}`, source: 'f' }), 'CONFIG', /line 2 of the age identity \(f\) does not start with AGE-SECRET-KEY-1/, identity);
+  describe('payloads longer than a batch (16 chunks): every failure named at its chunk', () => {
+    const SEALED = 65536 + 16;
+    let owner: Awaited<ReturnType<typeof newKeys>>;
+    let plain: Buffer;
+    let sealed: Buffer;
+    let payloadStart: number;
+    before(async () => {
+      owner = await newKeys();
+      plain = randomBytes(40 * 65536 + 777); // 41 chunks: two whole batches, then 8 and the final one
+      sealed = await collect(encryptStream(pieces(plain, [65536]), [owner.recipient]));
+      payloadStart = sealed.indexOf(0x0a, sealed.indexOf('\n--- ') + 1) + 1 + 16;
     });
 
-    it('explicit recipients win over the identities’ own (rotation: a new key, the old one still reads)', async () => {
-      const old = await newKeys();
-      const fresh = await newKeys();
-      const keys = await AgeKeys.parse({ recipients: `# new key\n${fresh.recipient}\n`, identities: old.identity, source: 'rotation' });
-      assert.deepEqual(keys.recipients, [fresh.recipient]);
-      assert.ok(keys.canDecrypt);
+    it('borrowed: the plain bytes come in reused buffers, each whole until the next is asked for', async () => {
+      for (const size of [1 << 20, 65_552, 300_001, 7]) {
+        const h = createHash('sha256');
+        const seen = new Set<ArrayBufferLike>();
+        for await (const c of decryptStream(pieces(sealed, [size]), { ...decryptCtx(owner.keys), borrow: true })) {
+          h.update(c);
+          seen.add(c.buffer);
+        }
+        assert.equal(h.digest('hex'), createHash('sha256').update(plain).digest('hex'), `pieces of ${size}`);
+        if (!inThread) assert.ok(seen.size <= 5, `${seen.size} distinct buffers for 41 chunks: the batches' outputs are reused`);
+      }
     });
 
-    it('a malformed recipient is a CONFIG error naming it', async () => {
-      await rejectsWith(AgeKeys.parse({ recipients: 'age1notarealkey', source: 'f' }), 'CONFIG', /age recipient "age1notarealkey" from f is not valid/);
-      await rejectsWith(AgeKeys.parse({ recipients: '# only a comment\n', source: 'f' }), 'CONFIG', /holds no key/);
+    for (const k of [0, 15, 16, 17, 33, 39]) {
+      it(`a flipped bit in chunk ${k} is "failed authentication" at that chunk's byte, and nothing after it is yielded`, async () => {
+        const bad = Buffer.from(sealed);
+        bad[payloadStart + k * SEALED + 100]! ^= 0x01;
+        let yielded = 0;
+        const read = (async () => {
+          for await (const c of decryptStream(pieces(bad, [1 << 20]), decryptCtx(owner.keys))) yielded += c.length;
+        })();
+        await rejectsWith(read, 'SNAPSHOT_CORRUPT', new RegExp(`failed authentication in the chunk at byte ${payloadStart + k * SEALED} \\(`));
+        assert.equal(yielded, k * 65536, 'exactly the chunks before the damaged one');
+      });
+    }
+
+    it('a flipped bit in the final chunk, data after a final chunk, and a cut at a chunk boundary are told apart', async () => {
+      const bad = Buffer.from(sealed);
+      bad[bad.length - 5]! ^= 0x01;
+      await rejectsWith(collect(decryptStream(pieces(bad, [1 << 20]), decryptCtx(owner.keys))), 'SNAPSHOT_CORRUPT', new RegExp(`failed authentication in its final chunk at byte ${payloadStart + 40 * SEALED} `));
+      // 20 whole chunks: the 20th is the final one (flagged); bytes after it make it a chunk in the middle.
+      const exact = await collect(encryptStream(pieces(plain.subarray(0, 20 * 65536), [65536]), [owner.recipient]));
+      await rejectsWith(collect(decryptStream(pieces(Buffer.concat([exact, randomBytes(100)]), [1 << 20]), decryptCtx(owner.keys))), 'SNAPSHOT_CORRUPT', /has data after its final chunk/);
+      await rejectsWith(collect(decryptStream(pieces(sealed.subarray(0, payloadStart + 33 * SEALED), [1 << 20]), decryptCtx(owner.keys))), 'SNAPSHOT_CORRUPT', /truncated: it ends after chunk 33 without the final chunk/);
     });
+  });
+});
+}
+
+describe('the native age opener (packages/core/native/age_open.c) is only a speed path', () => {
+  afterEach(() => setAgeOpenLoader(undefined));
+
+  it('a module that fails its self-test is not used', async () => {
+    const wrong: OpenChunks = async (_key, _first, _sealed, count) => count; // claims every chunk opened
+    setAgeOpenLoader(() => ({ openChunks: wrong }));
+    const used = await nativeOpenChunks();
+    assert.notEqual(used, wrong);
+  });
+
+  it('where the module opens fewer chunks than are good, the in-thread opener opens the rest: nothing good is lost or called corrupt', async () => {
+    setAgeOpenLoader(undefined);
+    const real = await nativeOpenChunks();
+    assert.ok(real, 'the native age opener is built');
+    let short = 0;
+    // Passes the self-test (3 chunks), then stops halfway through every whole batch.
+    const halting: OpenChunks = (key, first, sealed, count, out) => (count === 16 ? (short++, real(key, first, sealed, 8, out)) : real(key, first, sealed, count, out));
+    setAgeOpenLoader(() => ({ openChunks: halting }));
+    assert.equal(await nativeOpenChunks(), halting);
+    const { recipient, keys } = await newKeys();
+    const plain = randomBytes(50 * 65536 + 3);
+    const sealed = await collect(encryptStream(pieces(plain, [65536]), [recipient]));
+    for (const borrow of [true, false]) {
+      const h = createHash('sha256');
+      for await (const c of decryptStream(pieces(sealed, [1 << 20]), { what: 'backup b1', keys, borrow })) h.update(c);
+      assert.equal(h.digest('hex'), createHash('sha256').update(plain).digest('hex'));
+    }
+    assert.ok(short >= 6, `the module stopped short ${short} times`);
+  });
+});
+
+describe('age keys', () => {
+  it('identities never appear in JSON, inspect or errors about them', async () => {
+    const { identity, recipient, keys } = await newKeys();
+    assert.deepEqual(keys.recipients, [recipient], 'without explicit recipients, the identity’s public key is the recipient');
+    assert.ok(!JSON.stringify(keys).includes(identity));
+    assert.ok(!inspect(keys, { depth: 5, showHidden: true }).includes(identity));
+    await rejectsWith(AgeKeys.parse({ identities: `${identity}\nnot-a-key-${identity}`, source: 'f' }), 'CONFIG', /line 2 of the age identity \(f\) does not start with AGE-SECRET-KEY-1/, identity);
+  });
+
+  it('explicit recipients win over the identities’ own (rotation: a new key, the old one still reads)', async () => {
+    const old = await newKeys();
+    const fresh = await newKeys();
+    const keys = await AgeKeys.parse({ recipients: `# new key\n${fresh.recipient}\n`, identities: old.identity, source: 'rotation' });
+    assert.deepEqual(keys.recipients, [fresh.recipient]);
+    assert.ok(keys.canDecrypt);
+  });
+
+  it('a malformed recipient is a CONFIG error naming it', async () => {
+    await rejectsWith(AgeKeys.parse({ recipients: 'age1notarealkey', source: 'f' }), 'CONFIG', /age recipient "age1notarealkey" from f is not valid/);
+    await rejectsWith(AgeKeys.parse({ recipients: '# only a comment\n', source: 'f' }), 'CONFIG', /holds no key/);
   });
 });

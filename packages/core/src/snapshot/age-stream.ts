@@ -57,10 +57,12 @@ export type Opened = { plain: Buffer; counter: number } | { failure: OpenFailure
  */
 export class ChunkOpener {
   readonly #key: KeyObject;
-  #counter = 0;
+  #counter: number;
 
-  constructor(key: Buffer) {
+  /** `counter`: the place of the first chunk this opener is given (0: the payload's start). */
+  constructor(key: Buffer, counter = 0) {
     this.#key = createSecretKey(key);
+    this.#counter = counter;
   }
 
   get count(): number {

@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { Decrypter, Encrypter, identityToRecipient } from 'age-encryption';
 import { EtcdRecoverError } from '../errors.js';
-import { CHUNK, ChunkOpener, ChunkSealer, SEALED, TAG, payloadKey, type Opened } from './age-stream.js';
+import { nativeOpenChunks } from './age-native.js';
+import { openPayload } from './age-payload.js';
+import { CHUNK, ChunkSealer, payloadKey } from './age-stream.js';
 
 /**
  * Client-side encryption of backups in the age format (age-encryption.org/v1, X25519 recipients),
@@ -164,6 +166,13 @@ export interface DecryptContext {
   keys: AgeKeys | undefined;
   /** The recipients the record names, for the message when no identity matches. */
   recipients?: readonly string[];
+  /**
+   * The caller is done with each yielded buffer when it asks for the next (as the verifier is): the
+   * plain bytes then come in reused buffers. Otherwise every yielded buffer is the caller's to keep.
+   */
+  borrow?: boolean;
+  /** Open in this thread even where the native opener is there (tests, comparisons). */
+  inThread?: boolean;
 }
 
 /**
@@ -203,67 +212,20 @@ export async function* decryptStream(cipher: AsyncIterable<Uint8Array>, ctx: Dec
     }
     throw corrupt(`has a damaged age header (${m})`);
   }
-  // 2. The payload nonce, then the chunks. A chunk is opened as "not last" only once more bytes follow
-  // it; the input may be borrowed (reused once the next piece is asked for), so a chunk that does not
-  // lie whole inside one piece, or ends it, is gathered in `stage` first.
-  const payloadAt = end + 16;
-  const failed = (r: Exclude<Opened, { plain: Buffer }>): EtcdRecoverError => {
-    const at = payloadAt + r.counter * SEALED;
-    if (r.failure === 'after-final') return corrupt(`has data after its final chunk (byte ${at + SEALED})`);
-    if (r.failure === 'final-missing') return corrupt(`is truncated: it ends after chunk ${r.counter + 1} without the final chunk (byte ${at + SEALED})`);
-    return r.counter === lastCounter
-      ? corrupt(`failed authentication in its final chunk at byte ${at} (truncated, bit flip or tampering)`)
-      : corrupt(`failed authentication in the chunk at byte ${at} (bit flip or tampering)`);
-  };
-  let lastCounter = -1;
-  let opener: ChunkOpener | undefined;
+  // 2. The payload nonce (16 bytes), then the chunks (age-payload.ts).
   let nonce = Buffer.alloc(0);
-  const stage = Buffer.allocUnsafe(SEALED);
-  let fill = 0;
-  const plainOf = (r: Opened): Buffer => {
-    if ('failure' in r) throw failed(r);
-    return r.plain;
-  };
   let piece: Buffer = head.subarray(end);
   for (;;) {
-    let at = 0;
-    if (!opener) {
-      const need = 16 - nonce.length;
-      nonce = Buffer.concat([nonce, piece.subarray(0, need)]);
-      at = Math.min(need, piece.length);
-      if (nonce.length === 16) opener = new ChunkOpener(payloadKey(fileKey, nonce));
-    }
-    if (opener) {
-      if (fill > 0 && fill < SEALED) {
-        const n = Math.min(SEALED - fill, piece.length - at);
-        piece.copy(stage, fill, at, at + n);
-        fill += n;
-        at += n;
-      }
-      if (fill === SEALED && at < piece.length) {
-        yield plainOf(opener.next(stage));
-        fill = 0;
-      }
-      // Whole chunks inside the piece with more bytes after them: opened where they lie.
-      while (piece.length - at > SEALED) {
-        yield plainOf(opener.next(piece.subarray(at, at + SEALED)));
-        at += SEALED;
-      }
-      if (at < piece.length) {
-        piece.copy(stage, fill, at);
-        fill += piece.length - at;
-      }
-    }
+    const need = 16 - nonce.length;
+    nonce = Buffer.concat([nonce, piece.subarray(0, need)]);
+    piece = piece.subarray(Math.min(need, piece.length));
+    if (nonce.length === 16) break;
     const n = await it.next();
-    if (n.done) break;
+    if (n.done) throw corrupt('is truncated before its payload');
     piece = Buffer.isBuffer(n.value) ? n.value : Buffer.from(n.value.buffer, n.value.byteOffset, n.value.byteLength);
   }
-  if (!opener) throw corrupt('is truncated before its payload');
-  if (fill < TAG) throw corrupt(`is truncated: it ends ${fill} byte(s) into a chunk at byte ${payloadAt + opener.count * SEALED}`);
-  lastCounter = opener.count;
-  const body = plainOf(opener.final(stage.subarray(0, fill)));
-  if (body.length === 0 && lastCounter > 0) throw corrupt('ends with an empty final chunk, which age forbids');
-  yield body;
+  const native = ctx.inThread ? undefined : await nativeOpenChunks();
+  yield* openPayload(piece, it, { key: payloadKey(fileKey, nonce), payloadAt: end + 16, corrupt, borrow: ctx.borrow === true, native });
 }
 
 function recipientsOf(ctx: DecryptContext): string {

@@ -11,3 +11,4 @@ export * from './rekey.js';
 export * from './companions.js';
 export * from './import/index.js';
 export * from './fetch-verified.js';
+export { nativeOpenChunks, setAgeOpenLoader, type OpenChunks } from './age-native.js';

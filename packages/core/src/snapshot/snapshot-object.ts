@@ -16,9 +16,9 @@ export async function* readSnapshot(catalog: Catalog, record: SnapshotRecord, op
   const raw = catalog.store.get(layout.snapshotObject(catalog.cluster, record.name), opts);
   const what = `backup ${record.name}`;
   if (record.encryption) {
-    // On this thread: a worker thread beside the verifier was measured (docs/benchmarks.md) and
-    // bought less than it cost (1.5x instead of 1.7x at 1 GB, for +60 MB of RSS).
-    yield* decryptStream(raw, { what, keys: catalog.keys, recipients: record.encryption.recipients });
+    // Opened beside the caller on the thread pool where the native opener is there (age-native.ts);
+    // a borrowing caller gets the plain bytes in reused buffers, as it gets the bucket's.
+    yield* decryptStream(raw, { what, keys: catalog.keys, recipients: record.encryption.recipients, ...(opts.borrow ? { borrow: true } : {}) });
     return;
   }
   let first = true;

@@ -1,0 +1,177 @@
+import { CHUNK, ChunkOpener, SEALED, TAG, type Opened } from './age-stream.js';
+import type { OpenChunks } from './age-native.js';
+
+/**
+ * The payload of an age file, opened as it streams in (the chunks after the header and its 16-byte
+ * nonce). Two ways, the same bytes and the same errors:
+ *
+ * - batched, with the native opener (age-native.ts): the sealed chunks are gathered into 1 MiB
+ *   batches; while one batch is opened on libuv's thread pool, this thread hands the previous one to
+ *   the caller (the verifier) and reads the next from the bucket. Two input and, when the caller
+ *   borrows, two output buffers are reused: ~4 MiB in all.
+ * - in-thread (ChunkOpener): each chunk opened when it has arrived, where it lies in the received
+ *   piece when it lies there whole; one 64 KiB staging buffer.
+ *
+ * A chunk is opened as "not last" only once more bytes follow it. The input may be borrowed (reused
+ * once the next piece is asked for): nothing of it is kept across that. Every failure is decided and
+ * worded by ChunkOpener, also in the batched way (the native opener only says how many chunks opened).
+ */
+export interface PayloadOptions {
+  /** The payload key (from the file key and the payload nonce). */
+  key: Buffer;
+  /** The object's byte offset of the first chunk, for messages. */
+  payloadAt: number;
+  corrupt: (why: string) => Error;
+  /** The caller is done with each yielded buffer when it asks for the next one: outputs are reused. */
+  borrow?: boolean;
+  /** The native opener; undefined: the in-thread way. */
+  native?: OpenChunks | undefined;
+}
+
+/** Chunks per native call: 1 MiB of plain bytes. */
+export const BATCH = 16;
+
+export function openPayload(first: Buffer, rest: AsyncIterator<Uint8Array>, o: PayloadOptions): AsyncGenerator<Buffer> {
+  return o.native ? batched(first, rest, o, o.native) : inThread(first, rest, o);
+}
+
+const asBuffer = (v: Uint8Array): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+
+/** The error for a chunk that did not open (its place: counter). */
+function failure(r: Exclude<Opened, { plain: Buffer }>, final: boolean, o: PayloadOptions): Error {
+  const at = o.payloadAt + r.counter * SEALED;
+  if (r.failure === 'after-final') return o.corrupt(`has data after its final chunk (byte ${at + SEALED})`);
+  if (r.failure === 'final-missing') return o.corrupt(`is truncated: it ends after chunk ${r.counter + 1} without the final chunk (byte ${at + SEALED})`);
+  return final
+    ? o.corrupt(`failed authentication in its final chunk at byte ${at} (truncated, bit flip or tampering)`)
+    : o.corrupt(`failed authentication in the chunk at byte ${at} (bit flip or tampering)`);
+}
+
+/** The final chunk (`tail`: its bytes, at place `counter`). */
+function openFinal(tail: Buffer, counter: number, o: PayloadOptions): Buffer {
+  if (tail.length < TAG) throw o.corrupt(`is truncated: it ends ${tail.length} byte(s) into a chunk at byte ${o.payloadAt + counter * SEALED}`);
+  const r = new ChunkOpener(o.key, counter).final(tail);
+  if ('failure' in r) throw failure(r, true, o);
+  if (r.plain.length === 0 && counter > 0) throw o.corrupt('ends with an empty final chunk, which age forbids');
+  return r.plain;
+}
+
+async function* inThread(first: Buffer, rest: AsyncIterator<Uint8Array>, o: PayloadOptions): AsyncGenerator<Buffer> {
+  const opener = new ChunkOpener(o.key);
+  const next = (sealed: Buffer): Buffer => {
+    const r = opener.next(sealed);
+    if ('failure' in r) throw failure(r, false, o);
+    return r.plain;
+  };
+  // A chunk that does not lie whole inside one piece, or ends it, is gathered in `stage` first.
+  const stage = Buffer.allocUnsafe(SEALED);
+  let fill = 0;
+  let piece = first;
+  for (;;) {
+    let at = 0;
+    if (fill > 0 && fill < SEALED) {
+      const n = Math.min(SEALED - fill, piece.length);
+      piece.copy(stage, fill, 0, n);
+      fill += n;
+      at = n;
+    }
+    if (fill === SEALED && at < piece.length) {
+      yield next(stage);
+      fill = 0;
+    }
+    // Whole chunks inside the piece with more bytes after them: opened where they lie.
+    while (piece.length - at > SEALED) {
+      yield next(piece.subarray(at, at + SEALED));
+      at += SEALED;
+    }
+    if (at < piece.length) {
+      piece.copy(stage, fill, at);
+      fill += piece.length - at;
+    }
+    const n = await rest.next();
+    if (n.done) break;
+    piece = asBuffer(n.value);
+  }
+  yield openFinal(stage.subarray(0, fill), opener.count, o);
+}
+
+interface Batch {
+  /** Settles with the number of chunks that opened, in order. */
+  run: Promise<number>;
+  sealed: Buffer;
+  out: Buffer;
+  counter: number;
+  count: number;
+}
+
+async function* batched(first: Buffer, rest: AsyncIterator<Uint8Array>, o: PayloadOptions, native: OpenChunks): AsyncGenerator<Buffer> {
+  // Room for a batch and the chunk after it: a batch is sent only once a byte beyond it has arrived.
+  const cap = (BATCH + 1) * SEALED;
+  const ins = [Buffer.allocUnsafeSlow(cap), Buffer.allocUnsafeSlow(cap)] as const;
+  const outs = o.borrow ? ([Buffer.allocUnsafeSlow(BATCH * CHUNK), Buffer.allocUnsafeSlow(BATCH * CHUNK)] as const) : undefined;
+  let j = 0; // batches sent; batch j fills ins[j % 2] and opens into outs[j % 2]
+  let counter = 0; // chunks sent
+  let fill = 0;
+  const send = (count: number): Batch => {
+    const sealed = ins[j % 2]!;
+    const out = outs ? outs[j % 2]! : Buffer.allocUnsafeSlow(count * CHUNK);
+    const run = native(o.key, counter, sealed, count, out);
+    run.catch(() => undefined); // a batch nobody waits for any more (the reader stopped) settles quietly
+    const b: Batch = { run, sealed, out, counter, count };
+    j++;
+    counter += count;
+    return b;
+  };
+  let pending: Batch | undefined;
+  let piece = first;
+  for (;;) {
+    for (let at = 0; at < piece.length; ) {
+      const n = Math.min(piece.length - at, cap - fill);
+      piece.copy(ins[j % 2]!, fill, at, at + n);
+      fill += n;
+      at += n;
+      if (fill > BATCH * SEALED) {
+        const sent = send(BATCH);
+        // The previous batch (in the other buffers) is handed on while this one is opened.
+        if (pending) yield* settle(pending, o);
+        pending = sent;
+        fill -= BATCH * SEALED;
+        sent.sealed.copy(ins[j % 2]!, 0, BATCH * SEALED, BATCH * SEALED + fill);
+      }
+    }
+    const n = await rest.next();
+    if (n.done) break;
+    piece = asBuffer(n.value);
+  }
+  if (pending) yield* settle(pending, o);
+  // The end: whole chunks before the last one, then the final chunk (1 to SEALED bytes; none: truncated).
+  const whole = fill > 0 ? Math.floor((fill - 1) / SEALED) : 0;
+  const last = ins[j % 2]!.subarray(whole * SEALED, fill);
+  if (whole > 0) yield* settle(send(whole), o);
+  yield openFinal(last, counter, o);
+}
+
+/**
+ * A batch's plain bytes. Where the native opener stopped, ChunkOpener opens the rest of the batch
+ * one by one: it words the failure, and a chunk it opens after all (the two disagree: never seen) is
+ * not lost.
+ */
+async function* settle(b: Batch, o: PayloadOptions): AsyncGenerator<Buffer> {
+  let opened: number;
+  try {
+    opened = await b.run;
+  } catch {
+    opened = 0; // the native call failed as a whole: open the batch in this thread
+  }
+  if (opened >= b.count) {
+    yield b.out.length === b.count * CHUNK ? b.out : b.out.subarray(0, b.count * CHUNK);
+    return;
+  }
+  if (opened > 0) yield b.out.subarray(0, opened * CHUNK);
+  const opener = new ChunkOpener(o.key, b.counter + opened);
+  for (let i = opened; i < b.count; i++) {
+    const r = opener.next(b.sealed.subarray(i * SEALED, (i + 1) * SEALED));
+    if ('failure' in r) throw failure(r, false, o);
+    yield r.plain;
+  }
+}
