@@ -273,6 +273,9 @@ for (const sizeMb of (want('tools') || want('encryption') ? sizes : [])) {
       encRefs.push({ size: sizeMb, what: 'read of the object from MinIO alone (no decryption, no verifier)', plain: med(rp), enc: med([...re, ...re2]) });
       encRefs.push({ size: sizeMb, what: 'read + decrypt, no verifier (readSnapshot); plain: the raw read', plain: med(rp), enc: med(de), extra: `decryption alone ≈ ${fmt(med(de) - med(re2))} (pairs with its raw read: ${de.map((x, i) => `${((x.inMs - re2[i].inMs) / 1000).toFixed(2)}`).join(' / ')} s)` });
       encRefs.push({ size: sizeMb, what: 'read + decrypt + native verifier (verifyInBucket, as the row above)', plain: med(ip), enc: med(ie), extra: `verifier's share ≈ plain ${fmt(med(ip) - med(rp))}, encrypted ${fmt(med(ie) - med(de))}` });
+      // The same encrypted verify with every chunk opened on the main thread (no native age opener).
+      const [ie2, it2] = await interleaved(worker(encName, 'verify', idFile), worker(encName, 'verify-in-thread', idFile));
+      encRefs.push({ size: sizeMb, what: 'encrypted verify in-process: native age opener (batches on the thread pool) vs every chunk opened on the main thread', plain: med(ie2), enc: med(it2), labels: ['native', 'in-thread'], extra: `in-thread/native ${(med(it2) / med(ie2)).toFixed(2)}x` });
     }
     if (want('tools')) {
       await Promise.all(sb.state.members.map((m) => sb.stopMember(m.name)));
@@ -358,7 +361,7 @@ if (want('encryption')) {
       ...encRows.map((r) => `| ${r.size} MB | ${r.what} | ${r.how} | ${fmt(r.plainMs)}${spread(r.plainAll)} | ${fmt(r.encMs)}${spread(r.encAll)} | ${r.ratio.toFixed(2)}x | ${r.met ? 'yes' : `**no** (+${((r.ratio / ENC_TARGET - 1) * 100).toFixed(0)}% over)`} | ${r.pairRatios.map((x) => x.toFixed(2)).join(' / ')} | ${mb(r.plainRss)} | ${mb(r.encRss)} |`),
       '',
       'Where the encrypted verify spends its time (in-process, medians of the same run):',
-      ...encRefs.map((r) => `- ${r.size} MB: ${r.what}: plain ${fmt(r.plain)}, encrypted ${fmt(r.enc)}${r.extra ? `; ${r.extra}` : ''}.`),
+      ...encRefs.map((r) => `- ${r.size} MB: ${r.what}: ${r.labels?.[0] ?? 'plain'} ${fmt(r.plain)}, ${r.labels?.[1] ?? 'encrypted'} ${fmt(r.enc)}${r.extra ? `; ${r.extra}` : ''}.`),
     ],
   });
 }

@@ -4,11 +4,16 @@
 //             the native verifier (verifyInBucket; the verification is not written back to the record);
 //   decrypt — readSnapshot alone: the object read from MinIO and decrypted, no verifier;
 //   read    — the raw object read from MinIO alone: no decryption, no verifier.
+// `verify-in-thread` and `decrypt-in-thread`: the same without the native age opener (every chunk
+// opened on this thread, as before it), for the comparison line.
 // The age identity file, when given, opens encrypted backups. Prints {ms, bytes, ...}.
 import { readFileSync } from 'node:fs';
-import { AgeKeys, Catalog, S3ObjectStore, Sandbox, layout, readSnapshot, verifyInBucket } from '@etcd-recover/core';
+import { AgeKeys, Catalog, S3ObjectStore, Sandbox, layout, nativeOpenChunks, readSnapshot, setAgeOpenLoader, verifyInBucket } from '@etcd-recover/core';
 
-const [dir, name, mode, identityFile] = process.argv.slice(2);
+const [dir, name, how, identityFile] = process.argv.slice(2);
+const mode = how.replace(/-in-thread$/, '');
+if (how !== mode) setAgeOpenLoader(null);
+else if (identityFile && !(await nativeOpenChunks())) throw new Error('the native age opener is not built (scripts/build-native.mjs)');
 const sb = Sandbox.load(dir);
 const store = new S3ObjectStore(sb.s3Config());
 const keys = identityFile ? await AgeKeys.parse({ identities: readFileSync(identityFile, 'utf8'), source: `file ${identityFile}` }) : undefined;

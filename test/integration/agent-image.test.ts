@@ -66,6 +66,12 @@ describe('the agent image (docker/agent.Dockerfile, built with podman): run non-
     assert.equal(lines.at(-1), '65532', 'runs as its own non-root user by default');
     // The rootfs the harness runs pods from is this image's.
     assert.ok(existsSync(join(img.rootfs!, 'opt', 'etcd-recover', 'kubectl-etcd_recover.cjs')));
+    // The native age opener beside the bundle (an encrypted backup's chunks opened on the thread pool):
+    // built for the image's own Node, it loads there.
+    const native = await podman(['run', '--rm', '--read-only', '--entrypoint', '/usr/local/bin/node', img.image, '-e',
+      "const m = { exports: {} }; process.dlopen(m, '/opt/etcd-recover/native/age_open.node'); console.log(typeof m.exports.openChunks)"]);
+    assert.equal(native.code, 0, native.stderr);
+    assert.equal(native.stdout.trim(), 'function');
   });
 
   it('a random non-root uid with no writable home: --version and help work', async () => {

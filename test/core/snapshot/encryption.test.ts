@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { AgeKeys, EtcdRecoverError, decryptStream, encryptStream, nativeOpenChunks, setAgeOpenLoader, type OpenChunks } from '@etcd-recover/core';
+import { AgeKeys, EtcdRecoverError, decryptStream, encryptStream, nativeAge, nativeOpenChunks, setAgeOpenLoader, type OpenChunks } from '@etcd-recover/core';
 import { tempDir } from '../../support/sandbox.js';
 
 async function* pieces(buf: Buffer, sizes: number[]): AsyncGenerator<Buffer> {
@@ -33,6 +33,7 @@ async function newKeys(): Promise<{ identity: string; recipient: string; keys: A
 // Every test below runs twice: with the native opener (batches on the thread pool) and in this thread.
 let inThread = false;
 const decryptCtx = (keys: AgeKeys | undefined, recipients?: string[]) => ({ what: 'backup b1', keys, inThread, ...(recipients ? { recipients } : {}) });
+const seal = (plain: AsyncIterable<Uint8Array>, recipients: string[]) => encryptStream(plain, recipients, { inThread });
 
 async function rejectsWith(p: Promise<unknown>, code: string, re: RegExp, secret?: string): Promise<void> {
   await assert.rejects(p, (e: unknown) => {
@@ -45,11 +46,11 @@ async function rejectsWith(p: Promise<unknown>, code: string, re: RegExp, secret
   });
 }
 
-for (const way of ['the native opener', 'the in-thread opener'] as const) {
-describe(`age encryption of backups (format age-encryption.org/v1), opened by ${way}`, function () {
+for (const way of ['the native module', 'this thread'] as const) {
+describe(`age encryption of backups (format age-encryption.org/v1), sealed and opened by ${way}`, function () {
   before(async () => {
-    inThread = way === 'the in-thread opener';
-    if (!inThread) assert.ok(await nativeOpenChunks(), 'the native age opener is built (scripts/build-native.mjs) and passes its self-test');
+    inThread = way === 'this thread';
+    if (!inThread) assert.ok(await nativeAge(), 'the native age module is built (scripts/build-native.mjs) and passes its self-test');
   });
   const sizes = [0, 1, 65535, 65536, 65537, 131072, 1_000_003, 16 * 65536, 16 * 65536 + 1, 2_500_000];
 
@@ -57,7 +58,7 @@ describe(`age encryption of backups (format age-encryption.org/v1), opened by ${
     it(`round-trips ${size} bytes, and the age-encryption package opens what we seal and vice versa`, async () => {
       const { identity, recipient, keys } = await newKeys();
       const plain = randomBytes(size);
-      const sealed = await collect(encryptStream(pieces(plain, [7, 70_000, 4096, 65536]), [recipient]));
+      const sealed = await collect(seal(pieces(plain, [7, 70_000, 4096, 65536]), [recipient]));
       // Ours → ours, fed in odd pieces.
       assert.ok((await collect(decryptStream(pieces(sealed, [3, 65_553, 100_000]), decryptCtx(keys)))).equals(plain));
       // Ours → the package.
@@ -75,7 +76,7 @@ describe(`age encryption of backups (format age-encryption.org/v1), opened by ${
   it('decrypts input delivered in one reused buffer (as the bucket read lends it), whole chunks opened where they lie', async () => {
     const { recipient, keys } = await newKeys();
     const plain = randomBytes(5 * 65536 + 12345);
-    const sealed = await collect(encryptStream(pieces(plain, [65536]), [recipient]));
+    const sealed = await collect(seal(pieces(plain, [65536]), [recipient]));
     for (const size of [sealed.length, 1 << 20, 200_000, 65552, 65553]) {
       const lent = Buffer.alloc(size);
       async function* borrowed(): AsyncGenerator<Buffer> {
@@ -99,7 +100,7 @@ describe(`age encryption of backups (format age-encryption.org/v1), opened by ${
       const plain = randomBytes(300_000);
       writeFileSync(join(dir.path, 'a.key'), `${a.identity}\n`);
       writeFileSync(join(dir.path, 'b.key'), `${b.identity}\n`);
-      writeFileSync(join(dir.path, 'sealed.age'), await collect(encryptStream(pieces(plain, [50_000]), [a.recipient, b.recipient])));
+      writeFileSync(join(dir.path, 'sealed.age'), await collect(seal(pieces(plain, [50_000]), [a.recipient, b.recipient])));
       for (const k of ['a.key', 'b.key']) {
         assert.ok(execFileSync('age', ['-d', '-i', join(dir.path, k), join(dir.path, 'sealed.age')], { maxBuffer: 1 << 24 }).equals(plain), `age -d with ${k}`);
       }
@@ -117,7 +118,7 @@ describe(`age encryption of backups (format age-encryption.org/v1), opened by ${
     let owner: Awaited<ReturnType<typeof newKeys>>;
     before(async () => {
       owner = await newKeys();
-      sealed = await collect(encryptStream(pieces(randomBytes(200_000), [65536]), [owner.recipient]));
+      sealed = await collect(seal(pieces(randomBytes(200_000), [65536]), [owner.recipient]));
     });
 
     it('a wrong key is ENCRYPTION_KEY naming the recipients, never "corrupt", and never shows the identity', async () => {
@@ -168,7 +169,7 @@ describe(`age encryption of backups (format age-encryption.org/v1), opened by ${
     before(async () => {
       owner = await newKeys();
       plain = randomBytes(40 * 65536 + 777); // 41 chunks: two whole batches, then 8 and the final one
-      sealed = await collect(encryptStream(pieces(plain, [65536]), [owner.recipient]));
+      sealed = await collect(seal(pieces(plain, [65536]), [owner.recipient]));
       payloadStart = sealed.indexOf(0x0a, sealed.indexOf('\n--- ') + 1) + 1 + 16;
     });
 
@@ -203,7 +204,7 @@ describe(`age encryption of backups (format age-encryption.org/v1), opened by ${
       bad[bad.length - 5]! ^= 0x01;
       await rejectsWith(collect(decryptStream(pieces(bad, [1 << 20]), decryptCtx(owner.keys))), 'SNAPSHOT_CORRUPT', new RegExp(`failed authentication in its final chunk at byte ${payloadStart + 40 * SEALED} `));
       // 20 whole chunks: the 20th is the final one (flagged); bytes after it make it a chunk in the middle.
-      const exact = await collect(encryptStream(pieces(plain.subarray(0, 20 * 65536), [65536]), [owner.recipient]));
+      const exact = await collect(seal(pieces(plain.subarray(0, 20 * 65536), [65536]), [owner.recipient]));
       await rejectsWith(collect(decryptStream(pieces(Buffer.concat([exact, randomBytes(100)]), [1 << 20]), decryptCtx(owner.keys))), 'SNAPSHOT_CORRUPT', /has data after its final chunk/);
       await rejectsWith(collect(decryptStream(pieces(sealed.subarray(0, payloadStart + 33 * SEALED), [1 << 20]), decryptCtx(owner.keys))), 'SNAPSHOT_CORRUPT', /truncated: it ends after chunk 33 without the final chunk/);
     });
@@ -215,30 +216,48 @@ describe('the native age opener (packages/core/native/age_open.c) is only a spee
   afterEach(() => setAgeOpenLoader(undefined));
 
   it('a module that fails its self-test is not used', async () => {
+    const real = await nativeAge();
+    assert.ok(real, 'the native age module is built');
     const wrong: OpenChunks = async (_key, _first, _sealed, count) => count; // claims every chunk opened
-    setAgeOpenLoader(() => ({ openChunks: wrong }));
+    setAgeOpenLoader(() => ({ openChunks: wrong, sealChunks: real.seal }));
     const used = await nativeOpenChunks();
     assert.notEqual(used, wrong);
+    assert.equal(used, real.open, 'the module in the package folder is used instead');
   });
 
   it('where the module opens fewer chunks than are good, the in-thread opener opens the rest: nothing good is lost or called corrupt', async () => {
-    setAgeOpenLoader(undefined);
-    const real = await nativeOpenChunks();
-    assert.ok(real, 'the native age opener is built');
+    const age = await nativeAge();
+    assert.ok(age, 'the native age module is built');
+    const real = age.open;
     let short = 0;
     // Passes the self-test (3 chunks), then stops halfway through every whole batch.
     const halting: OpenChunks = (key, first, sealed, count, out) => (count === 16 ? (short++, real(key, first, sealed, 8, out)) : real(key, first, sealed, count, out));
-    setAgeOpenLoader(() => ({ openChunks: halting }));
+    setAgeOpenLoader(() => ({ openChunks: halting, sealChunks: age.seal }));
     assert.equal(await nativeOpenChunks(), halting);
     const { recipient, keys } = await newKeys();
     const plain = randomBytes(50 * 65536 + 3);
-    const sealed = await collect(encryptStream(pieces(plain, [65536]), [recipient]));
+    const sealed = await collect(seal(pieces(plain, [65536]), [recipient]));
     for (const borrow of [true, false]) {
       const h = createHash('sha256');
       for await (const c of decryptStream(pieces(sealed, [1 << 20]), { what: 'backup b1', keys, borrow })) h.update(c);
       assert.equal(h.digest('hex'), createHash('sha256').update(plain).digest('hex'));
     }
     assert.ok(short >= 6, `the module stopped short ${short} times`);
+  });
+
+  it('where the module seals fewer chunks than asked, this thread seals the batch: the file opens (ours and the age package)', async () => {
+    const age = await nativeAge();
+    assert.ok(age, 'the native age module is built');
+    let short = 0;
+    setAgeOpenLoader(() => ({ openChunks: age.open, sealChunks: (k: Buffer, f: number, p: Buffer, c: number, o: Buffer) => (c === 16 ? (short++, Promise.resolve(0)) : age.seal(k, f, p, c, o)) }));
+    const { identity, recipient, keys } = await newKeys();
+    const plain = randomBytes(40 * 65536 + 9);
+    const sealed = await collect(encryptStream(pieces(plain, [1 << 20]), [recipient]));
+    assert.ok(short >= 2, `the module stopped short ${short} times`);
+    assert.ok((await collect(decryptStream(pieces(sealed, [1 << 20]), { what: 'backup b1', keys }))).equals(plain));
+    const d = new Decrypter();
+    d.addIdentity(identity);
+    assert.ok(Buffer.from(await d.decrypt(sealed)).equals(plain));
   });
 });
 

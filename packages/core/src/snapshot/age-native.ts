@@ -4,17 +4,25 @@ import { fileURLToPath } from 'node:url';
 import { CHUNK, ChunkSealer, SEALED } from './age-stream.js';
 
 /**
- * The native age opener (packages/core/native/age_open.c, built by scripts/build-native.mjs): many
- * 64 KiB chunks of an age payload opened in one call, on libuv's thread pool, into a buffer the caller
- * owns, with the OpenSSL the running Node.js carries. With it the decryption runs beside the verifier
- * (on the second core) instead of in series with it on this thread: docs/benchmarks.md, "Encryption".
+ * The native age module (packages/core/native/age_open.c, built by scripts/build-native.mjs): many
+ * 64 KiB chunks of an age payload sealed or opened in one call, on libuv's thread pool, into a buffer
+ * the caller owns, with the OpenSSL the running Node.js carries. With it the cipher runs beside the
+ * verifier, the snapshot stream and the upload (on the second core) instead of in series with them on
+ * this thread: docs/benchmarks.md, "Encryption (age)".
  *
- * It is a speed path only. It opens the non-final chunks; the TypeScript ChunkOpener opens the final
- * one and is what decides and words every failure (age-payload.ts re-opens a chunk the module would
- * not open). Where the module cannot be loaded, or does not pass its self-test, the in-thread path
- * runs: the same bytes and the same errors, slower.
+ * It is a speed path only. It seals and opens the non-final chunks; the TypeScript ChunkSealer and
+ * ChunkOpener do the final one, and ChunkOpener decides and words every failure (age-payload.ts
+ * re-opens a chunk the module would not open). Where the module cannot be loaded, or does not pass
+ * its self-test, the in-thread path runs: the same bytes and the same errors, slower.
  */
+/** Opens `count` non-final chunks (65552 bytes each) into `out`; settles with how many opened, in order. */
 export type OpenChunks = (key: Buffer, firstCounter: number, sealed: Buffer, count: number, out: Buffer) => Promise<number>;
+/** Seals `count` non-final chunks (65536 bytes each) into `out` (ciphertext and tag each); settles with count. */
+export type SealChunks = (key: Buffer, firstCounter: number, plain: Buffer, count: number, out: Buffer) => Promise<number>;
+export interface NativeAge {
+  open: OpenChunks;
+  seal: SealChunks;
+}
 
 /** Where the module is when core runs from its folder (dist/ or src/ under tsx): native/build/. */
 function loadFromPackage(): unknown {
@@ -23,7 +31,7 @@ function loadFromPackage(): unknown {
 }
 
 let loader: (() => unknown) | null | undefined;
-let resolved: Promise<OpenChunks | undefined> | undefined;
+let resolved: Promise<NativeAge | undefined> | undefined;
 
 /**
  * How the module is found where core is not in its folder (the bundle in the agent image, the single
@@ -35,18 +43,25 @@ export function setAgeOpenLoader(l: (() => unknown) | null | undefined): void {
   resolved = undefined;
 }
 
-/** The module's openChunks, loaded and self-tested once per process; undefined: the in-thread path. */
-export function nativeOpenChunks(): Promise<OpenChunks | undefined> {
+/** The module, loaded and self-tested once per process; undefined: the in-thread path. */
+export function nativeAge(): Promise<NativeAge | undefined> {
   resolved ??= resolve();
   return resolved;
 }
 
-async function resolve(): Promise<OpenChunks | undefined> {
+/** The module's opener (what decryptStream uses), or undefined. */
+export async function nativeOpenChunks(): Promise<OpenChunks | undefined> {
+  return (await nativeAge())?.open;
+}
+
+async function resolve(): Promise<NativeAge | undefined> {
   if (loader === null) return undefined;
   for (const load of loader ? [loader, loadFromPackage] : [loadFromPackage]) {
     try {
-      const fn = (load() as { openChunks?: unknown } | undefined)?.openChunks;
-      if (typeof fn === 'function' && (await selfTest(fn as OpenChunks))) return fn as OpenChunks;
+      const m = load() as { openChunks?: unknown; sealChunks?: unknown } | undefined;
+      if (typeof m?.openChunks !== 'function' || typeof m.sealChunks !== 'function') continue;
+      const age = { open: m.openChunks as OpenChunks, seal: m.sealChunks as SealChunks };
+      if (await selfTest(age)) return age;
     } catch {
       /* not there, or not loadable here: the next place, else the in-thread path */
     }
@@ -54,14 +69,20 @@ async function resolve(): Promise<OpenChunks | undefined> {
   return undefined;
 }
 
-/** Three chunks sealed here: all open to the same bytes, and one with a flipped bit stops the count at it. */
-async function selfTest(open: OpenChunks): Promise<boolean> {
+/**
+ * Three chunks with a counter past 2^32: sealed natively to ChunkSealer's bytes, opened back to the
+ * plain ones, and one flipped bit stops the opened count at its chunk.
+ */
+async function selfTest(age: NativeAge): Promise<boolean> {
   const key = randomBytes(32);
+  const first = 2 ** 32 + 5;
   const plain = randomBytes(3 * CHUNK);
-  const sealer = new ChunkSealer(key);
+  const sealer = new ChunkSealer(key, first);
   const sealed = Buffer.concat([0, 1, 2].flatMap((i) => sealer.seal(false, plain.subarray(i * CHUNK, (i + 1) * CHUNK))));
+  const mine = Buffer.alloc(3 * SEALED);
+  if ((await age.seal(key, first, plain, 3, mine)) !== 3 || !mine.equals(sealed)) return false;
   const out = Buffer.alloc(3 * CHUNK);
-  if ((await open(key, 0, sealed, 3, out)) !== 3 || !out.equals(plain)) return false;
+  if ((await age.open(key, first, sealed, 3, out)) !== 3 || !out.equals(plain)) return false;
   sealed[SEALED + 7]! ^= 1;
-  return (await open(key, 0, sealed, 3, out)) === 1;
+  return (await age.open(key, first, sealed, 3, out)) === 1;
 }

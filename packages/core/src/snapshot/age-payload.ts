@@ -1,9 +1,9 @@
-import { CHUNK, ChunkOpener, SEALED, TAG, type Opened } from './age-stream.js';
-import type { OpenChunks } from './age-native.js';
+import type { OpenChunks, SealChunks } from './age-native.js';
+import { CHUNK, ChunkOpener, ChunkSealer, SEALED, TAG, type Opened } from './age-stream.js';
 
 /**
- * The payload of an age file, opened as it streams in (the chunks after the header and its 16-byte
- * nonce). Two ways, the same bytes and the same errors:
+ * The payload of an age file (the chunks after the header and its 16-byte nonce), sealed and opened
+ * as it streams. Opening has two ways, the same bytes and the same errors:
  *
  * - batched, with the native opener (age-native.ts): the sealed chunks are gathered into 1 MiB
  *   batches; while one batch is opened on libuv's thread pool, this thread hands the previous one to
@@ -174,4 +174,82 @@ async function* settle(b: Batch, o: PayloadOptions): AsyncGenerator<Buffer> {
     if ('failure' in r) throw failure(r, false, o);
     yield r.plain;
   }
+}
+
+/**
+ * Seals a payload as it streams in, yielding the sealed bytes (each buffer the caller's to keep). With
+ * the native module, in 1 MiB batches on the thread pool while this thread reads the next one (and the
+ * caller uploads the previous one); else chunk by chunk in this thread. The final chunk is sealed here.
+ */
+export async function* sealPayload(plain: AsyncIterable<Uint8Array>, key: Buffer, native: SealChunks | undefined): AsyncGenerator<Buffer> {
+  if (!native) {
+    yield* sealInThread(plain, key);
+    return;
+  }
+  const cap = (BATCH + 1) * CHUNK;
+  const ins = [Buffer.allocUnsafeSlow(cap), Buffer.allocUnsafeSlow(cap)] as const;
+  let j = 0;
+  let counter = 0;
+  let fill = 0;
+  const send = (count: number): Batch => {
+    const input = ins[j % 2]!;
+    const out = Buffer.allocUnsafeSlow(count * SEALED);
+    const run = native(key, counter, input, count, out);
+    run.catch(() => undefined);
+    const b: Batch = { run, sealed: input, out, counter, count };
+    j++;
+    counter += count;
+    return b;
+  };
+  const sealed = async (b: Batch): Promise<Buffer> => {
+    const n = await b.run.catch(() => 0);
+    if (n === b.count) return b.out;
+    // The module did not seal them all (never seen): this thread seals the batch.
+    const s = new ChunkSealer(key, b.counter);
+    return Buffer.concat(Array.from({ length: b.count }, (_, i) => s.seal(false, b.sealed.subarray(i * CHUNK, (i + 1) * CHUNK))).flat());
+  };
+  let pending: Batch | undefined;
+  for await (const v of plain) {
+    const piece = asBuffer(v);
+    for (let at = 0; at < piece.length; ) {
+      const n = Math.min(piece.length - at, cap - fill);
+      piece.copy(ins[j % 2]!, fill, at, at + n);
+      fill += n;
+      at += n;
+      if (fill > BATCH * CHUNK) {
+        // More data follows a full batch, so none of its chunks is the last one.
+        const sent = send(BATCH);
+        if (pending) yield await sealed(pending);
+        pending = sent;
+        fill -= BATCH * CHUNK;
+        sent.sealed.copy(ins[j % 2]!, 0, BATCH * CHUNK, BATCH * CHUNK + fill);
+      }
+    }
+  }
+  if (pending) yield await sealed(pending);
+  const whole = fill > 0 ? Math.floor((fill - 1) / CHUNK) : 0;
+  const last = ins[j % 2]!.subarray(whole * CHUNK, fill);
+  if (whole > 0) yield await sealed(send(whole));
+  yield* new ChunkSealer(key, counter).seal(true, last);
+}
+
+async function* sealInThread(plain: AsyncIterable<Uint8Array>, key: Buffer): AsyncGenerator<Buffer> {
+  const sealer = new ChunkSealer(key);
+  const buf = Buffer.alloc(CHUNK);
+  let fill = 0;
+  for await (const piece of plain) {
+    let at = 0;
+    while (at < piece.length) {
+      if (fill === CHUNK) {
+        // More data follows a full chunk, so that chunk is not the last one.
+        yield* sealer.seal(false, buf);
+        fill = 0;
+      }
+      const n = Math.min(CHUNK - fill, piece.length - at);
+      buf.set(piece.subarray(at, at + n), fill);
+      fill += n;
+      at += n;
+    }
+  }
+  yield* sealer.seal(true, buf.subarray(0, fill));
 }

@@ -27,10 +27,12 @@ function chunkNonce(counter: number, last: boolean): Buffer {
 /** Seals a stream's chunks for one payload key; yields ciphertext and tag as two pieces (no copy). */
 export class ChunkSealer {
   readonly #key: KeyObject;
-  #counter = 0;
+  #counter: number;
 
-  constructor(key: Buffer) {
+  /** `counter`: the place of the first chunk this sealer is given (0: the payload's start). */
+  constructor(key: Buffer, counter = 0) {
     this.#key = createSecretKey(key);
+    this.#counter = counter;
   }
 
   seal(last: boolean, plain: Uint8Array): [Buffer, Buffer] {

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { Decrypter, Encrypter, identityToRecipient } from 'age-encryption';
 import { EtcdRecoverError } from '../errors.js';
-import { nativeOpenChunks } from './age-native.js';
-import { openPayload } from './age-payload.js';
-import { CHUNK, ChunkSealer, payloadKey } from './age-stream.js';
+import { nativeAge, nativeOpenChunks } from './age-native.js';
+import { openPayload, sealPayload } from './age-payload.js';
+import { payloadKey } from './age-stream.js';
 
 /**
  * Client-side encryption of backups in the age format (age-encryption.org/v1, X25519 recipients),
@@ -12,9 +12,11 @@ import { CHUNK, ChunkSealer, payloadKey } from './age-stream.js';
  *
  * The header (recipient stanzas, header MAC) is made and opened by the `age-encryption` package;
  * the payload (the STREAM construction: 64 KiB ChaCha20-Poly1305 chunks, the last one flagged) is
- * sealed and opened here with Node's native ChaCha20-Poly1305, because the package's pure-JS cipher
- * runs at ~70 MB/s where OpenSSL's runs at well over 1 GB/s. Both sides are checked against the
- * package and against Debian's `age` in the tests. Memory is one chunk on either side.
+ * sealed and opened with OpenSSL's ChaCha20-Poly1305 (age-payload.ts: in 1 MiB batches on the thread
+ * pool by the native module, age-native.ts, else chunk by chunk with node:crypto on this thread),
+ * because the package's pure-JS cipher runs at ~70 MB/s where OpenSSL's runs at well over 1 GB/s.
+ * Both sides are checked against the package and against Debian's `age` in the tests, both ways.
+ * Memory is a few MiB at most.
  */
 export const AGE_MAGIC = Buffer.from('age-encryption.org/v1\n');
 const MAX_HEADER = 64 * 1024;
@@ -134,30 +136,17 @@ function headerEnd(buf: Buffer): number {
   return nl < 0 ? -1 : nl + 1;
 }
 
-/** Encrypts a stream for the recipients; yields the age file piece by piece (one chunk of memory). */
-export async function* encryptStream(plain: AsyncIterable<Uint8Array>, recipients: readonly string[]): AsyncGenerator<Buffer> {
+/**
+ * Encrypts a stream for the recipients; yields the age file piece by piece (memory: two 1 MiB batches
+ * with the native module, one chunk without). `inThread`: seal on this thread even where the native
+ * module is there (tests, comparisons).
+ */
+export async function* encryptStream(plain: AsyncIterable<Uint8Array>, recipients: readonly string[], opts: { inThread?: boolean } = {}): AsyncGenerator<Buffer> {
   if (!recipients.length) throw new EtcdRecoverError('ENCRYPTION_KEY', 'encryption asked for, but no age recipients are configured');
   const { header, fileKey } = await newHeader(recipients);
   const nonce = randomBytes(16);
-  const sealer = new ChunkSealer(payloadKey(fileKey, nonce));
   yield Buffer.concat([header, nonce]);
-  const buf = Buffer.alloc(CHUNK);
-  let fill = 0;
-  for await (const piece of plain) {
-    let at = 0;
-    while (at < piece.length) {
-      if (fill === CHUNK) {
-        // More data follows a full chunk, so that chunk is not the last one.
-        yield* sealer.seal(false, buf);
-        fill = 0;
-      }
-      const n = Math.min(CHUNK - fill, piece.length - at);
-      buf.set(piece.subarray(at, at + n), fill);
-      fill += n;
-      at += n;
-    }
-  }
-  yield* sealer.seal(true, buf.subarray(0, fill));
+  yield* sealPayload(plain, payloadKey(fileKey, nonce), opts.inThread ? undefined : (await nativeAge())?.seal);
 }
 
 export interface DecryptContext {
