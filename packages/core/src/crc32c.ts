@@ -86,7 +86,7 @@ function loadNative(): NativeCrc | undefined {
 
 /**
  * Where the package cannot be required (the single executable: the binding is an asset in it, see
- * packages/kubectl-plugin/src/native-crc.ts), a loader of the binding's crc32c function, asked once,
+ * packages/kubectl-plugin/src/native-assets.ts), a loader of the binding's crc32c function, asked once,
  * on the first checksum. Whatever it returns is checked first; nothing usable means the JS path.
  */
 let loader: (() => unknown) | undefined;
