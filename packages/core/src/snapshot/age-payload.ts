@@ -96,58 +96,82 @@ async function* inThread(first: Buffer, rest: AsyncIterator<Uint8Array>, o: Payl
 }
 
 interface Batch {
-  /** Settles with the number of chunks that opened, in order. */
+  /** Settles with the number of chunks done, in order. */
   run: Promise<number>;
-  sealed: Buffer;
+  /** The batch's input (sealed chunks to open, or plain ones to seal), and where the module writes. */
+  input: Buffer;
   out: Buffer;
   counter: number;
   count: number;
 }
 
-async function* batched(first: Buffer, rest: AsyncIterator<Uint8Array>, o: PayloadOptions, native: OpenChunks): AsyncGenerator<Buffer> {
-  // Room for a batch and the chunk after it: a batch is sent only once a byte beyond it has arrived.
-  const cap = (BATCH + 1) * SEALED;
+/**
+ * The stream gathered into batches of BATCH whole units (`unit` bytes: a sealed or a plain chunk),
+ * a batch sent only once a byte beyond it has arrived, so none of its units is the final one. While
+ * a batch is worked on, the previous one is settled (handed on), and only then is its input buffer
+ * filled again: two input buffers in all. At the end, the whole units before the last one are sent,
+ * and the last one (1 to `unit` bytes; none: an empty stream) is returned with its counter.
+ */
+async function* inBatches(
+  pieces: AsyncIterable<Uint8Array>,
+  unit: number,
+  send: (input: Buffer, counter: number, count: number) => Batch,
+  settle: (b: Batch) => AsyncGenerator<Buffer>,
+): AsyncGenerator<Buffer, { last: Buffer; counter: number }> {
+  const cap = (BATCH + 1) * unit;
   const ins = [Buffer.allocUnsafeSlow(cap), Buffer.allocUnsafeSlow(cap)] as const;
-  const outs = o.borrow ? ([Buffer.allocUnsafeSlow(BATCH * CHUNK), Buffer.allocUnsafeSlow(BATCH * CHUNK)] as const) : undefined;
-  let j = 0; // batches sent; batch j fills ins[j % 2] and opens into outs[j % 2]
-  let counter = 0; // chunks sent
+  let j = 0; // batches sent; batch j is gathered in ins[j % 2]
+  let counter = 0; // units sent
   let fill = 0;
-  const send = (count: number): Batch => {
-    const sealed = ins[j % 2]!;
-    const out = outs ? outs[j % 2]! : Buffer.allocUnsafeSlow(count * CHUNK);
-    const run = native(o.key, counter, sealed, count, out);
-    run.catch(() => undefined); // a batch nobody waits for any more (the reader stopped) settles quietly
-    const b: Batch = { run, sealed, out, counter, count };
+  const go = (count: number): Batch => {
+    const b = send(ins[j % 2]!, counter, count);
+    b.run.catch(() => undefined); // a batch nobody waits for any more (the reader stopped) settles quietly
     j++;
     counter += count;
     return b;
   };
   let pending: Batch | undefined;
-  let piece = first;
-  for (;;) {
+  for await (const v of pieces) {
+    const piece = asBuffer(v);
     for (let at = 0; at < piece.length; ) {
       const n = Math.min(piece.length - at, cap - fill);
       piece.copy(ins[j % 2]!, fill, at, at + n);
       fill += n;
       at += n;
-      if (fill > BATCH * SEALED) {
-        const sent = send(BATCH);
-        // The previous batch (in the other buffers) is handed on while this one is opened.
-        if (pending) yield* settle(pending, o);
+      if (fill > BATCH * unit) {
+        const sent = go(BATCH);
+        if (pending) yield* settle(pending);
         pending = sent;
-        fill -= BATCH * SEALED;
-        sent.sealed.copy(ins[j % 2]!, 0, BATCH * SEALED, BATCH * SEALED + fill);
+        fill -= BATCH * unit;
+        sent.input.copy(ins[j % 2]!, 0, BATCH * unit, BATCH * unit + fill);
       }
     }
-    const n = await rest.next();
-    if (n.done) break;
-    piece = asBuffer(n.value);
   }
-  if (pending) yield* settle(pending, o);
-  // The end: whole chunks before the last one, then the final chunk (1 to SEALED bytes; none: truncated).
-  const whole = fill > 0 ? Math.floor((fill - 1) / SEALED) : 0;
-  const last = ins[j % 2]!.subarray(whole * SEALED, fill);
-  if (whole > 0) yield* settle(send(whole), o);
+  if (pending) yield* settle(pending);
+  const whole = fill > 0 ? Math.floor((fill - 1) / unit) : 0;
+  const last = ins[j % 2]!.subarray(whole * unit, fill);
+  if (whole > 0) yield* settle(go(whole));
+  return { last, counter };
+}
+
+async function* chain(first: Buffer, rest: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> {
+  yield first;
+  for (;;) {
+    const n = await rest.next();
+    if (n.done) return;
+    yield n.value;
+  }
+}
+
+async function* batched(first: Buffer, rest: AsyncIterator<Uint8Array>, o: PayloadOptions, native: OpenChunks): AsyncGenerator<Buffer> {
+  // Borrowed: batch j opens into outs[j % 2], which the caller is done with once it asks for batch j - 1's successor.
+  const outs = o.borrow ? ([Buffer.allocUnsafeSlow(BATCH * CHUNK), Buffer.allocUnsafeSlow(BATCH * CHUNK)] as const) : undefined;
+  let j = 0;
+  const send = (input: Buffer, counter: number, count: number): Batch => {
+    const out = outs ? outs[j++ % 2]! : Buffer.allocUnsafeSlow(count * CHUNK);
+    return { run: native(o.key, counter, input, count, out), input, out, counter, count };
+  };
+  const { last, counter } = yield* inBatches(chain(first, rest), SEALED, send, (b) => openedBatch(b, o));
   yield openFinal(last, counter, o);
 }
 
@@ -156,7 +180,7 @@ async function* batched(first: Buffer, rest: AsyncIterator<Uint8Array>, o: Paylo
  * one by one: it words the failure, and a chunk it opens after all (the two disagree: never seen) is
  * not lost.
  */
-async function* settle(b: Batch, o: PayloadOptions): AsyncGenerator<Buffer> {
+async function* openedBatch(b: Batch, o: PayloadOptions): AsyncGenerator<Buffer> {
   let opened: number;
   try {
     opened = await b.run;
@@ -170,7 +194,7 @@ async function* settle(b: Batch, o: PayloadOptions): AsyncGenerator<Buffer> {
   if (opened > 0) yield b.out.subarray(0, opened * CHUNK);
   const opener = new ChunkOpener(o.key, b.counter + opened);
   for (let i = opened; i < b.count; i++) {
-    const r = opener.next(b.sealed.subarray(i * SEALED, (i + 1) * SEALED));
+    const r = opener.next(b.input.subarray(i * SEALED, (i + 1) * SEALED));
     if ('failure' in r) throw failure(r, false, o);
     yield r.plain;
   }
@@ -186,50 +210,20 @@ export async function* sealPayload(plain: AsyncIterable<Uint8Array>, key: Buffer
     yield* sealInThread(plain, key);
     return;
   }
-  const cap = (BATCH + 1) * CHUNK;
-  const ins = [Buffer.allocUnsafeSlow(cap), Buffer.allocUnsafeSlow(cap)] as const;
-  let j = 0;
-  let counter = 0;
-  let fill = 0;
-  const send = (count: number): Batch => {
-    const input = ins[j % 2]!;
+  const send = (input: Buffer, counter: number, count: number): Batch => {
     const out = Buffer.allocUnsafeSlow(count * SEALED);
-    const run = native(key, counter, input, count, out);
-    run.catch(() => undefined);
-    const b: Batch = { run, sealed: input, out, counter, count };
-    j++;
-    counter += count;
-    return b;
+    return { run: native(key, counter, input, count, out), input, out, counter, count };
   };
-  const sealed = async (b: Batch): Promise<Buffer> => {
-    const n = await b.run.catch(() => 0);
-    if (n === b.count) return b.out;
+  async function* settle(b: Batch): AsyncGenerator<Buffer> {
+    if ((await b.run.catch(() => 0)) === b.count) {
+      yield b.out;
+      return;
+    }
     // The module did not seal them all (never seen): this thread seals the batch.
     const s = new ChunkSealer(key, b.counter);
-    return Buffer.concat(Array.from({ length: b.count }, (_, i) => s.seal(false, b.sealed.subarray(i * CHUNK, (i + 1) * CHUNK))).flat());
-  };
-  let pending: Batch | undefined;
-  for await (const v of plain) {
-    const piece = asBuffer(v);
-    for (let at = 0; at < piece.length; ) {
-      const n = Math.min(piece.length - at, cap - fill);
-      piece.copy(ins[j % 2]!, fill, at, at + n);
-      fill += n;
-      at += n;
-      if (fill > BATCH * CHUNK) {
-        // More data follows a full batch, so none of its chunks is the last one.
-        const sent = send(BATCH);
-        if (pending) yield await sealed(pending);
-        pending = sent;
-        fill -= BATCH * CHUNK;
-        sent.sealed.copy(ins[j % 2]!, 0, BATCH * CHUNK, BATCH * CHUNK + fill);
-      }
-    }
+    for (let i = 0; i < b.count; i++) yield* s.seal(false, b.input.subarray(i * CHUNK, (i + 1) * CHUNK));
   }
-  if (pending) yield await sealed(pending);
-  const whole = fill > 0 ? Math.floor((fill - 1) / CHUNK) : 0;
-  const last = ins[j % 2]!.subarray(whole * CHUNK, fill);
-  if (whole > 0) yield await sealed(send(whole));
+  const { last, counter } = yield* inBatches(plain, CHUNK, send, settle);
   yield* new ChunkSealer(key, counter).seal(true, last);
 }
 
