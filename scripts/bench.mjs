@@ -273,6 +273,8 @@ for (const sizeMb of (want('tools') || want('encryption') ? sizes : [])) {
       encRefs.push({ size: sizeMb, what: 'read of the object from MinIO alone (no decryption, no verifier)', plain: med(rp), enc: med([...re, ...re2]) });
       encRefs.push({ size: sizeMb, what: 'read + decrypt, no verifier (readSnapshot); plain: the raw read', plain: med(rp), enc: med(de), extra: `decryption alone ≈ ${fmt(med(de) - med(re2))} (pairs with its raw read: ${de.map((x, i) => `${((x.inMs - re2[i].inMs) / 1000).toFixed(2)}`).join(' / ')} s)` });
       encRefs.push({ size: sizeMb, what: 'read + decrypt + native verifier (verifyInBucket, as the row above)', plain: med(ip), enc: med(ie), extra: `verifier's share ≈ plain ${fmt(med(ip) - med(rp))}, encrypted ${fmt(med(ie) - med(de))}` });
+      const medOf = (xs, k) => median(xs.map((x) => x[k]));
+      encRefs.push({ size: sizeMb, what: "verifyInBucket's main thread busy (event-loop active time: its CPU and any time it was preempted), and CPU of all its threads", plain: medOf(ip, 'mainMs'), enc: medOf(ie, 'mainMs'), extra: `all threads' CPU: plain ${fmt(medOf(ip, 'cpuMs'))}, encrypted ${fmt(medOf(ie, 'cpuMs'))} (MinIO's, on the same two cores, not counted)` });
       // The same encrypted verify with every chunk opened on the main thread (no native age opener).
       const [ie2, it2] = await interleaved(worker(encName, 'verify', idFile), worker(encName, 'verify-in-thread', idFile));
       encRefs.push({ size: sizeMb, what: 'encrypted verify in-process: native age opener (batches on the thread pool) vs every chunk opened on the main thread', plain: med(ie2), enc: med(it2), labels: ['native', 'in-thread'], extra: `in-thread/native ${(med(it2) / med(ie2)).toFixed(2)}x` });

@@ -21,6 +21,8 @@ const catalog = new Catalog(store, sb.state.cluster, keys);
 const record = await catalog.get(name);
 let bytes = 0;
 let out = {};
+const elu0 = performance.eventLoopUtilization();
+const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 if (mode === 'verify') {
   const v = await verifyInBucket(catalog, name, { record: false });
@@ -32,5 +34,10 @@ if (mode === 'verify') {
   for await (const c of store.get(layout.snapshotObject(catalog.cluster, name), { borrow: true })) bytes += c.length;
 } else throw new Error(`unknown mode ${mode}`);
 const ms = performance.now() - t0;
+// The main thread's busy time (the event loop's active time: its CPU time and any time it was
+// preempted) and the whole process's CPU time (every thread).
+const mainMs = performance.eventLoopUtilization(elu0).active;
+const cpu = process.cpuUsage(cpu0);
+const cpuMs = (cpu.user + cpu.system) / 1000;
 store.destroy();
-console.log(JSON.stringify({ ms, bytes, ...out }));
+console.log(JSON.stringify({ ms, mainMs, cpuMs, bytes, ...out }));

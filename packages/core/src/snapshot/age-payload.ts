@@ -6,9 +6,9 @@ import { CHUNK, ChunkOpener, ChunkSealer, SEALED, TAG, type Opened } from './age
  * as it streams. Opening has two ways, the same bytes and the same errors:
  *
  * - batched, with the native opener (age-native.ts): the sealed chunks are gathered into 1 MiB
- *   batches; while one batch is opened on libuv's thread pool, this thread hands the previous one to
- *   the caller (the verifier) and reads the next from the bucket. Two input and, when the caller
- *   borrows, two output buffers are reused: ~4 MiB in all.
+ *   batches; while the newest DEPTH batches are opened on libuv's thread pool, this thread hands the
+ *   oldest to the caller (the verifier) and reads the next from the bucket. DEPTH + 1 input and, when
+ *   the caller borrows, DEPTH + 1 output buffers are reused: ~6 MiB in all.
  * - in-thread (ChunkOpener): each chunk opened when it has arrived, where it lies in the received
  *   piece when it lies there whole; one 64 KiB staging buffer.
  *
@@ -30,6 +30,8 @@ export interface PayloadOptions {
 
 /** Chunks per native call: 1 MiB of plain bytes. */
 export const BATCH = 16;
+/** Batches in flight at once (1 to 3 measured within each other's noise on 2 cores; 2 waits least). */
+export const DEPTH = 2;
 
 export function openPayload(first: Buffer, rest: AsyncIterator<Uint8Array>, o: PayloadOptions): AsyncGenerator<Buffer> {
   return o.native ? batched(first, rest, o, o.native) : inThread(first, rest, o);
@@ -108,8 +110,8 @@ interface Batch {
 /**
  * The stream gathered into batches of BATCH whole units (`unit` bytes: a sealed or a plain chunk),
  * a batch sent only once a byte beyond it has arrived, so none of its units is the final one. While
- * a batch is worked on, the previous one is settled (handed on), and only then is its input buffer
- * filled again: two input buffers in all. At the end, the whole units before the last one are sent,
+ * the newest DEPTH batches are worked on, the oldest is settled (handed on), and only then is its
+ * input buffer filled again: DEPTH + 1 input buffers in all. At the end, the whole units before the last one are sent,
  * and the last one (1 to `unit` bytes; none: an empty stream) is returned with its counter.
  */
 async function* inBatches(
@@ -119,37 +121,39 @@ async function* inBatches(
   settle: (b: Batch) => AsyncGenerator<Buffer>,
 ): AsyncGenerator<Buffer, { last: Buffer; counter: number }> {
   const cap = (BATCH + 1) * unit;
-  const ins = [Buffer.allocUnsafeSlow(cap), Buffer.allocUnsafeSlow(cap)] as const;
-  let j = 0; // batches sent; batch j is gathered in ins[j % 2]
+  const ins = Array.from({ length: DEPTH + 1 }, () => Buffer.allocUnsafeSlow(cap));
+  let j = 0; // batches sent; batch j is gathered in ins[j % (DEPTH + 1)]
   let counter = 0; // units sent
   let fill = 0;
   const go = (count: number): Batch => {
-    const b = send(ins[j % 2]!, counter, count);
+    const b = send(ins[j % (DEPTH + 1)]!, counter, count);
     b.run.catch(() => undefined); // a batch nobody waits for any more (the reader stopped) settles quietly
     j++;
     counter += count;
     return b;
   };
-  let pending: Batch | undefined;
+  const pending: Batch[] = [];
   for await (const v of pieces) {
     const piece = asBuffer(v);
     for (let at = 0; at < piece.length; ) {
       const n = Math.min(piece.length - at, cap - fill);
-      piece.copy(ins[j % 2]!, fill, at, at + n);
+      piece.copy(ins[j % (DEPTH + 1)]!, fill, at, at + n);
       fill += n;
       at += n;
       if (fill > BATCH * unit) {
         const sent = go(BATCH);
-        if (pending) yield* settle(pending);
-        pending = sent;
+        pending.push(sent);
+        // The oldest batches are handed on while the newer ones are worked on; the next input buffer
+        // is the oldest one's, free once it is settled.
+        while (pending.length > DEPTH) yield* settle(pending.shift()!);
         fill -= BATCH * unit;
-        sent.input.copy(ins[j % 2]!, 0, BATCH * unit, BATCH * unit + fill);
+        sent.input.copy(ins[j % (DEPTH + 1)]!, 0, BATCH * unit, BATCH * unit + fill);
       }
     }
   }
-  if (pending) yield* settle(pending);
+  while (pending.length) yield* settle(pending.shift()!);
   const whole = fill > 0 ? Math.floor((fill - 1) / unit) : 0;
-  const last = ins[j % 2]!.subarray(whole * unit, fill);
+  const last = ins[j % (DEPTH + 1)]!.subarray(whole * unit, fill);
   if (whole > 0) yield* settle(go(whole));
   return { last, counter };
 }
@@ -164,11 +168,11 @@ async function* chain(first: Buffer, rest: AsyncIterator<Uint8Array>): AsyncGene
 }
 
 async function* batched(first: Buffer, rest: AsyncIterator<Uint8Array>, o: PayloadOptions, native: OpenChunks): AsyncGenerator<Buffer> {
-  // Borrowed: batch j opens into outs[j % 2], which the caller is done with once it asks for batch j - 1's successor.
-  const outs = o.borrow ? ([Buffer.allocUnsafeSlow(BATCH * CHUNK), Buffer.allocUnsafeSlow(BATCH * CHUNK)] as const) : undefined;
+  // Borrowed: batch j opens into outs[j % (DEPTH + 1)], batch j - DEPTH - 1's, which the caller is done with by then.
+  const outs = o.borrow ? Array.from({ length: DEPTH + 1 }, () => Buffer.allocUnsafeSlow(BATCH * CHUNK)) : undefined;
   let j = 0;
   const send = (input: Buffer, counter: number, count: number): Batch => {
-    const out = outs ? outs[j++ % 2]! : Buffer.allocUnsafeSlow(count * CHUNK);
+    const out = outs ? outs[j++ % (DEPTH + 1)]! : Buffer.allocUnsafeSlow(count * CHUNK);
     return { run: native(o.key, counter, input, count, out), input, out, counter, count };
   };
   const { last, counter } = yield* inBatches(chain(first, rest), SEALED, send, (b) => openedBatch(b, o));

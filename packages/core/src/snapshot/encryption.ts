@@ -137,7 +137,7 @@ function headerEnd(buf: Buffer): number {
 }
 
 /**
- * Encrypts a stream for the recipients; yields the age file piece by piece (memory: two 1 MiB batches
+ * Encrypts a stream for the recipients; yields the age file piece by piece (memory: a few 1 MiB batches
  * with the native module, one chunk without). `inThread`: seal on this thread even where the native
  * module is there (tests, comparisons).
  */
