@@ -121,12 +121,14 @@ async function* inBatches(
   settle: (b: Batch) => AsyncGenerator<Buffer>,
 ): AsyncGenerator<Buffer, { last: Buffer; counter: number }> {
   const cap = (BATCH + 1) * unit;
-  const ins = Array.from({ length: DEPTH + 1 }, () => Buffer.allocUnsafeSlow(cap));
+  // Made on first use: a small payload (one batch or less) needs one.
+  const buffers: Buffer[] = [];
+  const ins = (k: number): Buffer => (buffers[k] ??= Buffer.allocUnsafeSlow(cap));
   let j = 0; // batches sent; batch j is gathered in ins[j % (DEPTH + 1)]
   let counter = 0; // units sent
   let fill = 0;
   const go = (count: number): Batch => {
-    const b = send(ins[j % (DEPTH + 1)]!, counter, count);
+    const b = send(ins(j % (DEPTH + 1)), counter, count);
     b.run.catch(() => undefined); // a batch nobody waits for any more (the reader stopped) settles quietly
     j++;
     counter += count;
@@ -137,7 +139,7 @@ async function* inBatches(
     const piece = asBuffer(v);
     for (let at = 0; at < piece.length; ) {
       const n = Math.min(piece.length - at, cap - fill);
-      piece.copy(ins[j % (DEPTH + 1)]!, fill, at, at + n);
+      piece.copy(ins(j % (DEPTH + 1)), fill, at, at + n);
       fill += n;
       at += n;
       if (fill > BATCH * unit) {
@@ -147,13 +149,13 @@ async function* inBatches(
         // is the oldest one's, free once it is settled.
         while (pending.length > DEPTH) yield* settle(pending.shift()!);
         fill -= BATCH * unit;
-        sent.input.copy(ins[j % (DEPTH + 1)]!, 0, BATCH * unit, BATCH * unit + fill);
+        sent.input.copy(ins(j % (DEPTH + 1)), 0, BATCH * unit, BATCH * unit + fill);
       }
     }
   }
   while (pending.length) yield* settle(pending.shift()!);
   const whole = fill > 0 ? Math.floor((fill - 1) / unit) : 0;
-  const last = ins[j % (DEPTH + 1)]!.subarray(whole * unit, fill);
+  const last = ins(j % (DEPTH + 1)).subarray(whole * unit, fill);
   if (whole > 0) yield* settle(go(whole));
   return { last, counter };
 }
@@ -169,10 +171,10 @@ async function* chain(first: Buffer, rest: AsyncIterator<Uint8Array>): AsyncGene
 
 async function* batched(first: Buffer, rest: AsyncIterator<Uint8Array>, o: PayloadOptions, native: OpenChunks): AsyncGenerator<Buffer> {
   // Borrowed: batch j opens into outs[j % (DEPTH + 1)], batch j - DEPTH - 1's, which the caller is done with by then.
-  const outs = o.borrow ? Array.from({ length: DEPTH + 1 }, () => Buffer.allocUnsafeSlow(BATCH * CHUNK)) : undefined;
+  const outs: Buffer[] = [];
   let j = 0;
   const send = (input: Buffer, counter: number, count: number): Batch => {
-    const out = outs ? outs[j++ % (DEPTH + 1)]! : Buffer.allocUnsafeSlow(count * CHUNK);
+    const out = o.borrow ? (outs[j++ % (DEPTH + 1)] ??= Buffer.allocUnsafeSlow(BATCH * CHUNK)) : Buffer.allocUnsafeSlow(count * CHUNK);
     return { run: native(o.key, counter, input, count, out), input, out, counter, count };
   };
   const { last, counter } = yield* inBatches(chain(first, rest), SEALED, send, (b) => openedBatch(b, o));
