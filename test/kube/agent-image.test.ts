@@ -101,6 +101,6 @@ describe('the agent image where the component runs it (real control plane, pods 
     });
     await waitFor('the probe pod finished', async () => ['Succeeded', 'Failed'].includes((await core.readNamespacedPod({ namespace: NS, name: 'image-probe' })).status?.phase ?? ''), 60_000, 300);
     const log = cp.logsOf(NS, 'image-probe', 'probe');
-    assert.deepEqual(log.trim().split('\n'), ['65532', 'no-host-bins', 'read-only', 'kubectl-etcd_recover.cjs', 'node_modules']);
+    assert.deepEqual(log.trim().split('\n'), ['65532', 'no-host-bins', 'read-only', 'kubectl-etcd_recover.cjs', 'native', 'node_modules']);
   });
 });
