@@ -8,12 +8,12 @@
 // opened on this thread, as before it), for the comparison line.
 // The age identity file, when given, opens encrypted backups. Prints {ms, bytes, ...}.
 import { readFileSync } from 'node:fs';
-import { AgeKeys, Catalog, S3ObjectStore, Sandbox, layout, nativeOpenChunks, readSnapshot, setAgeOpenLoader, verifyInBucket } from '@etcd-recover/core';
+import { AgeKeys, Catalog, S3ObjectStore, Sandbox, layout, nativeAge, readSnapshot, setAgeOpenLoader, verifyInBucket } from '@etcd-recover/core';
 
 const [dir, name, how, identityFile] = process.argv.slice(2);
 const mode = how.replace(/-in-thread$/, '');
 if (how !== mode) setAgeOpenLoader(null);
-else if (identityFile && !(await nativeOpenChunks())) throw new Error('the native age opener is not built (scripts/build-native.mjs)');
+else if (identityFile && !(await nativeAge())) throw new Error('the native age opener is not built (scripts/build-native.mjs)');
 const sb = Sandbox.load(dir);
 const store = new S3ObjectStore(sb.s3Config());
 const keys = identityFile ? await AgeKeys.parse({ identities: readFileSync(identityFile, 'utf8'), source: `file ${identityFile}` }) : undefined;

@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { AgeKeys, EtcdRecoverError, decryptStream, encryptStream, nativeAge, nativeOpenChunks, setAgeOpenLoader, type OpenChunks } from '@etcd-recover/core';
+import { AgeKeys, EtcdRecoverError, decryptStream, encryptStream, nativeAge, setAgeOpenLoader, type OpenChunks } from '@etcd-recover/core';
 import { tempDir } from '../../support/sandbox.js';
 
 async function* pieces(buf: Buffer, sizes: number[]): AsyncGenerator<Buffer> {
@@ -220,7 +220,7 @@ describe('the native age opener (packages/core/native/age_open.c) is only a spee
     assert.ok(real, 'the native age module is built');
     const wrong: OpenChunks = async (_key, _first, _sealed, count) => count; // claims every chunk opened
     setAgeOpenLoader(() => ({ openChunks: wrong, sealChunks: real.seal }));
-    const used = await nativeOpenChunks();
+    const used = (await nativeAge())?.open;
     assert.notEqual(used, wrong);
     assert.equal(used, real.open, 'the module in the package folder is used instead');
   });
@@ -233,7 +233,7 @@ describe('the native age opener (packages/core/native/age_open.c) is only a spee
     // Passes the self-test (3 chunks), then stops halfway through every whole batch.
     const halting: OpenChunks = (key, first, sealed, count, out) => (count === 16 ? (short++, real(key, first, sealed, 8, out)) : real(key, first, sealed, count, out));
     setAgeOpenLoader(() => ({ openChunks: halting, sealChunks: age.seal }));
-    assert.equal(await nativeOpenChunks(), halting);
+    assert.equal((await nativeAge())?.open, halting);
     const { recipient, keys } = await newKeys();
     const plain = randomBytes(50 * 65536 + 3);
     const sealed = await collect(seal(pieces(plain, [65536]), [recipient]));

@@ -49,11 +49,6 @@ export function nativeAge(): Promise<NativeAge | undefined> {
   return resolved;
 }
 
-/** The module's opener (what decryptStream uses), or undefined. */
-export async function nativeOpenChunks(): Promise<OpenChunks | undefined> {
-  return (await nativeAge())?.open;
-}
-
 async function resolve(): Promise<NativeAge | undefined> {
   if (loader === null) return undefined;
   for (const load of loader ? [loader, loadFromPackage] : [loadFromPackage]) {

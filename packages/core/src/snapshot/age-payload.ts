@@ -37,7 +37,7 @@ export function openPayload(first: Buffer, rest: AsyncIterator<Uint8Array>, o: P
   return o.native ? batched(first, rest, o, o.native) : inThread(first, rest, o);
 }
 
-const asBuffer = (v: Uint8Array): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+export const asBuffer = (v: Uint8Array): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength));
 
 /** The error for a chunk that did not open (its place: counter). */
 function failure(r: Exclude<Opened, { plain: Buffer }>, final: boolean, o: PayloadOptions): Error {

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { Decrypter, Encrypter, identityToRecipient } from 'age-encryption';
 import { EtcdRecoverError } from '../errors.js';
-import { nativeAge, nativeOpenChunks } from './age-native.js';
-import { openPayload, sealPayload } from './age-payload.js';
+import { nativeAge } from './age-native.js';
+import { asBuffer, openPayload, sealPayload } from './age-payload.js';
 import { payloadKey } from './age-stream.js';
 
 /**
@@ -211,9 +211,9 @@ export async function* decryptStream(cipher: AsyncIterable<Uint8Array>, ctx: Dec
     if (nonce.length === 16) break;
     const n = await it.next();
     if (n.done) throw corrupt('is truncated before its payload');
-    piece = Buffer.isBuffer(n.value) ? n.value : Buffer.from(n.value.buffer, n.value.byteOffset, n.value.byteLength);
+    piece = asBuffer(n.value);
   }
-  const native = ctx.inThread ? undefined : await nativeOpenChunks();
+  const native = ctx.inThread ? undefined : (await nativeAge())?.open;
   yield* openPayload(piece, it, { key: payloadKey(fileKey, nonce), payloadAt: end + 16, corrupt, borrow: ctx.borrow === true, native });
 }
 

@@ -11,4 +11,4 @@ export * from './rekey.js';
 export * from './companions.js';
 export * from './import/index.js';
 export * from './fetch-verified.js';
-export { nativeAge, nativeOpenChunks, setAgeOpenLoader, type NativeAge, type OpenChunks, type SealChunks } from './age-native.js';
+export { nativeAge, setAgeOpenLoader, type NativeAge, type OpenChunks, type SealChunks } from './age-native.js';
