@@ -61,6 +61,11 @@ function load(sea: SeaApi, asset: string): Record<string, unknown> {
     renameSync(tmp, file);
     if (sha256(readFileSync(file)) !== sum) throw new Error(`${file} does not hold the embedded binding`);
   }
+  return dlopen(file);
+}
+
+/** A native addon's exports, opened the only way Node opens one: from a file. */
+function dlopen(file: string): Record<string, unknown> {
   const m = { exports: {} as Record<string, unknown> };
   process.dlopen(m, file);
   return m.exports;
@@ -75,9 +80,5 @@ export function useEmbeddedNatives(sea: SeaApi): void {
 /** The bundle (the agent image): the age opener from `native/` beside the bundled script. */
 export function useBundledAgeOpener(script: string | undefined): void {
   if (!script) return;
-  setAgeOpenLoader(() => {
-    const m = { exports: {} as Record<string, unknown> };
-    process.dlopen(m, join(dirname(realpathSync(script)), 'native', AGE_OPEN_ASSET));
-    return m.exports;
-  });
+  setAgeOpenLoader(() => dlopen(join(dirname(realpathSync(script)), 'native', AGE_OPEN_ASSET)));
 }
