@@ -7,7 +7,7 @@
 // `verify-in-thread` and `decrypt-in-thread`: the same without the native age opener (every chunk
 // opened on this thread, as before it), for the comparison line.
 // The age identity file, when given, opens encrypted backups. Prints {ms, bytes, ...}.
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { AgeKeys, Catalog, S3ObjectStore, Sandbox, layout, nativeAge, readSnapshot, setAgeOpenLoader, verifyInBucket } from '@etcd-recover/core';
 
 const [dir, name, how, identityFile] = process.argv.slice(2);
@@ -19,8 +19,23 @@ const store = new S3ObjectStore(sb.s3Config());
 const keys = identityFile ? await AgeKeys.parse({ identities: readFileSync(identityFile, 'utf8'), source: `file ${identityFile}` }) : undefined;
 const catalog = new Catalog(store, sb.state.cluster, keys);
 const record = await catalog.get(name);
+/** CPU ms of this process's threads by name (/proc/self/task: utime + stime, in clock ticks of 10 ms). */
+function threadCpu() {
+  const by = {};
+  for (const t of readdirSync('/proc/self/task')) {
+    try {
+      const name = readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim();
+      const f = readFileSync(`/proc/self/task/${t}/stat`, 'utf8').split(') ')[1].split(' ');
+      by[`${name}#${t}`] = (Number(f[11]) + Number(f[12])) * 10;
+    } catch {
+      // the thread ended
+    }
+  }
+  return by;
+}
 let bytes = 0;
 let out = {};
+const threads0 = threadCpu();
 const elu0 = performance.eventLoopUtilization();
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
@@ -39,5 +54,11 @@ const ms = performance.now() - t0;
 const mainMs = performance.eventLoopUtilization(elu0).active;
 const cpu = process.cpuUsage(cpu0);
 const cpuMs = (cpu.user + cpu.system) / 1000;
+// Per kind of thread (main, libuv pool, V8 platform workers, the verifier's sha256 worker…).
+const threads = {};
+for (const [k, v] of Object.entries(threadCpu())) {
+  const kind = k.replace(/#\d+$/, '');
+  threads[kind] = (threads[kind] ?? 0) + v - (threads0[k] ?? 0);
+}
 store.destroy();
-console.log(JSON.stringify({ ms, mainMs, cpuMs, bytes, ...out }));
+console.log(JSON.stringify({ ms, mainMs, cpuMs, threads, bytes, ...out }));

@@ -167,5 +167,13 @@ describe('the single executable, released and installed like krew does, run by k
     const loaded = readdirSync(native).filter((f) => /^age_open-[0-9a-f]{16}\.node$/.test(f));
     assert.equal(loaded.length, 1, `the age opener came out of the executable: ${readdirSync(native).join(', ')}`);
     assert.equal(statSync(join(native, loaded[0]!)).mode & 0o222, 0, 'the module is not writable');
+    // A wrong key: the header is left to the age-encryption package, loaded on demand inside the
+    // executable's startup snapshot, which says no identity matched (ENCRYPTION_KEY, exit 13).
+    const other = await generateX25519Identity();
+    writeFileSync(join(keyDir, 'other.txt'), `${other}\n`, { mode: 0o600 });
+    const wrong = run(['etcd-recover', 'backup', 'verify', name, '--sandbox-dir', sb.dir, '--age-identity-file', join(keyDir, 'other.txt'), '-q', '-o', 'json']);
+    assert.equal(wrong.status, 13, `${wrong.stderr.slice(0, 600)}`);
+    assert.match(wrong.stderr + wrong.stdout, /none of the 1 identity\(ies\)/);
+    assert.ok(!(wrong.stderr + wrong.stdout).includes(other), 'the identity is never printed');
   });
 });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
-import { Decrypter, Encrypter, identityToRecipient } from 'age-encryption';
 import { EtcdRecoverError } from '../errors.js';
+import { makeX25519Header, openX25519Header, recipientOf, x25519Identity, x25519Recipient, type X25519Identity } from './age-header.js';
 import { nativeAge } from './age-native.js';
 import { asBuffer, openPayload, sealPayload } from './age-payload.js';
 import { payloadKey } from './age-stream.js';
@@ -10,10 +10,12 @@ import { payloadKey } from './age-stream.js';
  * Client-side encryption of backups in the age format (age-encryption.org/v1, X25519 recipients),
  * so that `age -d -i key.txt backup.db.age > backup.db` opens any backup without this tool.
  *
- * The header (recipient stanzas, header MAC) is made and opened by the `age-encryption` package;
- * the payload (the STREAM construction: 64 KiB ChaCha20-Poly1305 chunks, the last one flagged) is
- * sealed and opened with OpenSSL's ChaCha20-Poly1305 (age-payload.ts: in 1 MiB batches on the thread
- * pool by the native module, age-native.ts, else chunk by chunk with node:crypto on this thread),
+ * The header (recipient stanzas, header MAC) of X25519 recipients is made and opened with node:crypto
+ * (age-header.ts); any other header, every header that does not open, and other kinds of recipients
+ * go to the `age-encryption` package (loaded only then), which decides and words the error. The
+ * payload (the STREAM construction: 64 KiB ChaCha20-Poly1305 chunks, the last one flagged) is sealed
+ * and opened with OpenSSL's ChaCha20-Poly1305 (age-payload.ts: in 1 MiB batches on the thread pool by
+ * the native module, age-native.ts, else chunk by chunk with node:crypto on this thread),
  * because the package's pure-JS cipher runs at ~70 MB/s where OpenSSL's runs at well over 1 GB/s.
  * Both sides are checked against the package and against Debian's `age` in the tests, both ways.
  * Memory is a few MiB at most.
@@ -28,14 +30,17 @@ const MAX_HEADER = 64 * 1024;
  */
 export class AgeKeys {
   readonly #identities: readonly string[];
+  readonly #x25519: readonly X25519Identity[];
 
   private constructor(
     readonly recipients: readonly string[],
     identities: readonly string[],
+    x25519: readonly X25519Identity[],
     /** Where the keys came from, for messages: e.g. "file /etc/age/identity" or "Secret ns/etcd-backup-age". */
     readonly source: string,
   ) {
     this.#identities = identities;
+    this.#x25519 = x25519;
   }
 
   /**
@@ -48,25 +53,26 @@ export class AgeKeys {
     const recipients = o.recipients !== undefined ? parseLines(o.recipients, 'age1', `recipients (${o.source})`) : [];
     const identities = o.identities !== undefined ? parseLines(o.identities, 'AGE-SECRET-KEY-1', `identity (${o.source})`, true) : [];
     for (const r of recipients) {
+      if (x25519Recipient(r)) continue;
       try {
-        new Encrypter().addRecipient(r);
+        // Another kind of recipient (e.g. post-quantum "age1pq1…"): the package knows it or says why not.
+        new (await import('age-encryption')).Encrypter().addRecipient(r);
       } catch (e) {
         throw new EtcdRecoverError('CONFIG', `age recipient "${r}" from ${o.source} is not valid: ${(e as Error).message}`, {
           hint: 'recipients are the public keys `age-keygen` prints ("age1…"), one per line',
         });
       }
     }
-    const derived: string[] = [];
-    for (const [i, id] of identities.entries()) {
-      try {
-        derived.push(await identityToRecipient(id));
-      } catch {
+    const x25519 = identities.map((id, i) => {
+      const k = x25519Identity(id);
+      if (!k) {
         throw new EtcdRecoverError('CONFIG', `age identity ${i + 1} in ${o.source} is not valid`, {
           hint: 'an identity file is what `age-keygen -o key.txt` writes: lines starting AGE-SECRET-KEY-1',
         });
       }
-    }
-    return new AgeKeys(recipients.length ? recipients : derived, identities, o.source);
+      return k;
+    });
+    return new AgeKeys(recipients.length ? recipients : x25519.map(recipientOf), identities, x25519, o.source);
   }
 
   get canEncrypt(): boolean {
@@ -77,11 +83,16 @@ export class AgeKeys {
     return this.#identities.length > 0;
   }
 
-  /** A decrypter over the identities; the identities never leave this object otherwise. */
-  decrypter(): Decrypter {
-    const d = new Decrypter();
+  /**
+   * The file key of an age header (its bytes through the "--- MAC" line) for one of the identities,
+   * which never leave this object. Throws the package's error when none matches or the header is bad.
+   */
+  async openHeader(header: Buffer): Promise<Uint8Array> {
+    const fast = openX25519Header(header, this.#x25519);
+    if (fast) return fast;
+    const d = new (await import('age-encryption')).Decrypter();
     for (const id of this.#identities) d.addIdentity(id);
-    return d;
+    return d.decryptHeader(header);
   }
 
   toJSON(): { recipients: readonly string[]; identities: number; source: string } {
@@ -115,10 +126,12 @@ export function looksLikeAge(head: Uint8Array): boolean {
   return head.length >= AGE_MAGIC.length && AGE_MAGIC.equals(head.subarray(0, AGE_MAGIC.length));
 }
 
-/** The header (stanzas and MAC) and file key for a new file, made by the age-encryption package. */
+/** The header (stanzas and MAC) and file key for a new file: age-header.ts for X25519 recipients, else the package. */
 async function newHeader(recipients: readonly string[]): Promise<{ header: Buffer; fileKey: Uint8Array }> {
+  const x25519 = recipients.map(x25519Recipient);
+  if (x25519.every((r) => r !== undefined)) return makeX25519Header(x25519);
   let fileKey: Uint8Array | undefined;
-  const e = new Encrypter();
+  const e = new (await import('age-encryption')).Encrypter();
   for (const r of recipients) e.addRecipient(r);
   // A recipient that adds no stanza and only sees the file key: the header then covers exactly the real recipients.
   e.addRecipient({ wrapFileKey: (k: Uint8Array) => ((fileKey = k), []) });
@@ -191,7 +204,7 @@ export async function* decryptStream(cipher: AsyncIterable<Uint8Array>, ctx: Dec
   }
   let fileKey: Uint8Array;
   try {
-    fileKey = await ctx.keys.decrypter().decryptHeader(head.subarray(0, end));
+    fileKey = await ctx.keys.openHeader(head.subarray(0, end));
   } catch (e) {
     const m = (e as Error).message;
     if (/no identity matched/.test(m)) {

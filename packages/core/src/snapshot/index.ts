@@ -12,3 +12,4 @@ export * from './companions.js';
 export * from './import/index.js';
 export * from './fetch-verified.js';
 export { nativeAge, setAgeOpenLoader, type NativeAge, type OpenChunks, type SealChunks } from './age-native.js';
+export { makeX25519Header, openX25519Header, recipientOf, x25519Identity, x25519Recipient, type X25519Identity } from './age-header.js';
