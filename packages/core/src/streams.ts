@@ -77,3 +77,8 @@ export async function* chunksOf(
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** A Uint8Array as a Buffer over the same memory (no copy); a Buffer as itself. */
+export function asBuffer(v: Uint8Array): Buffer {
+  return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}

@@ -1,3 +1,4 @@
+import { asBuffer } from '../streams.js';
 import type { OpenChunks, SealChunks } from './age-native.js';
 import { CHUNK, ChunkOpener, ChunkSealer, SEALED, TAG, type Opened } from './age-stream.js';
 
@@ -36,8 +37,6 @@ export const DEPTH = 2;
 export function openPayload(first: Buffer, rest: AsyncIterator<Uint8Array>, o: PayloadOptions): AsyncGenerator<Buffer> {
   return o.native ? batched(first, rest, o, o.native) : inThread(first, rest, o);
 }
-
-export const asBuffer = (v: Uint8Array): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength));
 
 /** The error for a chunk that did not open (its place: counter). */
 function failure(r: Exclude<Opened, { plain: Buffer }>, final: boolean, o: PayloadOptions): Error {

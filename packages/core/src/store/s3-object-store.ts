@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { PutObjectCommand, S3Client, S3ClientConfig, UploadPartCommand } from '@aws-sdk/client-s3';
 import { EtcdRecoverError, messageOf } from '../errors.js';
 import { crc32c } from '../crc32c.js';
+import { asBuffer } from '../streams.js';
 import { directGet, DirectGetDeclined, localhostLookup, type DirectGetRequest } from './direct-get.js';
 import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, UploadOptions } from './object-store.js';
 import { normalizePrefix, readCredentialsFile, sseCustomerKey, validateS3Config, type S3Config } from './s3-config.js';
@@ -229,7 +230,7 @@ export class S3ObjectStore implements ObjectStore {
 
     try {
       for await (const c of body) {
-        const chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+        const chunk = asBuffer(c);
         size += chunk.length;
         for (let off = 0; off < chunk.length; ) {
           const n = Math.min(partSize - fill, chunk.length - off);

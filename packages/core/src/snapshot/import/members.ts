@@ -14,6 +14,7 @@
  * Memory: the wanted pages only.
  */
 import { createHash } from 'node:crypto';
+import { asBuffer } from '../../streams.js';
 import { FLAG_BRANCH, FLAG_LEAF, LEAF_FLAG_BUCKET, parseMeta, u16, u32, u64 } from '../verifier/bbolt-format.js';
 
 export interface MemberList {
@@ -57,7 +58,7 @@ export class MemberCatcher {
 
   update(chunk: Uint8Array): void {
     if (this.problem || (this.found && this.wanted.size === 0)) return;
-    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const b = asBuffer(chunk);
     const start = this.pos;
     this.pos += b.length;
     if (!this.ps) {

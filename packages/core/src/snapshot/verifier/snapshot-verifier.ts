@@ -38,6 +38,7 @@
  */
 import { readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { asBuffer } from '../../streams.js';
 import { TRAILER_ALIGN, TRAILER_SIZE, parseMeta, type MetaInfo } from './bbolt-format.js';
 import { FormatProbe } from './format-probe.js';
 import { LiveKeyCount } from './live-keys.js';
@@ -58,10 +59,6 @@ export interface VerifyOptions {
   parallelHash?: boolean;
   /** @internal The sink to hash with (verifySnapshotFile's DeferredSha). */
   sink?: ShaSink;
-}
-
-function toBuffer(c: Uint8Array): Buffer {
-  return Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
 }
 
 // Module-internal access for verifySnapshotFile's zero-copy reads into the hash ring.
@@ -113,7 +110,7 @@ export class SnapshotVerifier {
   update(chunk: Uint8Array): void {
     if (this.done) throw new Error('SnapshotVerifier.update() called after finish()');
     if (chunk.length === 0) return;
-    const b = toBuffer(chunk);
+    const b = asBuffer(chunk);
     this.sink.push(b);
     this.consume(b);
   }
