@@ -63,40 +63,38 @@ export function bech32Decode(s: string): { prefix: string; bytes: Buffer } | und
     data.push(v);
   }
   if (polymod([...hrpExpand(prefix), ...data]) !== 1) return undefined;
-  // 5-bit groups to bytes; the padding must be under 5 bits and zero.
-  let acc = 0;
-  let bits = 0;
-  const bytes: number[] = [];
-  for (const v of data.slice(0, -6)) {
-    acc = (acc << 5) | v;
-    bits += 5;
-    if (bits >= 8) {
-      bits -= 8;
-      bytes.push((acc >> bits) & 0xff);
-    }
-    acc &= (1 << bits) - 1;
-  }
-  if (bits >= 5 || acc !== 0) return undefined;
-  return { prefix, bytes: Buffer.from(bytes) };
+  const bytes = regroup(data.slice(0, -6), 5, 8, false);
+  return bytes && { prefix, bytes: Buffer.from(bytes) };
 }
 
 export function bech32Encode(prefix: string, bytes: Uint8Array): string {
-  const data: number[] = [];
-  let acc = 0;
-  let bits = 0;
-  for (const b of bytes) {
-    acc = (acc << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      bits -= 5;
-      data.push((acc >> bits) & 31);
-    }
-    acc &= (1 << bits) - 1;
-  }
-  if (bits) data.push((acc << (5 - bits)) & 31);
+  const data = regroup(bytes, 8, 5, true)!;
   const chk = polymod([...hrpExpand(prefix), ...data, 0, 0, 0, 0, 0, 0]) ^ 1;
   for (let i = 0; i < 6; i++) data.push((chk >>> (5 * (5 - i))) & 31);
   return `${prefix}1${data.map((v) => CHARSET[v]).join('')}`;
+}
+
+/**
+ * Groups of `from` bits to groups of `to` bits (BIP 173's convertbits). `pad`: the last group is
+ * filled with zero bits; else left-over bits must be fewer than `from` and zero, or undefined.
+ */
+function regroup(values: Iterable<number>, from: number, to: number, pad: boolean): number[] | undefined {
+  let acc = 0;
+  let bits = 0;
+  const out: number[] = [];
+  for (const v of values) {
+    acc = (acc << from) | v;
+    bits += from;
+    while (bits >= to) {
+      bits -= to;
+      out.push((acc >> bits) & ((1 << to) - 1));
+    }
+    acc &= (1 << bits) - 1;
+  }
+  if (pad) {
+    if (bits) out.push((acc << (to - bits)) & ((1 << to) - 1));
+  } else if (bits >= from || acc !== 0) return undefined;
+  return out;
 }
 
 /** An `age1…` X25519 recipient's 32-byte public key, or undefined (another kind of recipient, or not valid). */
@@ -117,6 +115,11 @@ export function x25519Identity(s: string): X25519Identity | undefined {
 /** The `age1…` recipient of an identity. */
 export function recipientOf(id: X25519Identity): string {
   return bech32Encode('age', id.publicKey);
+}
+
+/** A raw 32-byte X25519 public key as a KeyObject. */
+function publicKey(raw: Buffer): KeyObject {
+  return createPublicKey({ key: Buffer.concat([SPKI, raw]), format: 'der', type: 'spki' });
 }
 
 function rawPublic(k: KeyObject): Buffer {
@@ -150,7 +153,7 @@ export function makeX25519Header(recipients: readonly Buffer[]): { header: Buffe
   for (const r of recipients) {
     const eph = generateKeyPairSync('x25519');
     const share = rawPublic(eph.publicKey);
-    const shared = diffieHellman({ privateKey: eph.privateKey, publicKey: createPublicKey({ key: Buffer.concat([SPKI, r]), format: 'der', type: 'spki' }) });
+    const shared = diffieHellman({ privateKey: eph.privateKey, publicKey: publicKey(r) });
     const c = createCipheriv('chacha20-poly1305', wrapKey(shared, share, r), ZERO_NONCE, { authTagLength: 16 });
     const body = Buffer.concat([c.update(fileKey), c.final(), c.getAuthTag()]);
     text += `-> X25519 ${b64(share)}\n${b64(body)}\n`;
@@ -168,19 +171,27 @@ export function makeX25519Header(recipients: readonly Buffer[]): { header: Buffe
 export function openX25519Header(header: Buffer, identities: readonly X25519Identity[]): Buffer | undefined {
   if (header.at(-1) !== 0x0a) return undefined;
   const lines = header.subarray(0, -1).toString('latin1').split('\n');
-  if (lines[0] !== VERSION || lines.length < 2) return undefined;
+  if (lines[0] !== VERSION) return undefined;
   const macLine = lines.at(-1)!;
   if (!macLine.startsWith('--- ')) return undefined;
   const mac = unb64(macLine.slice(4));
   if (mac?.length !== 32) return undefined;
-  const stanzas: { share: Buffer; body: Buffer }[] = [];
+  // The version line, then pairs of lines (an X25519 stanza's arguments and its one body line), then the MAC.
+  if (lines.length % 2 !== 0) return undefined;
+  const stanzas: { share: Buffer; shareKey: KeyObject; body: Buffer }[] = [];
   for (let i = 1; i < lines.length - 1; i += 2) {
     const args = lines[i]!.split(' ');
     if (args.length !== 3 || args[0] !== '->' || args[1] !== 'X25519') return undefined;
     const share = unb64(args[2]!);
-    const body = unb64(lines[i + 1] ?? '');
-    if (share?.length !== 32 || body?.length !== 32 || i + 1 >= lines.length - 1) return undefined;
-    stanzas.push({ share, body });
+    const body = unb64(lines[i + 1]!);
+    if (share?.length !== 32 || body?.length !== 32) return undefined;
+    let shareKey: KeyObject;
+    try {
+      shareKey = publicKey(share);
+    } catch {
+      return undefined; // not a key node:crypto takes: the package words it
+    }
+    stanzas.push({ share, shareKey, body });
   }
   if (!stanzas.length) return undefined;
   const noMac = header.subarray(0, header.length - macLine.length - 1 + 3);
@@ -188,7 +199,7 @@ export function openX25519Header(header: Buffer, identities: readonly X25519Iden
     for (const s of stanzas) {
       let shared: Buffer;
       try {
-        shared = diffieHellman({ privateKey: id.key, publicKey: createPublicKey({ key: Buffer.concat([SPKI, s.share]), format: 'der', type: 'spki' }) });
+        shared = diffieHellman({ privateKey: id.key, publicKey: s.shareKey });
       } catch {
         return undefined; // e.g. a low-order share: the package words it
       }

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { EtcdRecoverError } from '../errors.js';
+import { asBuffer } from '../streams.js';
 import { makeX25519Header, openX25519Header, recipientOf, x25519Identity, x25519Recipient, type X25519Identity } from './age-header.js';
 import { nativeAge } from './age-native.js';
-import { asBuffer } from '../streams.js';
 import { openPayload, sealPayload } from './age-payload.js';
 import { payloadKey } from './age-stream.js';
 
