@@ -75,9 +75,9 @@ describe(`age encryption of backups (format age-encryption.org/v1), sealed and o
 
   it('decrypts input delivered in one reused buffer (as the bucket read lends it), whole chunks opened where they lie', async () => {
     const { recipient, keys } = await newKeys();
-    const plain = randomBytes(5 * 65536 + 12345);
+    const plain = randomBytes(40 * 65536 + 12345);
     const sealed = await collect(seal(pieces(plain, [65536]), [recipient]));
-    for (const size of [sealed.length, 1 << 20, 200_000, 65552, 65553]) {
+    for (const size of [sealed.length, 1 << 20, 600_000, 200_000, 65552, 65553]) {
       const lent = Buffer.alloc(size);
       async function* borrowed(): AsyncGenerator<Buffer> {
         for (let at = 0; at < sealed.length; at += size) {
@@ -190,12 +190,15 @@ describe(`age encryption of backups (format age-encryption.org/v1), sealed and o
       it(`a flipped bit in chunk ${k} is "failed authentication" at that chunk's byte, and nothing after it is yielded`, async () => {
         const bad = Buffer.from(sealed);
         bad[payloadStart + k * SEALED + 100]! ^= 0x01;
-        let yielded = 0;
-        const read = (async () => {
-          for await (const c of decryptStream(pieces(bad, [1 << 20]), decryptCtx(owner.keys))) yielded += c.length;
-        })();
-        await rejectsWith(read, 'SNAPSHOT_CORRUPT', new RegExp(`failed authentication in the chunk at byte ${payloadStart + k * SEALED} \\(`));
-        assert.equal(yielded, k * 65536, 'exactly the chunks before the damaged one');
+        // Large pieces are opened where they lie (a chunk across two of them copied first), small ones gathered.
+        for (const size of [1 << 20, 600_000, 65_536, 9000]) {
+          let yielded = 0;
+          const read = (async () => {
+            for await (const c of decryptStream(pieces(bad, [size]), decryptCtx(owner.keys))) yielded += c.length;
+          })();
+          await rejectsWith(read, 'SNAPSHOT_CORRUPT', new RegExp(`failed authentication in the chunk at byte ${payloadStart + k * SEALED} \\(`));
+          assert.equal(yielded, k * 65536, `exactly the chunks before the damaged one (pieces of ${size})`);
+        }
       });
     }
 
@@ -213,6 +216,7 @@ describe(`age encryption of backups (format age-encryption.org/v1), sealed and o
 }
 
 describe('the native age opener (packages/core/native/age_open.c) is only a speed path', () => {
+  const SEALED = 65536 + 16;
   afterEach(() => setAgeOpenLoader(undefined));
 
   it('a module that fails its self-test is not used', async () => {
@@ -230,19 +234,27 @@ describe('the native age opener (packages/core/native/age_open.c) is only a spee
     assert.ok(age, 'the native age module is built');
     const real = age.open;
     let short = 0;
-    // Passes the self-test (3 chunks), then stops halfway through every whole batch.
-    const halting: OpenChunks = (key, first, sealed, count, out) => (count === 16 ? (short++, real(key, first, sealed, 8, out)) : real(key, first, sealed, count, out));
+    // Passes the self-test (3 chunks), then stops halfway through every call of more than 8 chunks.
+    const halting: OpenChunks = (key, first, sealed, count, out, head) => {
+      if (count <= 8) return real(key, first, sealed, count, out, head);
+      short++;
+      const n = count >> 1;
+      return real(key, first, sealed, n, out, head && head.length > n * SEALED ? head.subarray(0, n * SEALED) : head);
+    };
     setAgeOpenLoader(() => ({ openChunks: halting, sealChunks: age.seal }));
     assert.equal((await nativeAge())?.open, halting);
     const { recipient, keys } = await newKeys();
     const plain = randomBytes(50 * 65536 + 3);
     const sealed = await collect(seal(pieces(plain, [65536]), [recipient]));
-    for (const borrow of [true, false]) {
-      const h = createHash('sha256');
-      for await (const c of decryptStream(pieces(sealed, [1 << 20]), { what: 'backup b1', keys, borrow })) h.update(c);
-      assert.equal(h.digest('hex'), createHash('sha256').update(plain).digest('hex'));
+    // 1 MiB pieces are opened where they lie, 64 KiB ones gathered into batches first.
+    for (const size of [1 << 20, 65536]) {
+      for (const borrow of [true, false]) {
+        const h = createHash('sha256');
+        for await (const c of decryptStream(pieces(sealed, [size]), { what: 'backup b1', keys, borrow })) h.update(c);
+        assert.equal(h.digest('hex'), createHash('sha256').update(plain).digest('hex'), `pieces of ${size}, borrow ${borrow}`);
+      }
     }
-    assert.ok(short >= 6, `the module stopped short ${short} times`);
+    assert.ok(short >= 8, `the module stopped short ${short} times`);
   });
 
   it('where the module seals fewer chunks than asked, this thread seals the batch: the file opens (ours and the age package)', async () => {

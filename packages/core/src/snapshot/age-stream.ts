@@ -11,6 +11,8 @@ import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, type KeyOb
 export const CHUNK = 64 * 1024;
 export const TAG = 16;
 export const SEALED = CHUNK + TAG;
+/** Chunks per call of the native module (age-native.ts): 1 MiB of plain bytes. */
+export const BATCH = 16;
 
 /** The payload key, imported once per file (a raw key per chunk costs OpenSSL a key import each time). */
 export function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): Buffer {

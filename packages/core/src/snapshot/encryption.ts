@@ -227,8 +227,8 @@ export async function* decryptStream(cipher: AsyncIterable<Uint8Array>, ctx: Dec
     if (n.done) throw corrupt('is truncated before its payload');
     piece = asBuffer(n.value);
   }
-  const native = ctx.inThread ? undefined : (await nativeAge())?.open;
-  yield* openPayload(piece, it, { key: payloadKey(fileKey, nonce), payloadAt: end + 16, corrupt, borrow: ctx.borrow === true, native });
+  const age = ctx.inThread ? undefined : await nativeAge();
+  yield* openPayload(piece, it, { key: payloadKey(fileKey, nonce), payloadAt: end + 16, corrupt, borrow: ctx.borrow === true, native: age?.open, nativeNow: age?.openNow });
 }
 
 function recipientsOf(ctx: DecryptContext): string {
