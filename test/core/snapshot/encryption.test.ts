@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, pbkdf2, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
@@ -255,6 +255,35 @@ describe('the native age opener (packages/core/native/age_open.c) is only a spee
       }
     }
     assert.ok(short >= 8, `the module stopped short ${short} times`);
+  });
+
+  it('a batch the thread pool has not started when it is waited for is opened on this thread (the pool busy): same bytes, same errors', async () => {
+    const age = await nativeAge();
+    assert.ok(age?.openNow, 'the native age module is built, with openChunksNow');
+    let here = 0;
+    const now = age.openNow;
+    setAgeOpenLoader(() => ({ openChunks: age.open, sealChunks: age.seal, openChunksNow: (...a: Parameters<typeof now>) => (here++, now(...a)) }));
+    assert.ok((await nativeAge())?.openNow, 'the counting module passes the self-test');
+    here = 0;
+    const { recipient, keys } = await newKeys();
+    const plain = randomBytes(50 * 65536 + 3);
+    const sealed = await collect(encryptStream(pieces(plain, [65536]), [recipient], { inThread: true }));
+    const payloadStart = sealed.indexOf(0x0a, sealed.indexOf('\n--- ') + 1) + 1 + 16;
+    const bad = Buffer.from(sealed);
+    bad[payloadStart + 20 * SEALED + 9]! ^= 0x01;
+    // Every thread of the pool busy for a while (key derivations run there): no batch starts on it.
+    const busy = Array.from({ length: 8 }, () => new Promise((resolve) => pbkdf2(randomBytes(8), 'salt', 400_000, 64, 'sha512', resolve)));
+    const h = createHash('sha256');
+    for await (const c of decryptStream(pieces(sealed, [1 << 20]), { what: 'backup b1', keys, borrow: true })) h.update(c);
+    assert.equal(h.digest('hex'), createHash('sha256').update(plain).digest('hex'));
+    assert.ok(here >= 3, `${here} batches opened on this thread`);
+    let yielded = 0;
+    const read = (async () => {
+      for await (const c of decryptStream(pieces(bad, [1 << 20]), { what: 'backup b1', keys })) yielded += c.length;
+    })();
+    await assert.rejects(read, (e: EtcdRecoverError) => e.code === 'SNAPSHOT_CORRUPT' && e.message.includes(`failed authentication in the chunk at byte ${payloadStart + 20 * SEALED} `));
+    assert.equal(yielded, 20 * 65536, 'exactly the chunks before the damaged one');
+    await Promise.all(busy);
   });
 
   it('where the module seals fewer chunks than asked, this thread seals the batch: the file opens (ours and the age package)', async () => {
