@@ -24,7 +24,8 @@ function threadCpu() {
   const by = {};
   for (const t of readdirSync('/proc/self/task')) {
     try {
-      const name = readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim();
+      // The main thread by its id (a Node.js that does not name its threads calls them all "node").
+      const name = Number(t) === process.pid ? 'MainThread' : readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim();
       const f = readFileSync(`/proc/self/task/${t}/stat`, 'utf8').split(') ')[1].split(' ');
       by[`${name}#${t}`] = (Number(f[11]) + Number(f[12])) * 10;
     } catch {
