@@ -42,7 +42,7 @@ interface Call {
 }
 
 /** What is opened, in order, for the caller: a buffer, and the pooled output to free once it is read. */
-interface Opened {
+interface Ready {
   buf: Buffer;
   pooled?: Buffer;
 }
@@ -56,7 +56,7 @@ export async function* openNative(first: Buffer, rest: AsyncIterator<Uint8Array>
   let fill = 0;
   let counter = 0; // chunks sent
   const pending: Call[] = [];
-  const ready: Opened[] = [];
+  const ready: Ready[] = [];
   let failed: Error | undefined;
 
   /** Sends the `heads` gathered chunks, then `count` chunks of `piece` from `at`. */
@@ -166,8 +166,8 @@ export async function* openNative(first: Buffer, rest: AsyncIterator<Uint8Array>
   if (!failed) {
     // The gathered whole chunks before the last one, then the last one: the final chunk.
     const whole = fill > 0 ? Math.floor((fill - 1) / SEALED) : 0;
-    const last = gather.subarray(whole * SEALED, fill);
-    if (whole > 0) send(whole, NONE, 0, 0);
+    if (whole > 0) send(whole, NONE, 0, 0); // the last chunk moves to the start of a new gathering buffer
+    const last = gather.subarray(0, fill);
     while (pending.length) await settle();
     if (!failed) {
       try {

@@ -36,24 +36,23 @@ interface Batch {
 }
 
 /**
- * Sealing: the stream gathered into batches of BATCH whole units (`unit` bytes: a plain chunk),
- * a batch sent only once a byte beyond it has arrived, so none of its units is the final one. While
+ * Sealing: the plain stream gathered into batches of BATCH whole chunks, a batch sent only once a
+ * byte beyond it has arrived, so none of its chunks is the final one. While
  * the newest DEPTH batches are worked on, the oldest is settled (handed on), and only then is its
- * input buffer filled again: DEPTH + 1 input buffers in all. At the end, the whole units before the last one are sent,
- * and the last one (1 to `unit` bytes; none: an empty stream) is returned with its counter.
+ * input buffer filled again: DEPTH + 1 input buffers in all. At the end, the whole chunks before the
+ * last one are sent, and the last one (1 to CHUNK bytes; none: an empty stream) is returned with its counter.
  */
 async function* inBatches(
   pieces: AsyncIterable<Uint8Array>,
-  unit: number,
   send: (input: Buffer, counter: number, count: number) => Batch,
   settle: (b: Batch) => AsyncGenerator<Buffer>,
 ): AsyncGenerator<Buffer, { last: Buffer; counter: number }> {
-  const cap = (BATCH + 1) * unit;
+  const cap = (BATCH + 1) * CHUNK;
   // Made on first use: a small payload (one batch or less) needs one.
   const buffers: Buffer[] = [];
   const ins = (k: number): Buffer => (buffers[k] ??= Buffer.allocUnsafeSlow(cap));
   let j = 0; // batches sent; batch j is gathered in ins[j % (DEPTH + 1)]
-  let counter = 0; // units sent
+  let counter = 0; // chunks sent
   let fill = 0;
   const go = (count: number): Batch => {
     const b = send(ins(j % (DEPTH + 1)), counter, count);
@@ -70,20 +69,20 @@ async function* inBatches(
       piece.copy(ins(j % (DEPTH + 1)), fill, at, at + n);
       fill += n;
       at += n;
-      if (fill > BATCH * unit) {
+      if (fill > BATCH * CHUNK) {
         const sent = go(BATCH);
         pending.push(sent);
         // The oldest batches are handed on while the newer ones are worked on; the next input buffer
         // is the oldest one's, free once it is settled.
         while (pending.length > DEPTH) yield* settle(pending.shift()!);
-        fill -= BATCH * unit;
-        sent.input.copy(ins(j % (DEPTH + 1)), 0, BATCH * unit, BATCH * unit + fill);
+        fill -= BATCH * CHUNK;
+        sent.input.copy(ins(j % (DEPTH + 1)), 0, BATCH * CHUNK, BATCH * CHUNK + fill);
       }
     }
   }
   while (pending.length) yield* settle(pending.shift()!);
-  const whole = fill > 0 ? Math.floor((fill - 1) / unit) : 0;
-  const last = ins(j % (DEPTH + 1)).subarray(whole * unit, fill);
+  const whole = fill > 0 ? Math.floor((fill - 1) / CHUNK) : 0;
+  const last = ins(j % (DEPTH + 1)).subarray(whole * CHUNK, fill);
   if (whole > 0) yield* settle(go(whole));
   return { last, counter };
 }
@@ -111,7 +110,7 @@ export async function* sealPayload(plain: AsyncIterable<Uint8Array>, key: Buffer
     const s = new ChunkSealer(key, b.counter);
     for (let i = 0; i < b.count; i++) yield* s.seal(false, b.input.subarray(i * CHUNK, (i + 1) * CHUNK));
   }
-  const { last, counter } = yield* inBatches(plain, CHUNK, send, settle);
+  const { last, counter } = yield* inBatches(plain, send, settle);
   yield* new ChunkSealer(key, counter).seal(true, last);
 }
 
