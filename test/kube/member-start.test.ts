@@ -160,12 +160,20 @@ function kubectlStatus(p: V1Pod): string {
 
 /** The pod stays in Init: member-init exited 9, etcd never ran, nothing listens on its client port. */
 async function assertHeldInInit(cp: ControlPlane, core: CoreV1Api, name: string): Promise<void> {
-  const p = (await pod(core, name))!;
+  // The log line the caller waited for is written before member-init exits, and the kubelet reports
+  // the exit on its next status sync: wait (bounded) until a finished run of member-init is reported.
+  const exitOf = (q?: V1Pod) => {
+    const s = q?.status?.initContainerStatuses?.[0];
+    return s?.state?.terminated?.exitCode ?? s?.lastState?.terminated?.exitCode;
+  };
+  const p = (await waitFor(`${name}: member-init's exit reported`, async () => {
+    const q = await pod(core, name);
+    return q && exitOf(q) !== undefined ? q : undefined;
+  }, 60_000, 500))!;
   assert.ok(p, `${name} exists`);
   assert.match(kubectlStatus(p), /^Init:/, `${name}: ${kubectlStatus(p)}`);
   assert.equal(p.status?.phase, 'Pending');
-  const init = p.status?.initContainerStatuses?.[0];
-  assert.equal(init?.state?.terminated?.exitCode ?? init?.lastState?.terminated?.exitCode, 9, `${name}: member-init exit code`);
+  assert.equal(exitOf(p), 9, `${name}: member-init exit code`);
   const etcd = p.status?.containerStatuses?.[0];
   assert.ok(!etcd?.state?.running && !etcd?.state?.terminated && !etcd?.lastState?.terminated, `${name}: etcd never started`);
   const ip = await cp.podIP(NS, name).catch(() => undefined);
