@@ -4,6 +4,12 @@ import { createServer } from 'node:net';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Now as Kubernetes writes times (RFC 3339, whole seconds). */
+export const isoNow = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+
+/** One word for sh, single-quoted. */
+export const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
 /**
  * Polls `fn` until it returns something other than undefined/false (errors count as "not yet").
  * The last error is part of the timeout message, so a failing wait says why.

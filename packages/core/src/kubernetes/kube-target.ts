@@ -1,6 +1,6 @@
 import { restoreCompanions, type CompanionBundle, type CompanionOutcome } from '../snapshot/companions.js';
 import { kubeCompanionSink } from './companions.js';
-import { BatchV1Api, CoreV1Api, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject, type V1Job, type V1Pod, type V1StatefulSet } from '@kubernetes/client-node';
+import { BatchV1Api, CoreV1Api, KubeConfig, type V1Pod, type V1StatefulSet } from '@kubernetes/client-node';
 import { EtcdRecoverError } from '../errors.js';
 import type { EtcdGateway, MemberStatus } from '../etcd/etcd-gateway.js';
 import type { RecoveryContract } from '../contract/recovery-contract.js';
@@ -16,15 +16,16 @@ import { readJson } from '../store/object-store.js';
 import { layout } from '../layout.js';
 import { refuseUnlessRoom, restoreSpaceNeed, type VolumeSpace } from '../recovery/space.js';
 import { ComponentCronJobs, CRONJOBS_FACT } from './component-cronjobs.js';
-import { RECOVERY_LABEL, apiError, awaitJob, jobOutcome, componentCronJobs, jobFailed, jobSpecFromCronJob, kubeMemberStatus, pollDelay, recoveryJobName, statusOf, type Permission } from './kube-cluster.js';
+import { RECOVERY_LABEL, apiError, kubeMemberStatus, pollDelay, statusOf, type Permission } from './kube-cluster.js';
+import { quorumPermissions } from './quorum-permissions.js';
+import { RecoveryJobs } from './recovery-jobs.js';
+import { REPLICAS_ANNOTATION, Workloads, holdsPatch, type ObjectRef } from './workloads.js';
 
 /** Pod-template annotations a forced rollout writes (as `kubectl rollout restart` writes kubectl.kubernetes.io/restartedAt). */
 export const RESTARTED_AT_ANNOTATION = 'etcd-recover.io/restartedAt';
 export const RESTARTED_BY_ANNOTATION = 'etcd-recover.io/restarted-by';
 
-/** Annotation remembering a workload's replicas while a recovery holds it at zero. */
-export const REPLICAS_ANNOTATION = 'etcd-recover.io/replicas-before';
-export { RECOVERY_LABEL };
+export { RECOVERY_LABEL, REPLICAS_ANNOTATION };
 
 /** Where a space-check Job reports the free bytes of one member's volume. */
 export function volumeSpaceKey(cluster: string, recoveryId: string, member: string): string {
@@ -50,10 +51,9 @@ export interface KubeTargetTimeouts {
 export class KubernetesRecoveryTarget implements RecoveryTarget {
   readonly kind = 'kubernetes' as const;
   private readonly core: CoreV1Api;
-  private readonly batch: BatchV1Api;
-  private readonly objects: KubernetesObjectApi;
   private readonly stopMs: number;
-  private readonly jobMs: number;
+  private readonly workloads: Workloads;
+  private readonly jobs: RecoveryJobs;
   private readonly cronJobs: ComponentCronJobs;
 
   constructor(
@@ -62,11 +62,11 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     timeouts: KubeTargetTimeouts = {},
   ) {
     this.core = kc.makeApiClient(CoreV1Api);
-    this.batch = kc.makeApiClient(BatchV1Api);
-    this.objects = KubernetesObjectApi.makeApiClient(kc);
     this.stopMs = timeouts.stopMs ?? 300_000;
-    this.jobMs = timeouts.jobMs ?? 900_000;
-    this.cronJobs = new ComponentCronJobs(this.batch, contract, this.stopMs, (name, patch) => this.mergePatch('batch/v1', 'CronJob', name, this.ns, patch), (name) => this.deleteJob(name));
+    this.workloads = new Workloads(kc, this.stopMs);
+    this.jobs = new RecoveryJobs(kc, contract, timeouts.jobMs ?? 900_000);
+    const cronJob = (name: string): ObjectRef => ({ apiVersion: 'batch/v1', kind: 'CronJob', name, namespace: this.ns });
+    this.cronJobs = new ComponentCronJobs(kc.makeApiClient(BatchV1Api), contract, this.stopMs, (name, patch) => this.workloads.mergePatch(cronJob(name), patch), (name) => this.jobs.delete(name));
   }
 
   get cluster(): string {
@@ -100,40 +100,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
 
   /** What the operator must be allowed to do for a quorum restore (checked before any change). */
   permissions(): Permission[] {
-    const ns = this.ns;
-    const c = this.contract;
-    const perms: Permission[] = [
-      { verb: 'get', resource: 'statefulsets', group: 'apps', namespace: ns, name: c.etcd.statefulSet },
-      { verb: 'patch', resource: 'statefulsets', group: 'apps', namespace: ns, name: c.etcd.statefulSet },
-      { verb: 'list', resource: 'pods', namespace: ns },
-      { verb: 'get', resource: 'pods', subresource: 'proxy', namespace: ns },
-      { verb: 'get', resource: 'persistentvolumeclaims', namespace: ns },
-      { verb: 'create', resource: 'persistentvolumeclaims', namespace: ns },
-      { verb: 'get', resource: 'cronjobs', group: 'batch', namespace: ns, name: `${c.cluster}-backup` },
-      { verb: 'create', resource: 'jobs', group: 'batch', namespace: ns },
-      { verb: 'get', resource: 'jobs', group: 'batch', namespace: ns },
-      { verb: 'list', resource: 'jobs', group: 'batch', namespace: ns },
-      { verb: 'delete', resource: 'jobs', group: 'batch', namespace: ns },
-    ];
-    // The component's CronJobs are suspended during the restore and put back as they were.
-    for (const name of componentCronJobs(c)) {
-      perms.push({ verb: 'get', resource: 'cronjobs', group: 'batch', namespace: ns, name }, { verb: 'patch', resource: 'cronjobs', group: 'batch', namespace: ns, name });
-    }
-    for (const d of c.dependents) {
-      const resource = d.kind === 'Deployment' ? 'deployments' : 'statefulsets';
-      perms.push({ verb: 'get', resource, group: 'apps', namespace: d.namespace, name: d.name }, { verb: 'patch', resource, group: 'apps', namespace: d.namespace, name: d.name });
-    }
-    // The control-plane Deployments restarted after the restore. (Reading the hosted cluster's kubeconfig
-    // Secret is not required: without it the after-restore steps are left undone and reported.)
-    for (const d of c.afterRestore?.rolloutDeployments ?? []) {
-      perms.push({ verb: 'get', resource: 'deployments', group: 'apps', namespace: ns, name: d }, { verb: 'patch', resource: 'deployments', group: 'apps', namespace: ns, name: d });
-    }
-    if (c.pause) {
-      const group = c.pause.apiVersion.includes('/') ? c.pause.apiVersion.split('/')[0]! : '';
-      const pns = c.pause.namespace ?? ns;
-      perms.push({ verb: 'get', resource: c.pause.resource, group, namespace: pns, name: c.pause.name }, { verb: 'patch', resource: c.pause.resource, group, namespace: pns, name: c.pause.name });
-    }
-    return perms;
+    return quorumPermissions(this.contract);
   }
 
   // ------------------------------------------------------------------ observation
@@ -187,107 +154,6 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     return undefined;
   }
 
-  // ------------------------------------------------------------------ Jobs
-
-  /** A Job name unique to this recovery and step (reruns find the same Job). */
-  private jobName(recoveryId: string, what: string): string {
-    return recoveryJobName(this.cluster, recoveryId, what);
-  }
-
-  /**
-   * Runs (or, on a rerun, finds) one recovery Job built from the backup CronJob's template, waits for
-   * it, and fails with the pod's log tail. A failed Job from an earlier run is replaced.
-   */
-  private async runJob(
-    recoveryId: string,
-    what: string,
-    args: string[],
-    ctx: StepContext,
-    mutate?: (spec: NonNullable<V1Job['spec']>) => void,
-    opts: { removeWhenDone?: boolean } = {},
-  ): Promise<void> {
-    const ns = this.ns;
-    const name = this.jobName(recoveryId, what);
-    let existing = await this.readJob(name);
-    if (existing && jobFailed(existing)) {
-      ctx.progress(`job ${name} failed in an earlier run; replacing it`);
-      await this.deleteJob(name);
-      const deadline = Date.now() + 60_000;
-      while ((existing = await this.readJob(name)) && Date.now() < deadline) await pollDelay(ctx.signal);
-    }
-    if (!existing) {
-      const spec = await jobSpecFromCronJob(this.kc, ns, `${this.cluster}-backup`, args);
-      spec.template.spec!.containers[0]!.name = 'recover';
-      openAgeKey(spec, this.contract.backup.encryption?.secretName);
-      spec.backoffLimit = 1;
-      spec.activeDeadlineSeconds = Math.ceil(this.jobMs / 1000);
-      const labels = { ...(spec.template.metadata?.labels ?? {}), 'etcd-recover.io/job': 'recovery', [RECOVERY_LABEL]: recoveryId };
-      spec.template.metadata = { ...(spec.template.metadata ?? {}), labels };
-      mutate?.(spec);
-      const body: V1Job = { metadata: { name, namespace: ns, labels: { ...labels, 'etcd-recover.io/step': what } }, spec };
-      try {
-        await this.batch.createNamespacedJob({ namespace: ns, body });
-      } catch (e) {
-        if (statusOf(e) !== 409) throw apiError(`create job ${ns}/${name}`, e);
-      }
-      ctx.progress(`job ${ns}/${name} started`);
-    } else {
-      ctx.progress(`job ${ns}/${name} from an earlier run is still there; waiting for it`);
-    }
-    const { succeeded } = await awaitJob(this.kc, ns, name, this.jobMs + 60_000, ctx.signal);
-    if (!succeeded) {
-      const { log } = await jobOutcome(this.kc, ns, name);
-      throw new EtcdRecoverError('STEP_FAILED', `job ${ns}/${name} failed${log ? `: ${log}` : ''}`, { hint: `kubectl -n ${ns} logs job/${name}` });
-    }
-    // A finished pod that mounts a PVC still counts as using it for the PVC protection finalizer:
-    // delete the Job (its result is in the bucket) so it never pins a member's volume.
-    if (opts.removeWhenDone) await this.deleteJob(name);
-  }
-
-  private async deleteJob(name: string): Promise<void> {
-    await this.batch.deleteNamespacedJob({ namespace: this.ns, name, propagationPolicy: 'Background' }).catch((e) => {
-      if (statusOf(e) !== 404) throw apiError(`delete job ${this.ns}/${name}`, e);
-    });
-  }
-
-  private async readJob(name: string): Promise<V1Job | undefined> {
-    try {
-      return await this.batch.readNamespacedJob({ namespace: this.ns, name });
-    } catch (e) {
-      if (statusOf(e) === 404) return undefined;
-      throw apiError(`get job ${this.ns}/${name}`, e);
-    }
-  }
-
-  /** A Job spec that mounts one member's PVC where etcd mounts it, as etcd's own user. */
-  private async volumeJobMutation(member: string): Promise<(spec: NonNullable<V1Job['spec']>) => void> {
-    const sts = await this.readStatefulSet();
-    const podSpec = sts.spec?.template.spec;
-    const etcdContainer = podSpec?.containers.find((c) => c.name === this.contract.etcd.containerName) ?? podSpec?.containers[0];
-    const pvc = this.contract.etcd.members.find((m) => m.name === member)!.pvc;
-    const mountPath = this.contract.etcd.mountPath;
-    return (spec) => {
-      const pod = spec.template.spec!;
-      pod.serviceAccountName = this.contract.agent.restoreServiceAccount;
-      pod.automountServiceAccountToken = false;
-      // The data belongs to etcd's user: run as it (the template's non-root agent user may not write it).
-      pod.securityContext = podSpec?.securityContext ?? {};
-      const c = pod.containers[0]!;
-      c.securityContext = {
-        ...(etcdContainer?.securityContext?.runAsUser !== undefined ? { runAsUser: etcdContainer.securityContext.runAsUser } : {}),
-        ...(etcdContainer?.securityContext?.runAsGroup !== undefined ? { runAsGroup: etcdContainer.securityContext.runAsGroup } : {}),
-        allowPrivilegeEscalation: false,
-        readOnlyRootFilesystem: true,
-        capabilities: { drop: ['ALL'] },
-      };
-      pod.volumes = [...(pod.volumes ?? []), { name: 'etcd-data', persistentVolumeClaim: { claimName: pvc } }];
-      c.volumeMounts = [...(c.volumeMounts ?? []), { name: 'etcd-data', mountPath }];
-      // Keep the Job beside etcd's data: the scheduler places it where the volume can be attached.
-      if (podSpec?.tolerations) pod.tolerations = podSpec.tolerations;
-      if (podSpec?.nodeSelector) pod.nodeSelector = podSpec.nodeSelector;
-    };
-  }
-
   // ------------------------------------------------------------------ restore source
 
   async captureLive(member: string, labels: Record<string, string>, ctx: StepContext): Promise<string> {
@@ -297,7 +163,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     const spec = this.members().find((m) => m.name === member)!;
     const args = ['backup', 'create', '--quiet', '--member', spec.clientURL, '--allow-no-leader', ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`])];
     // One Job name per purpose: the backup after the restore must not find the pre-restore snapshot's Job done.
-    await this.runJob(ctx.recoveryId, labels['reason'] === 'post-recovery' ? `backup-after-${member}` : `snapshot-${member}`, args, ctx);
+    await this.jobs.run(ctx.recoveryId, labels['reason'] === 'post-recovery' ? `backup-after-${member}` : `snapshot-${member}`, args, ctx);
     const rec = await found();
     if (!rec) throw new EtcdRecoverError('INTERNAL', `the snapshot job for ${member} succeeded but no backup labelled recovery=${ctx.recoveryId} is in the bucket`);
     return rec.name;
@@ -312,7 +178,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     const earlier = await found();
     if (earlier) return earlier.name;
     const args = ['agent', 'build-point', '--quiet', '--chain', point.chain, '--to-revision', String(point.revision), ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`])];
-    await this.runJob(ctx.recoveryId, 'point-in-time', args, ctx, (spec) => {
+    await this.jobs.run(ctx.recoveryId, 'point-in-time', args, ctx, (spec) => {
       const pod = spec.template.spec!;
       const c = pod.containers[0]!;
       pod.volumes = [...(pod.volumes ?? []), { name: 'replay', emptyDir: {} }];
@@ -335,7 +201,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
 
   /** Verifies the restore point in the cluster (a Job reads it from the bucket); no data crosses this machine. */
   async stageSnapshot(record: SnapshotRecord, ctx: StepContext): Promise<void> {
-    await this.runJob(ctx.recoveryId, 'verify', ['backup', 'verify', record.name, '--quiet'], ctx);
+    await this.jobs.run(ctx.recoveryId, 'verify', ['backup', 'verify', record.name, '--quiet'], ctx);
     const rec = await ctx.catalog.get(record.name, ctx.signal);
     if (!rec.verification?.ok || rec.verification.sha256 !== record.sha256) {
       throw new EtcdRecoverError('SNAPSHOT_CORRUPT', `restore point ${record.name} did not verify in the cluster`, { hint: 'nothing was changed; choose another backup with --snapshot' });
@@ -347,73 +213,14 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
   // ------------------------------------------------------------------ workloads
 
   private async readStatefulSet(): Promise<V1StatefulSet> {
-    return (await this.readObject('apps/v1', 'StatefulSet', this.contract.etcd.statefulSet, this.ns)) as V1StatefulSet;
+    return (await this.workloads.read(this.statefulSetRef())) as V1StatefulSet;
   }
 
-  private async readObject(apiVersion: string, kind: string, name: string, namespace: string): Promise<KubernetesObject & { spec?: any; status?: any }> {
-    try {
-      return (await this.objects.read({ apiVersion, kind, metadata: { name, namespace } })) as KubernetesObject & { spec?: any };
-    } catch (e) {
-      throw apiError(`get ${kind.toLowerCase()} ${namespace}/${name}`, e);
-    }
+  private statefulSetRef(): ObjectRef {
+    return { apiVersion: 'apps/v1', kind: 'StatefulSet', name: this.contract.etcd.statefulSet, namespace: this.ns };
   }
 
-  private async mergePatch(apiVersion: string, kind: string, name: string, namespace: string, patch: Record<string, unknown>): Promise<void> {
-    try {
-      await this.objects.patch({ apiVersion, kind, metadata: { name, namespace }, ...patch } as KubernetesObject, undefined, undefined, 'etcd-recover', undefined, PatchStrategy.MergePatch);
-    } catch (e) {
-      throw apiError(`patch ${kind.toLowerCase()} ${namespace}/${name}`, e);
-    }
-  }
-
-  /** Scales a workload to zero, remembering its replicas in an annotation (idempotent). Returns it as read. */
-  private async scaleDown(apiVersion: string, kind: string, name: string, namespace: string): Promise<KubernetesObject & { spec?: any }> {
-    const o = await this.readObject(apiVersion, kind, name, namespace);
-    const replicas = o.spec?.replicas ?? 1;
-    if (replicas > 0) {
-      await this.mergePatch(apiVersion, kind, name, namespace, { metadata: { name, namespace, annotations: { [REPLICAS_ANNOTATION]: String(replicas) } }, spec: { replicas: 0 } });
-    }
-    return o;
-  }
-
-  /** Scales a workload back to what the annotation remembers (or `fallback`), and forgets it. */
-  private async scaleUp(apiVersion: string, kind: string, name: string, namespace: string, fallback: number): Promise<number> {
-    const o = await this.readObject(apiVersion, kind, name, namespace);
-    const remembered = Number(o.metadata?.annotations?.[REPLICAS_ANNOTATION]);
-    const replicas = Number.isInteger(remembered) && remembered > 0 ? remembered : (o.spec?.replicas || fallback);
-    await this.mergePatch(apiVersion, kind, name, namespace, { metadata: { name, namespace, annotations: { [REPLICAS_ANNOTATION]: null } }, spec: { replicas } });
-    return replicas;
-  }
-
-  private async podsOf(o: { spec?: any }, namespace: string): Promise<string[]> {
-    const match = o.spec?.selector?.matchLabels as Record<string, string> | undefined;
-    if (!match) return [];
-    const labelSelector = Object.entries(match).map(([k, v]) => `${k}=${v}`).join(',');
-    try {
-      return (await this.core.listNamespacedPod({ namespace, labelSelector })).items
-        // A terminated pod (Succeeded/Failed, kept until garbage-collected) runs nothing and holds nothing.
-        .filter((p) => !p.metadata?.labels?.['job-name'] && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed')
-        .map((p) => p.metadata!.name!);
-    } catch (e) {
-      throw apiError(`list pods in ${namespace}`, e);
-    }
-  }
-
-  private async waitNoPods(what: string, o: { spec?: any }, namespace: string, ctx: StepContext): Promise<void> {
-    const deadline = Date.now() + this.stopMs;
-    for (;;) {
-      const left = await this.podsOf(o, namespace);
-      if (!left.length) return;
-      if (Date.now() > deadline) {
-        throw new EtcdRecoverError('TIMEOUT', `${what}: pods ${left.join(', ')} still exist ${Math.round(this.stopMs / 1000)} s after scaling to zero`, {
-          hint: `kubectl -n ${namespace} get pods ${left.join(' ')}; rerun to resume`,
-        });
-      }
-      await pollDelay(ctx.signal);
-    }
-  }
-
-  private pauseTarget() {
+  private pauseTarget(): ObjectRef {
     const p = this.contract.pause!;
     return { apiVersion: p.apiVersion, kind: p.kind, name: p.name, namespace: p.namespace ?? this.ns };
   }
@@ -424,15 +231,15 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     await this.cronJobs.suspend(ctx);
     if (this.contract.pause) {
       const p = this.pauseTarget();
-      await this.mergePatch(p.apiVersion, p.kind, p.name, p.namespace, this.contract.pause.pausePatch);
+      await this.workloads.mergePatch(p, this.contract.pause.pausePatch);
       ctx.progress(`paused reconciliation of ${p.kind} ${p.namespace}/${p.name}`);
     }
     const scaled = [];
     for (const d of this.contract.dependents) {
-      scaled.push({ d, o: await this.scaleDown(d.apiVersion, d.kind, d.name, d.namespace) });
+      scaled.push({ d, o: await this.workloads.scaleDown(d) });
       ctx.progress(`scaled ${d.kind} ${d.namespace}/${d.name} to 0`);
     }
-    for (const { d, o } of scaled) await this.waitNoPods(`${d.kind} ${d.namespace}/${d.name}`, o, d.namespace, ctx);
+    for (const { d, o } of scaled) await this.workloads.waitNoPods(`${d.kind} ${d.namespace}/${d.name}`, o, d.namespace, ctx);
     await this.cronJobs.drainRuns(ctx);
   }
 
@@ -441,11 +248,11 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     if (!seen || (await this.cronJobs.runs()).length) return false;
     if (this.contract.pause) {
       const p = this.pauseTarget();
-      if (!contains(await this.readObject(p.apiVersion, p.kind, p.name, p.namespace), this.contract.pause.pausePatch)) return false;
+      if (!holdsPatch(await this.workloads.read(p), this.contract.pause.pausePatch)) return false;
     }
     for (const d of this.contract.dependents) {
-      const o = await this.readObject(d.apiVersion, d.kind, d.name, d.namespace);
-      if (o.spec?.replicas !== 0 || (await this.podsOf(o, d.namespace)).length) return false;
+      const o = await this.workloads.read(d);
+      if (o.spec?.replicas !== 0 || (await this.workloads.podsOf(o, d.namespace)).length) return false;
     }
     // Quiesced by a run that died before its journal said so: the journal learns the CronJobs' prior
     // state from their annotations.
@@ -455,12 +262,12 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
 
   async resume(ctx: StepContext): Promise<void> {
     for (const d of this.contract.dependents) {
-      const n = await this.scaleUp(d.apiVersion, d.kind, d.name, d.namespace, d.replicas);
+      const n = await this.workloads.scaleUp(d, d.replicas);
       ctx.progress(`scaled ${d.kind} ${d.namespace}/${d.name} back to ${n}`);
     }
     if (this.contract.pause) {
       const p = this.pauseTarget();
-      await this.mergePatch(p.apiVersion, p.kind, p.name, p.namespace, this.contract.pause.resumePatch);
+      await this.workloads.mergePatch(p, this.contract.pause.resumePatch);
       ctx.progress(`resumed reconciliation of ${p.kind} ${p.namespace}/${p.name}`);
     }
     await this.cronJobs.restore(ctx);
@@ -468,12 +275,12 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
 
   async isResumed(): Promise<boolean> {
     for (const d of this.contract.dependents) {
-      const o = await this.readObject(d.apiVersion, d.kind, d.name, d.namespace);
+      const o = await this.workloads.read(d);
       if (!o.spec?.replicas || o.metadata?.annotations?.[REPLICAS_ANNOTATION]) return false;
     }
     if (this.contract.pause) {
       const p = this.pauseTarget();
-      if (!contains(await this.readObject(p.apiVersion, p.kind, p.name, p.namespace), this.contract.pause.resumePatch)) return false;
+      if (!holdsPatch(await this.workloads.read(p), this.contract.pause.resumePatch)) return false;
     }
     return this.cronJobs.restored();
   }
@@ -502,14 +309,14 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
 
   async isRolledOut(d: string, ctx: StepContext): Promise<boolean> {
     const { namespace, name } = this.splitDeployment(d);
-    const o = await this.readObject('apps/v1', 'Deployment', name, namespace);
+    const o = await this.workloads.read({ apiVersion: 'apps/v1', kind: 'Deployment', name, namespace });
     return o.spec?.template?.metadata?.annotations?.[RESTARTED_BY_ANNOTATION] === ctx.recoveryId;
   }
 
   /** What `kubectl rollout restart` does: a new pod-template annotation, so every pod is replaced. */
   async rollout(d: string, ctx: StepContext): Promise<void> {
     const { namespace, name } = this.splitDeployment(d);
-    await this.mergePatch('apps/v1', 'Deployment', name, namespace, {
+    await this.workloads.mergePatch({ apiVersion: 'apps/v1', kind: 'Deployment', name, namespace }, {
       metadata: { name, namespace },
       spec: { template: { metadata: { annotations: { [RESTARTED_AT_ANNOTATION]: new Date().toISOString(), [RESTARTED_BY_ANNOTATION]: ctx.recoveryId } } } },
     });
@@ -540,12 +347,12 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
         }
         const key = volumeSpaceKey(this.cluster, ctx.recoveryId, name);
         await ctx.catalog.store.delete(key, ctx.signal).catch(() => undefined);
-        const mutate = await this.volumeJobMutation(name);
+        const mutate = this.jobs.volumeMutation(name, await this.readStatefulSet());
         // Beside the member's pod: a ReadWriteOnce volume in use attaches only on its node.
         const pod = await this.core.readNamespacedPod({ namespace: this.ns, name }).catch(() => undefined);
         const nodeName = pod && !pod.metadata?.deletionTimestamp ? pod.spec?.nodeName : undefined;
         const args = ['agent', 'statfs', '--path', this.contract.etcd.mountPath, '--recovery-id', ctx.recoveryId, '--member', name, '--quiet'];
-        await this.runJob(ctx.recoveryId, `space-${name}-${Date.now().toString(36)}`, args, ctx, (spec) => {
+        await this.jobs.run(ctx.recoveryId, `space-${name}-${Date.now().toString(36)}`, args, ctx, (spec) => {
           mutate(spec);
           if (nodeName) spec.template.spec!.nodeName = nodeName;
         }, { removeWhenDone: true });
@@ -567,28 +374,28 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
 
   async stopMembers(names: string[], ctx: StepContext): Promise<void> {
     this.requireAll(names);
-    const sts = await this.scaleDown('apps/v1', 'StatefulSet', this.contract.etcd.statefulSet, this.ns);
+    const sts = await this.workloads.scaleDown(this.statefulSetRef());
     ctx.progress(`scaled statefulset ${this.ns}/${this.contract.etcd.statefulSet} to 0; waiting for its pods to terminate`);
-    await this.waitNoPods(`statefulset ${this.ns}/${this.contract.etcd.statefulSet}`, sts, this.ns, ctx);
+    await this.workloads.waitNoPods(`statefulset ${this.ns}/${this.contract.etcd.statefulSet}`, sts, this.ns, ctx);
   }
 
   async areStopped(names: string[]): Promise<boolean> {
     this.requireAll(names);
     const sts = await this.readStatefulSet();
-    return sts.spec?.replicas === 0 && !(await this.podsOf(sts, this.ns)).length;
+    return sts.spec?.replicas === 0 && !(await this.workloads.podsOf(sts, this.ns)).length;
   }
 
   async startMembers(names: string[], mode: { initialState: 'new' | 'existing' }, ctx: StepContext): Promise<void> {
     this.requireAll(names);
     if (mode.initialState !== 'new') throw new EtcdRecoverError('INTERNAL', 'joining members start through member-init on Kubernetes');
-    const n = await this.scaleUp('apps/v1', 'StatefulSet', this.contract.etcd.statefulSet, this.ns, this.contract.etcd.replicas);
+    const n = await this.workloads.scaleUp(this.statefulSetRef(), this.contract.etcd.replicas);
     ctx.progress(`scaled statefulset ${this.ns}/${this.contract.etcd.statefulSet} back to ${n}`);
   }
 
   async areStarted(names: string[]): Promise<boolean> {
     const sts = await this.readStatefulSet();
     if (!sts.spec?.replicas) return false;
-    const pods = new Set(await this.podsOf(sts, this.ns));
+    const pods = new Set(await this.workloads.podsOf(sts, this.ns));
     return names.every((n) => pods.has(n));
   }
 
@@ -649,7 +456,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
   async setAside(name: string, ctx: StepContext): Promise<void> {
     await this.ensurePvc(name, ctx);
     const args = ['agent', 'restore-member', '--phase', 'set-aside', '--recovery-id', ctx.recoveryId, '--member', name, '--quiet'];
-    await this.runJob(ctx.recoveryId, `aside-${name}`, args, ctx, await this.volumeJobMutation(name), { removeWhenDone: true });
+    await this.jobs.run(ctx.recoveryId, `aside-${name}`, args, ctx, this.jobs.volumeMutation(name, await this.readStatefulSet()), { removeWhenDone: true });
     ctx.progress(`${name}: old data set aside at ${this.asideLocation(name, ctx.recoveryId)}`);
   }
 
@@ -663,7 +470,7 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
       'agent', 'restore-member', '--phase', 'restore', '--recovery-id', ctx.recoveryId, '--member', name,
       '--snapshot', record.name, '--token', p.token, '--bump', String(p.bump), '--quiet',
     ];
-    await this.runJob(ctx.recoveryId, `restore-${name}`, args, ctx, await this.volumeJobMutation(name), { removeWhenDone: true });
+    await this.jobs.run(ctx.recoveryId, `restore-${name}`, args, ctx, this.jobs.volumeMutation(name, await this.readStatefulSet()), { removeWhenDone: true });
     ctx.progress(`${name}: restored ${record.name} (revision ${record.revision} + ${p.bump}) in the cluster`);
   }
 
@@ -672,34 +479,9 @@ export class KubernetesRecoveryTarget implements RecoveryTarget {
     const key = keyspaceReportKey(this.cluster, ctx.recoveryId);
     await ctx.catalog.store.delete(key, ctx.signal).catch(() => undefined);
     // A new Job each time: the keyspace is measured now, not when an earlier run measured it.
-    await this.runJob(ctx.recoveryId, `keyspace-${Date.now().toString(36)}`, ['agent', 'keyspace', '--recovery-id', ctx.recoveryId, ...(countAt !== undefined ? ['--count-at', String(countAt)] : []), '--quiet'], ctx);
+    await this.jobs.run(ctx.recoveryId, `keyspace-${Date.now().toString(36)}`, ['agent', 'keyspace', '--recovery-id', ctx.recoveryId, ...(countAt !== undefined ? ['--count-at', String(countAt)] : []), '--quiet'], ctx);
     const got = await readJson<Keyspace>(ctx.catalog.store, key, ctx.signal);
     if (!got) throw new EtcdRecoverError('INTERNAL', `the keyspace job succeeded but wrote no ${key}`);
     return got.value;
   }
-}
-
-/** Whether `o` already holds every field of a merge patch (null = absent). */
-function contains(o: unknown, patch: unknown): boolean {
-  if (patch === null) return o === undefined || o === null;
-  if (typeof patch !== 'object' || Array.isArray(patch)) return JSON.stringify(o) === JSON.stringify(patch);
-  if (typeof o !== 'object' || o === null) return false;
-  return Object.entries(patch as Record<string, unknown>).every(([k, v]) => contains((o as Record<string, unknown>)[k], v));
-}
-
-/**
- * Recovery Jobs are made from the backup CronJob's template, which mounts only the age key's public
- * `recipients` (a backup job never needs to decrypt). A recovery Job verifies and restores encrypted
- * backups: it gets the whole key Secret, and the identity file beside the recipients.
- */
-function openAgeKey(spec: NonNullable<V1Job['spec']>, secretName: string | undefined): void {
-  if (!secretName) return;
-  const pod = spec.template.spec!;
-  const volume = pod.volumes?.find((v) => v.secret?.secretName === secretName);
-  const c = pod.containers[0]!;
-  const mount = volume && c.volumeMounts?.find((m) => m.name === volume.name);
-  if (!volume || !mount) return;
-  delete volume.secret!.items;
-  const env = (c.env ?? []).filter((e) => e.name !== 'ETCD_RECOVER_AGE_IDENTITY_FILE');
-  c.env = [...env, { name: 'ETCD_RECOVER_AGE_IDENTITY_FILE', value: `${mount.mountPath}/identity` }];
 }

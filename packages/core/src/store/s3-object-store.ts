@@ -5,20 +5,14 @@ import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { PutObjectCommand, S3Client, S3ClientConfig, UploadPartCommand } from '@aws-sdk/client-s3';
-import { EtcdRecoverError, messageOf } from '../errors.js';
-import { crc32c } from '../crc32c.js';
-import { asBuffer } from '../streams.js';
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import { EtcdRecoverError } from '../errors.js';
 import { directGet, DirectGetDeclined, localhostLookup, type DirectGetRequest } from './direct-get.js';
 import type { GetOptions, ObjectInfo, ObjectStore, PutOptions, UploadOptions } from './object-store.js';
+import { isNotFound, s3Error } from './s3-errors.js';
+import { multipartUpload, type Sdk, type SseCustomer, type SseWrite } from './s3-upload.js';
 import { normalizePrefix, readCredentialsFile, sseCustomerKey, validateS3Config, type S3Config } from './s3-config.js';
 
-/** SSE parameters of a write (PutObject, CreateMultipartUpload). */
-type SseWrite = { ServerSideEncryption?: 'AES256' | 'aws:kms'; SSEKMSKeyId?: string } & SseCustomer;
-/** SSE-C parameters, which every request on an SSE-C object repeats (GetObject, HeadObject, UploadPart, CompleteMultipartUpload). */
-type SseCustomer = { SSECustomerAlgorithm?: 'AES256'; SSECustomerKey?: string };
-
-type Sdk = typeof import('@aws-sdk/client-s3');
 let sdkModules: Promise<[Sdk, typeof import('@smithy/node-http-handler')]> | undefined;
 /**
  * The AWS SDK is loaded on first use, not with this module: it costs ~30 MB of
@@ -26,31 +20,6 @@ let sdkModules: Promise<[Sdk, typeof import('@smithy/node-http-handler')]> | und
  * --file, agent steps, status) never need.
  */
 const loadSdk = () => (sdkModules ??= Promise.all([import('@aws-sdk/client-s3'), import('@smithy/node-http-handler')]));
-
-type BuildArgs = { request: unknown };
-type BuildStack = {
-  add(mw: (next: (args: BuildArgs) => Promise<unknown>) => (args: BuildArgs) => Promise<unknown>, opts: { step: 'build'; name: string }): void;
-};
-/**
- * A part that carries its CRC-32C is sent with an unsigned payload
- * (`x-amz-content-sha256: UNSIGNED-PAYLOAD`, what the SDK already does over
- * HTTPS): the store checks the CRC-32C, and neither side spends a SHA-256 pass
- * over every byte for a digest that only duplicates it. The request itself
- * stays signed. Without a checksum (checksumMode "when_required") the payload
- * hash is kept, so plain-HTTP uploads always carry an integrity check.
- */
-function unsignedWhenChecksummed<C extends UploadPartCommand | PutObjectCommand>(command: C): C {
-  if (!command.input.ChecksumCRC32C) return command;
-  (command.middlewareStack as unknown as BuildStack).add(
-    (next) => async (args) => {
-      const request = args.request as { headers?: Record<string, string> };
-      if (request.headers) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
-      return next(args);
-    },
-    { step: 'build', name: 'etcdRecoverUnsignedPayload' },
-  );
-  return command;
-}
 
 /** ObjectStore over any S3-compatible service, through the AWS SDK v3. */
 export class S3ObjectStore implements ObjectStore {
@@ -156,113 +125,21 @@ export class S3ObjectStore implements ObjectStore {
     void this.connected?.then((c) => c.client.destroy(), () => undefined);
   }
 
-  /**
-   * Multipart upload of a stream of unknown length with bounded memory: parts
-   * of `partSize` are filled by copying the incoming chunks once, and at most
-   * `queueSize` are in flight. Each part carries its CRC-32C (computed natively)
-   * so the store verifies what it received — unless checksumMode is
-   * "when_required", for stores that reject the newer checksums. A body shorter
-   * than one part becomes a single PUT. On any failure the multipart upload is
-   * aborted, so no parts linger.
-   */
+  /** A stream of unknown length in bounded memory: see multipartUpload. */
   async upload(key: string, body: AsyncIterable<Uint8Array>, opts: UploadOptions = {}): Promise<{ size: number; etag?: string }> {
     const { client, sdk } = await this.connect();
-    const partSize = this.config.partSize ?? 5 * 1024 * 1024;
-    const queueSize = this.config.queueSize ?? 1;
-    const checksums = this.config.checksumMode !== 'when_required';
-    const Key = this.k(key);
-    const signal = opts.signal;
-    const common = {
-      Bucket: this.bucket,
-      Key,
-      ContentType: opts.contentType ?? 'application/octet-stream',
-      ...(opts.metadata ? { Metadata: opts.metadata } : {}),
-      ...this.#sseWrite,
-    };
-    let uploadId: string | undefined;
-    const parts: { ETag: string; PartNumber: number; ChecksumCRC32C?: string }[] = [];
-    const inflight = new Set<Promise<void>>();
-    let failure: unknown;
-    let size = 0;
-    let sent = 0;
-    let partNumber = 0;
-    // Part buffers are pooled: exactly queueSize + 1 of them exist, whatever the object's size
-    // (left to the GC, finished parts would pile up in the old generation first).
-    const pool: Buffer[] = [];
-    const take = () => pool.pop() ?? Buffer.allocUnsafe(partSize);
-    let buf = take();
-    let fill = 0;
-
-    const sendPart = (data: Buffer, n: number, owner: Buffer): void => {
-      const crc = checksums ? crc32cBase64(data) : undefined;
-      const p = (async () => {
-        const r = await client.send(
-          unsignedWhenChecksummed(new sdk.UploadPartCommand({ Bucket: this.bucket, Key, UploadId: uploadId, PartNumber: n, Body: data, ContentLength: data.length, ...(crc ? { ChecksumCRC32C: crc } : {}), ...this.#sseCustomer })),
-          { abortSignal: signal },
-        );
-        parts[n - 1] = { ETag: r.ETag!, PartNumber: n, ...(crc ? { ChecksumCRC32C: crc } : {}) };
-        sent += data.length;
-        pool.push(owner);
-        opts.onProgress?.({ bytes: sent });
-      })();
-      const tracked = p.then(
-        () => void inflight.delete(tracked),
-        (e) => {
-          inflight.delete(tracked);
-          failure ??= e;
-        },
-      );
-      inflight.add(tracked);
-    };
-    const flush = async (): Promise<void> => {
-      if (!uploadId) {
-        const r = await client.send(new sdk.CreateMultipartUploadCommand({ ...common, ...(checksums ? { ChecksumAlgorithm: 'CRC32C' } : {}) }), { abortSignal: signal });
-        uploadId = r.UploadId;
-      }
-      // Wait for a free slot only now that the next part is full: the part before it uploaded
-      // while this one filled.
-      while (inflight.size >= queueSize) await Promise.race(inflight);
-      if (failure) throw failure;
-      sendPart(buf.subarray(0, fill), ++partNumber, buf);
-      buf = take();
-      fill = 0;
-    };
-
-    try {
-      for await (const c of body) {
-        const chunk = asBuffer(c);
-        size += chunk.length;
-        for (let off = 0; off < chunk.length; ) {
-          const n = Math.min(partSize - fill, chunk.length - off);
-          chunk.copy(buf, fill, off, off + n);
-          fill += n;
-          off += n;
-          if (fill === partSize) await flush();
-        }
-      }
-      if (!uploadId) {
-        const data = buf.subarray(0, fill);
-        const crc = checksums ? crc32cBase64(data) : undefined;
-        const r = await client.send(unsignedWhenChecksummed(new sdk.PutObjectCommand({ ...common, Body: data, ContentLength: data.length, ...(crc ? { ChecksumCRC32C: crc } : {}) })), { abortSignal: signal });
-        opts.onProgress?.({ bytes: size });
-        return { size, ...(r.ETag ? { etag: r.ETag } : {}) };
-      }
-      if (fill > 0) await flush();
-      while (inflight.size) await Promise.race(inflight);
-      if (failure) throw failure;
-      const r = await client.send(
-        new sdk.CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...this.#sseCustomer }),
-        { abortSignal: signal },
-      );
-      return { size, ...(r.ETag ? { etag: r.ETag } : {}) };
-    } catch (e) {
-      await Promise.allSettled(inflight);
-      if (uploadId) {
-        await client.send(new sdk.AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId })).catch(() => undefined);
-      }
-      if (e instanceof EtcdRecoverError) throw e;
-      throw this.mapError(e, `uploading ${key}`);
-    }
+    return multipartUpload({
+      client,
+      sdk,
+      bucket: this.bucket,
+      objectKey: this.k(key),
+      partSize: this.config.partSize ?? 5 * 1024 * 1024,
+      queueSize: this.config.queueSize ?? 1,
+      checksums: this.config.checksumMode !== 'when_required',
+      sseWrite: this.#sseWrite,
+      sseCustomer: this.#sseCustomer,
+      mapError: (e) => this.mapError(e, `uploading ${key}`),
+    }, body, opts);
   }
 
   async put(key: string, body: Buffer | string, opts: PutOptions = {}): Promise<boolean> {
@@ -467,101 +344,8 @@ export class S3ObjectStore implements ObjectStore {
 
   /** One clear line naming the problem; never includes credentials or the SSE-C key. */
   mapError(e: unknown, doing: string): EtcdRecoverError {
-    if (e instanceof EtcdRecoverError) return e;
-    const mapped = this.classify(e, doing);
-    if (!this.#secrets.some((k) => mapped.message.includes(k))) return mapped;
-    const redact = (t: string) => this.#secrets.reduce((acc, k) => acc.split(k).join('[redacted]'), t);
-    return new EtcdRecoverError(mapped.code, redact(mapped.message), { cause: e, retryable: mapped.retryable, ...(mapped.hint ? { hint: redact(mapped.hint) } : {}) });
+    return s3Error(e, doing, { bucket: this.bucket, prefix: this.prefix, ...(this.config.endpoint ? { endpoint: this.config.endpoint } : {}), ...(this.config.sse ? { sse: this.config.sse } : {}), secrets: this.#secrets });
   }
-
-  /** The failures that come from server-side encryption, named as such (or undefined). */
-  private sseProblem(name: string, status: number | undefined, doing: string, message: string, where: string, e: unknown): EtcdRecoverError | undefined {
-    const sse = this.config.sse;
-    if (KMS_ERROR.test(name)) {
-      const key = sse?.mode === 'SSE-KMS' && sse.kmsKeyId ? `the SSE-KMS key "${sse.kmsKeyId}"` : sse?.mode === 'SSE-KMS' ? "the bucket's default SSE-KMS key" : "the object's KMS key";
-      return new EtcdRecoverError('CONFIG', `${doing}: ${key} cannot be used at ${where} (${name}${message && message !== name ? `: ${message}` : ''})`, {
-        cause: e,
-        hint: 'name a KMS key the store has and these credentials may use (kms:GenerateDataKey, kms:Decrypt)',
-      });
-    }
-    if (status !== 400 || !/^(reading|inspecting) /.test(doing)) return undefined;
-    // A HEAD answer has no body: a 400 to it is how S3 refuses SSE-C parameters that do not fit the object.
-    const bodiless = /^inspecting /.test(doing) && ['Unknown', 'BadRequest', '400', ''].includes(name);
-    if (sse?.mode !== 'SSE-C' && (/Server Side Encryption/i.test(message) || bodiless)) {
-      return new EtcdRecoverError('ENCRYPTION_KEY', `${doing}: the object is encrypted with a customer-provided key (SSE-C) and none is configured${bodiless ? ' (HTTP 400 to HEAD)' : ''}`, {
-        cause: e,
-        hint: 'configure the SSE-C key the backups were written with',
-      });
-    }
-    if (sse?.mode === 'SSE-C' && (/encryption parameters are not applicable/i.test(message) || bodiless)) {
-      return new EtcdRecoverError('ENCRYPTION_KEY', `${doing}: the object is not encrypted with a customer-provided key (SSE-C), but one is configured${bodiless ? ' (HTTP 400 to HEAD)' : ''}`, {
-        cause: e,
-        hint: 'objects written before SSE-C was configured are read without it: use a configuration without the SSE-C key for them',
-      });
-    }
-    return undefined;
-  }
-
-  private classify(e: unknown, doing: string): EtcdRecoverError {
-    const err = e as { name?: string; code?: string; Code?: string; $metadata?: { httpStatusCode?: number }; cause?: { code?: string } };
-    const name = err.name ?? err.Code ?? '';
-    const status = err.$metadata?.httpStatusCode;
-    const netCode = err.code ?? err.cause?.code ?? '';
-    const where = this.config.endpoint ?? 'AWS S3';
-    if (name === 'AbortError') return new EtcdRecoverError('ABORTED', `${doing}: aborted`, { cause: e });
-    const sse = this.sseProblem(name, status, doing, messageOf(e), where, e);
-    if (sse) return sse;
-    if (name === 'NoSuchBucket' || (status === 404 && /bucket/i.test(doing))) {
-      return new EtcdRecoverError('BUCKET_NOT_FOUND', `bucket "${this.bucket}" does not exist at ${where}`, {
-        cause: e,
-        hint: 'create it (the Pulumi component can) or pass the right --bucket / --s3-endpoint',
-      });
-    }
-    if (name === 'NoSuchKey' || name === 'NotFound' || status === 404) {
-      return new EtcdRecoverError('SNAPSHOT_NOT_FOUND', `${doing}: not found in s3://${this.bucket}/${this.prefix}`, { cause: e });
-    }
-    if (['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidToken', 'ExpiredToken', 'CredentialsProviderError'].includes(name) || status === 403 || status === 401) {
-      const what = name === 'SignatureDoesNotMatch' ? 'the secret key is wrong' : name === 'InvalidAccessKeyId' ? 'the access key id is unknown' : name === 'CredentialsProviderError' ? 'no credentials were found' : 'access was denied';
-      // S3 answers a read with an SSE-C key other than the object's with the same 403 as a policy refusal.
-      const ssecRead = what === 'access was denied' && this.config.sse?.mode === 'SSE-C' && /^(reading|inspecting) /.test(doing);
-      return new EtcdRecoverError('ACCESS_DENIED', `${doing} at ${where}: ${ssecRead ? 'access was denied, or the SSE-C key is not the one the object was written with' : what} (bucket "${this.bucket}")`, {
-        cause: e,
-        hint: `${ssecRead ? 'check the SSE-C key the backups were written with, then ' : 'check '}the S3 credentials (--s3-credentials-file, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and the bucket policy`,
-      });
-    }
-    if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EPIPE|ENETUNREACH|EHOSTUNREACH|socket hang up|TimeoutError/i.test(`${netCode} ${name} ${messageOf(e)}`)) {
-      return new EtcdRecoverError('STORE_UNREACHABLE', `${doing}: S3 endpoint ${where} is unreachable (${netCode || name || messageOf(e)})`, {
-        cause: e,
-        hint: 'check --s3-endpoint and that the object store is up; the operation can be retried',
-      });
-    }
-    if (status !== undefined && status >= 500) {
-      return new EtcdRecoverError('STORE_UNREACHABLE', `${doing}: the object store answered ${status} ${name}`, { cause: e, retryable: true });
-    }
-    if (/self[- ]signed|certificate|UNABLE_TO_VERIFY/i.test(`${netCode} ${messageOf(e)}`)) {
-      return new EtcdRecoverError('STORE_UNREACHABLE', `${doing}: TLS to ${where} failed (${netCode || messageOf(e)})`, {
-        cause: e,
-        retryable: false,
-        hint: 'pass the endpoint CA bundle with --s3-ca-file',
-      });
-    }
-    return new EtcdRecoverError('STORE_ERROR', `${doing}: ${name || 'error'}: ${messageOf(e)}`, { cause: e });
-  }
-}
-
-function isNotFound(e: unknown): boolean {
-  const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
-  // A KMS key that is gone answers 404 too (MinIO: kms:KeyNotFound): that is no missing object.
-  return err.name === 'NoSuchKey' || err.name === 'NotFound' || (err.$metadata?.httpStatusCode === 404 && err.name !== 'NoSuchBucket' && !KMS_ERROR.test(err.name ?? ''));
-}
-
-/** Errors of the store's KMS: AWS "KMS.NotFoundException", "KMS.DisabledException"…; MinIO "kms:KeyNotFound"… */
-const KMS_ERROR = /^kms[.:]/i;
-
-function crc32cBase64(data: Buffer): string {
-  const out = Buffer.allocUnsafe(4);
-  out.writeUInt32BE(crc32c(data) >>> 0);
-  return out.toString('base64');
 }
 
 /** RFC 3986 encoding of one path segment, as S3 signs it (no double encoding). */
