@@ -1,6 +1,6 @@
 import * as pulumi from '@pulumi/pulumi';
 import * as k8s from '@pulumi/kubernetes';
-import type { ResolvedArgs } from './args.js';
+import type { ResolvedArgs } from './resolve-args.js';
 
 type Container = k8s.types.input.core.v1.Container;
 

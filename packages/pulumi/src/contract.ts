@@ -1,5 +1,5 @@
 import { CONTRACT_API_VERSION, CONTRACT_KIND, memberURLs, type RecoveryContract } from '@etcd-recover/core';
-import type { ResolvedArgs } from './args.js';
+import type { ResolvedArgs } from './resolve-args.js';
 import { DATA_DIR, MOUNT, PORTS, namesFor } from './names.js';
 
 export function podLabels(r: ResolvedArgs): Record<string, string> {

@@ -1,7 +1,8 @@
 import * as pulumi from '@pulumi/pulumi';
 import * as k8s from '@pulumi/kubernetes';
 import { CLUSTER_LABEL, CONTRACT_KEY, CONTRACT_LABEL } from '@etcd-recover/core';
-import { resolveArgs, type EtcdClusterArgs, type ResolvedArgs } from './args.js';
+import type { EtcdClusterArgs } from './args.js';
+import { resolveArgs, type ResolvedArgs } from './resolve-args.js';
 import { S3Bucket } from './bucket/index.js';
 import { buildContract, podLabels } from './contract.js';
 import { createJobs } from './jobs.js';

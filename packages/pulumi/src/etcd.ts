@@ -1,6 +1,6 @@
 import * as pulumi from '@pulumi/pulumi';
 import * as k8s from '@pulumi/kubernetes';
-import type { ResolvedArgs } from './args.js';
+import type { ResolvedArgs } from './resolve-args.js';
 import { buildContract, podLabels } from './contract.js';
 import { sseCustomerKeyMount } from './jobs.js';
 import { AGE_DIR, AGE_VOLUME, CONFIG_FILE, DATA_DIR, MOUNT, PORTS, TLS_DIR, namesFor } from './names.js';

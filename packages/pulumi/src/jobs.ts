@@ -1,6 +1,6 @@
 import * as pulumi from '@pulumi/pulumi';
 import * as k8s from '@pulumi/kubernetes';
-import type { ResolvedArgs } from './args.js';
+import type { ResolvedArgs } from './resolve-args.js';
 import { podLabels } from './contract.js';
 import { SSE_C_SECRET_KEY } from '@etcd-recover/core';
 import { AGE_DIR, AGE_VOLUME, SSE_C_DIR, SSE_C_VOLUME, TLS_DIR, namesFor } from './names.js';

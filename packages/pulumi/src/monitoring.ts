@@ -1,6 +1,6 @@
 import * as pulumi from '@pulumi/pulumi';
 import * as k8s from '@pulumi/kubernetes';
-import type { ResolvedArgs } from './args.js';
+import type { ResolvedArgs } from './resolve-args.js';
 import { namesFor } from './names.js';
 import { agentDeployment } from './agent-deployment.js';
 

@@ -6,6 +6,8 @@ export * from './target.js';
 export * from './restore-point.js';
 export * from './executor.js';
 export * from './recover.js';
+export { abandonRecovery, describeOpenJournal, destructiveStarted, resumeConflicts } from './resume.js';
+export { refusePlannedVersions, snapshotVersionEvidence, targetEtcdVersion } from './restore-versions.js';
 export * from './heal.js';
 export * from './member-data.js';
 export * from './keyspace.js';

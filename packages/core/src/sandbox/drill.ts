@@ -8,7 +8,7 @@ import { RecoveryLock } from '../lock.js';
 import { newRecoveryId, planQuorumRestore } from '../recovery/plan.js';
 import { computeRevisionBump } from '../recovery/revision-bump.js';
 import { backupRestorePoint } from '../recovery/restore-point.js';
-import { snapshotVersionEvidence } from '../recovery/recover.js';
+import { snapshotVersionEvidence } from '../recovery/restore-versions.js';
 import { planVersions, refuseVersionMismatch } from '../recovery/version-check.js';
 import { findEtcdBinaries } from '../binaries.js';
 import { Catalog, isTrusted, type SnapshotRecord } from '../snapshot/catalog.js';
