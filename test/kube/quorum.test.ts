@@ -1,13 +1,12 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
 import { AppsV1Api, BatchV1Api, CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import { Journal, S3ObjectStore, layout, type Sandbox } from '@etcd-recover/core';
 import { applyManifests, waitFor, KUBE_VERSION, type ControlPlane } from '../support/kube/index.js';
 import { declaredCluster, loseMembers as loseMembersOf, memberIPs as memberIPsOf, writeKeys } from '../support/declared-cluster.js';
 import { stopSandbox } from '../support/sandbox.js';
-import { hostedFrontDoor, hostedKubeconfig, hostedRequest } from '../support/hosted-apiserver.js';
+import { hostedApiserverManifests, hostedFrontDoor, hostedKubeconfig, hostedRequest } from '../support/hosted-apiserver.js';
 import { json, runCli, type CliResult } from '../support/cli.js';
 
 const NS = 'hcp-q';
@@ -449,7 +448,6 @@ function bucket(store: Sandbox): S3ObjectStore {
 
 /** The hosted control plane: a kube-apiserver whose only storage is the etcd above, and the object the contract pauses. */
 function hostedControlPlane(): Record<string, any>[] {
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
   const labels = { app: 'kube-apiserver' };
   const kcmLabels = { app: KCM };
   return [
@@ -483,55 +481,8 @@ function hostedControlPlane(): Record<string, any>[] {
         },
       },
     },
-    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'hosted-sa', namespace: NS }, stringData: { 'sa.pub': publicKey, 'sa.key': privateKey, 'tokens.csv': `${HOSTED_TOKEN},admin,admin,system:masters\n` } },
-    {
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name: 'kube-apiserver', namespace: NS, labels },
-      spec: {
-        replicas: 1,
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels },
-          spec: {
-            containers: [
-              {
-                name: 'kube-apiserver',
-                image: `registry.k8s.io/kube-apiserver:${KUBE_VERSION}`,
-                command: ['kube-apiserver'],
-                args: [
-                  `--etcd-servers=${MEMBERS.map((m) => `http://${m}.etcd-discovery.${NS}.svc:2379`).join(',')}`,
-                  '--secure-port=6443',
-                  '--advertise-address=$(POD_IP)',
-                  '--cert-dir=/var/run/kube-apiserver',
-                  '--service-account-issuer=https://kubernetes.default.svc',
-                  '--service-account-key-file=/etc/hosted-sa/sa.pub',
-                  '--service-account-signing-key-file=/etc/hosted-sa/sa.key',
-                  '--service-cluster-ip-range=10.96.0.0/16',
-                  '--authorization-mode=AlwaysAllow',
-                  '--token-auth-file=/etc/hosted-sa/tokens.csv',
-                  '--enable-priority-and-fairness=false',
-                  '--profiling=false',
-                  '--v=1',
-                ],
-                env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
-                ports: [{ name: 'https', containerPort: 6443 }],
-                // With AlwaysAllow the API server refuses anonymous requests (401): the probe presents the token.
-                readinessProbe: { httpGet: { path: '/readyz', port: 6443, scheme: 'HTTPS', httpHeaders: [{ name: 'Authorization', value: `Bearer ${HOSTED_TOKEN}` }] }, periodSeconds: 2 },
-                volumeMounts: [
-                  { name: 'sa', mountPath: '/etc/hosted-sa', readOnly: true },
-                  { name: 'certs', mountPath: '/var/run/kube-apiserver' },
-                ],
-              },
-            ],
-            volumes: [
-              { name: 'sa', secret: { secretName: 'hosted-sa' } },
-              { name: 'certs', emptyDir: {} },
-            ],
-          },
-        },
-      },
-    },
+    // The hosted API server, without an encryption configuration (companions.test.ts restores one).
+    ...hostedApiserverManifests({ namespace: NS, members: MEMBERS, token: HOSTED_TOKEN, encryptSecrets: false }),
   ];
 }
 

@@ -6,10 +6,12 @@ import { KUBE_VERSION, waitFor, type ControlPlane } from './kube/index.js';
 
 /**
  * A hosted kube-apiserver (as HyperShift runs one) storing its objects in the declared etcd, with
- * what a restore cannot do without: a service-account signing key and an encryption configuration
- * that encrypts Secrets at rest (aescbc) — both in Secrets of the namespace. A static admin token.
+ * what a restore cannot do without: a service-account signing key and (unless `encryptSecrets` is
+ * false) an encryption configuration that encrypts Secrets at rest (aescbc) — both in Secrets of the
+ * namespace. A static admin token.
  */
-export function hostedApiserverManifests(o: { namespace: string; members: string[]; token: string }): Record<string, any>[] {
+export function hostedApiserverManifests(o: { namespace: string; members: string[]; token: string; encryptSecrets?: boolean }): Record<string, any>[] {
+  const encrypt = o.encryptSecrets !== false;
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
   const aescbc = randomBytes(32).toString('base64');
   const encryption = [
@@ -29,7 +31,7 @@ export function hostedApiserverManifests(o: { namespace: string; members: string
   const ns = o.namespace;
   return [
     { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'hosted-sa', namespace: ns }, stringData: { 'sa.pub': publicKey, 'sa.key': privateKey, 'tokens.csv': `${o.token},admin,admin,system:masters\n` } },
-    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'hosted-encryption', namespace: ns }, stringData: { 'config.yaml': encryption } },
+    ...(encrypt ? [{ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'hosted-encryption', namespace: ns }, stringData: { 'config.yaml': encryption } }] : []),
     {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
@@ -53,7 +55,7 @@ export function hostedApiserverManifests(o: { namespace: string; members: string
                   '--service-account-issuer=https://kubernetes.default.svc',
                   '--service-account-key-file=/etc/hosted-sa/sa.pub',
                   '--service-account-signing-key-file=/etc/hosted-sa/sa.key',
-                  '--encryption-provider-config=/etc/hosted-encryption/config.yaml',
+                  ...(encrypt ? ['--encryption-provider-config=/etc/hosted-encryption/config.yaml'] : []),
                   '--service-cluster-ip-range=10.96.0.0/16',
                   '--authorization-mode=AlwaysAllow',
                   '--token-auth-file=/etc/hosted-sa/tokens.csv',
@@ -63,17 +65,18 @@ export function hostedApiserverManifests(o: { namespace: string; members: string
                 ],
                 env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
                 ports: [{ name: 'https', containerPort: 6443 }],
-                readinessProbe: { httpGet: { path: '/readyz', port: 6443, scheme: 'HTTPS' }, periodSeconds: 2 },
+                // With AlwaysAllow the API server refuses anonymous requests (401): the probe presents the token.
+                readinessProbe: { httpGet: { path: '/readyz', port: 6443, scheme: 'HTTPS', httpHeaders: [{ name: 'Authorization', value: `Bearer ${o.token}` }] }, periodSeconds: 2 },
                 volumeMounts: [
                   { name: 'sa', mountPath: '/etc/hosted-sa', readOnly: true },
-                  { name: 'encryption', mountPath: '/etc/hosted-encryption', readOnly: true },
+                  ...(encrypt ? [{ name: 'encryption', mountPath: '/etc/hosted-encryption', readOnly: true }] : []),
                   { name: 'certs', mountPath: '/var/run/kube-apiserver' },
                 ],
               },
             ],
             volumes: [
               { name: 'sa', secret: { secretName: 'hosted-sa' } },
-              { name: 'encryption', secret: { secretName: 'hosted-encryption' } },
+              ...(encrypt ? [{ name: 'encryption', secret: { secretName: 'hosted-encryption' } }] : []),
               { name: 'certs', emptyDir: {} },
             ],
           },

@@ -134,13 +134,8 @@ export class MemberCatcher {
   }
 
   private rootLeaf(p: Buffer, base: number): void {
-    const count = u16(p, base + 10);
-    for (let i = 0; i < count; i++) {
-      const e = base + 16 + 16 * i;
-      const kOff = e + u32(p, e + 4);
-      const ks = u32(p, e + 8);
-      const vs = u32(p, e + 12);
-      if (!(u32(p, e) & LEAF_FLAG_BUCKET) || p.toString('latin1', kOff, kOff + ks) !== 'members') continue;
+    for (const { flags, kOff, ks, vs } of leafElements(p, base)) {
+      if (!(flags & LEAF_FLAG_BUCKET) || p.toString('latin1', kOff, kOff + ks) !== 'members') continue;
       this.found = true;
       const root = u64(p, kOff + ks);
       if (root === 0) this.memberLeaf(p.subarray(kOff + ks + 16, kOff + ks + vs), 0);
@@ -149,12 +144,7 @@ export class MemberCatcher {
   }
 
   private memberLeaf(p: Buffer, base: number): void {
-    const count = u16(p, base + 10);
-    for (let i = 0; i < count; i++) {
-      const e = base + 16 + 16 * i;
-      const kOff = e + u32(p, e + 4);
-      const ks = u32(p, e + 8);
-      const vs = u32(p, e + 12);
+    for (const { kOff, ks, vs } of leafElements(p, base)) {
       const id = p.toString('latin1', kOff, kOff + ks);
       if (!/^[0-9a-f]{1,16}$/.test(id)) continue;
       this.ids.push(id);
@@ -177,4 +167,14 @@ export class MemberCatcher {
     if (!this.ids.length) return void (this.problem = 'bucket "members" is empty');
     return { ids: [...this.ids], names: [...this.names], learners: this.learners, derivedClusterId: clusterIdOf(this.ids) };
   }
+}
+
+/** The elements of the leaf page at `base` of `p` (bbolt's leafPageElement: flags, pos, ksize, vsize): its flags and where its key and value lie. */
+function leafElements(p: Buffer, base: number): { flags: number; kOff: number; ks: number; vs: number }[] {
+  const out = [];
+  for (let i = 0, count = u16(p, base + 10); i < count; i++) {
+    const e = base + 16 + 16 * i;
+    out.push({ flags: u32(p, e), kOff: e + u32(p, e + 4), ks: u32(p, e + 8), vs: u32(p, e + 12) });
+  }
+  return out;
 }
