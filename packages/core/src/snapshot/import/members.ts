@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { asBuffer } from '../../streams.js';
-import { FLAG_BRANCH, FLAG_LEAF, LEAF_FLAG_BUCKET, parseMeta, u16, u32, u64 } from '../verifier/bbolt-format.js';
+import { BUCKET_HEADER_SIZE, ELEMENT_SIZE, FLAG_BRANCH, FLAG_LEAF, LEAF_FLAG_BUCKET, PAGE_HEADER_SIZE, parseMeta, u16, u32, u64 } from '../verifier/bbolt-format.js';
 
 export interface MemberList {
   /** Member IDs (hex, as etcd prints them). */
@@ -126,7 +126,7 @@ export class MemberCatcher {
     const flags = u16(p, 8);
     const count = u16(p, 10);
     if (flags & FLAG_BRANCH) {
-      for (let i = 0; i < count; i++) this.want(u64(p, 16 + 16 * i + 8), w.role);
+      for (let i = 0; i < count; i++) this.want(u64(p, PAGE_HEADER_SIZE + ELEMENT_SIZE * i + 8), w.role);
     } else if (flags & FLAG_LEAF) {
       if (w.role === 'root') this.rootLeaf(p, 0);
       else this.memberLeaf(p, 0);
@@ -138,7 +138,7 @@ export class MemberCatcher {
       if (!(flags & LEAF_FLAG_BUCKET) || p.toString('latin1', kOff, kOff + ks) !== 'members') continue;
       this.found = true;
       const root = u64(p, kOff + ks);
-      if (root === 0) this.memberLeaf(p.subarray(kOff + ks + 16, kOff + ks + vs), 0);
+      if (root === 0) this.memberLeaf(p.subarray(kOff + ks + BUCKET_HEADER_SIZE, kOff + ks + vs), 0);
       else this.want(root, 'members');
     }
   }
@@ -173,7 +173,7 @@ export class MemberCatcher {
 function leafElements(p: Buffer, base: number): { flags: number; kOff: number; ks: number; vs: number }[] {
   const out = [];
   for (let i = 0, count = u16(p, base + 10); i < count; i++) {
-    const e = base + 16 + 16 * i;
+    const e = base + PAGE_HEADER_SIZE + ELEMENT_SIZE * i;
     out.push({ flags: u32(p, e), kOff: e + u32(p, e + 4), ks: u32(p, e + 8), vs: u32(p, e + 12) });
   }
   return out;
